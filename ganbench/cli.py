@@ -1,0 +1,163 @@
+"""The ``ganbench`` command line.
+
+Heavy imports (torch, mlflow) happen inside the commands that need them, so that
+``ganbench --help`` and ``ganbench plugins`` answer quickly.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+import ganbench
+from ganbench.errors import GanbenchError
+
+
+class _Group(click.Group):
+    """Turns ganbench's errors into click's one-line ``Error: ...`` and exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except GanbenchError as exc:
+            error = click.ClickException(str(exc))
+            error.exit_code = exc.exit_code
+            raise error from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(ganbench.__version__, prog_name="ganbench")
+def cli() -> None:
+    """Train, score and compare GANs; every run is tracked in MLflow."""
+
+
+@cli.command()
+@click.argument("architecture")
+@click.option(
+    "--dataset", "-d", required=True, help="Dataset plugin name (see `ganbench plugins`)."
+)
+@click.option("--resolution", "-r", type=int, help="Image size (default: the dataset's).")
+@click.option("--steps", type=int, help="Training steps (overrides epochs).")
+@click.option("--epochs", type=float, help="Passes over the split (overrides steps).")
+@click.option("--batch-size", "-b", type=int, help="Mini-batch size (DCGAN default: 128).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
+@click.option("--seed", type=int, help="Seed for weights, data order and samples (default 0).")
+@click.option(
+    "--set",
+    "assignments",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override any hyperparameter; repeatable.",
+)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    help="TOML file of hyperparameters (applied before --set).",
+)
+@click.option("--split", help="Dataset split to train on (default: train).")
+@click.option(
+    "--data-root", type=click.Path(file_okay=False), help="Folder holding the dataset's files."
+)
+@click.option("--experiment", default="ganbench", show_default=True, help="MLflow experiment.")
+@click.option("--run-name", help="MLflow run name (default: MLflow picks one).")
+@click.option(
+    "--tracking-uri",
+    envvar="MLFLOW_TRACKING_URI",
+    help="MLflow store or server. [default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db]",
+)
+@click.option("--progress/--no-progress", default=True, help="Show the progress bar.")
+def run(
+    architecture: str,
+    dataset: str,
+    resolution: int | None,
+    steps: int | None,
+    epochs: float | None,
+    batch_size: int | None,
+    device: str,
+    seed: int | None,
+    assignments: tuple[str, ...],
+    config_file: str | None,
+    split: str | None,
+    data_root: str | None,
+    experiment: str,
+    run_name: str | None,
+    tracking_uri: str | None,
+    progress: bool,
+) -> None:
+    """Train ARCHITECTURE on a dataset and log everything to MLflow.
+
+    \b
+    Example:
+      ganbench run dcgan --dataset digits
+      ganbench run dcgan --dataset digits --steps 200 --set lr=0.001 --set beta1=0.9
+    """
+    from ganbench import config as cfg
+    from ganbench.devices import resolve_device
+    from ganbench.plugins import load_registries
+    from ganbench.tracking import MlflowTracker, resolve_tracking_uri
+    from ganbench.training.plan import plan_run
+    from ganbench.training.runner import train
+
+    if steps is not None and epochs is not None:
+        raise click.UsageError("give --steps or --epochs, not both")
+    flags = {
+        "resolution": resolution,
+        "steps": steps,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "seed": seed,
+        "split": split,
+    }
+    layers = []
+    if config_file:
+        layers.append((config_file, cfg.load_toml(config_file)))
+    layers.append(("--set", cfg.parse_assignments(assignments)))
+    layers.append(("the command line", {k: v for k, v in flags.items() if v is not None}))
+    plan = plan_run(load_registries(), architecture, dataset, layers)
+    torch_device = resolve_device(device)
+    uri = resolve_tracking_uri(tracking_uri)
+    tracker = MlflowTracker(uri, experiment, run_name, tags=_provenance())
+    click.echo(
+        f"{tracker.describe()}: {plan.architecture.name} on {plan.dataset.name}"
+        f" at {plan.train.resolution}px, {torch_device}",
+        err=True,
+    )
+    result = train(plan, tracker, torch_device, data_root=data_root, show_progress=progress)
+    click.echo(f"finished {result.steps} steps: run {result.run_id}")
+    click.echo(
+        f"artifacts: {tracker.artifact_uri} (samples_final.png, loss_curves.png,"
+        " generator.pt, checkpoints/last.pt)"
+    )
+    click.echo(f"compare runs: mlflow ui --backend-store-uri {uri}")
+
+
+def _provenance() -> dict[str, str]:
+    from ganbench.provenance import run_tags
+
+    return run_tags()
+
+
+@cli.command()
+def plugins() -> None:
+    """List the loaded plugins, where each comes from and what it registers."""
+    from ganbench.plugins import load_registries
+
+    registries = load_registries()
+    for info in registries.plugins:
+        click.echo(f"{info.name}  ({info.source})")
+        if not info.registers:
+            click.echo("    registers nothing")
+        for kind, names in info.registers.items():
+            click.echo(f"    {kind}: {', '.join(names)}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="ganbench")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

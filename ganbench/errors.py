@@ -1,0 +1,66 @@
+"""The errors ganbench raises for the user, each one line that names the problem and the fix.
+
+The CLI turns them into ``Error: ...`` on stderr and an exit code: 2 for a usage error
+(something the user asked for that cannot be), 1 for a failure while doing valid work.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class GanbenchError(Exception):
+    """A failure while doing valid work (exit code 1)."""
+
+    exit_code = 1
+
+
+class UsageError(GanbenchError):
+    """The user asked for something that cannot be: unknown name, bad value (exit code 2)."""
+
+    exit_code = 2
+
+
+class UnknownNameError(UsageError, KeyError):
+    """A name that no plugin registered."""
+
+    def __init__(self, kind: str, name: str, available: Iterable[str]) -> None:
+        self.kind, self.name, self.available = kind, name, sorted(available)
+        close = difflib.get_close_matches(name, self.available, n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        listed = ", ".join(self.available) or "none"
+        super().__init__(
+            f"unknown {kind} {name!r}.{hint} Available: {listed}"
+            f" (`ganbench plugins` shows where each comes from)."
+        )
+
+    def __str__(self) -> str:  # KeyError would otherwise quote the whole message
+        return str(self.args[0])
+
+
+class DuplicateNameError(GanbenchError):
+    """Two plugins registered the same name: a broken installation, not a user typo."""
+
+    def __init__(self, kind: str, name: str, first: str, second: str) -> None:
+        self.kind, self.name, self.first, self.second = kind, name, first, second
+        super().__init__(
+            f"{kind} {name!r} is registered twice: by plugin {first!r} and by plugin {second!r}."
+            f" Uninstall one of them or block it with GANBENCH_DISABLE_PLUGINS={second}."
+        )
+
+
+class ConfigError(UsageError):
+    """A hyperparameter that does not exist or a value of the wrong type."""
+
+
+class TrainingDiverged(GanbenchError):
+    """Losses became NaN or infinite: the run cannot continue meaningfully."""
+
+
+class TrackingError(GanbenchError):
+    """The MLflow tracking store cannot be reached or written."""
+
+
+class CheckpointError(GanbenchError):
+    """A checkpoint or generator file is missing, truncated or not ours."""

@@ -1,0 +1,47 @@
+"""The hooks through which plugins extend ganbench.
+
+Every hook receives a registrar and is called with keyword arguments only, so a spec can
+gain arguments later without breaking existing plugins. Built-in plugins use exactly these
+hooks, found through the ``ganbench`` entry-point group like any third-party package.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from ganbench.interfaces import Architecture, Dataset, Metric
+    from ganbench.registry import Registrar
+
+PROJECT = "ganbench"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def ganbench_register_architectures(registry: Registrar[Architecture]) -> None:
+    """Register GAN architectures.
+
+    :param registry: call ``registry.add(architecture)`` with an
+        :class:`ganbench.interfaces.Architecture` instance for each architecture.
+    """
+
+
+@hookspec
+def ganbench_register_datasets(registry: Registrar[Dataset]) -> None:
+    """Register image datasets.
+
+    :param registry: call ``registry.add(dataset)`` with a
+        :class:`ganbench.interfaces.Dataset` instance for each dataset.
+    """
+
+
+@hookspec
+def ganbench_register_metrics(registry: Registrar[Metric]) -> None:
+    """Register sample-quality metrics.
+
+    :param registry: call ``registry.add(metric)`` with a
+        :class:`ganbench.interfaces.Metric` instance for each metric.
+    """

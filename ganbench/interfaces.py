@@ -1,0 +1,160 @@
+"""The interfaces plugins implement: architectures, datasets and metrics.
+
+The core codes against these alone and never imports a plugin. They import no torch at
+module level, so listing plugins or printing help stays fast.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+
+@dataclass(frozen=True)
+class ImageShape:
+    """Channels and square resolution of the images a model makes or a dataset yields."""
+
+    channels: int
+    resolution: int
+
+
+class GanModel(ABC):
+    """A built generator/discriminator pair with its optimizers and training step.
+
+    The model owns its training step (alternating D and G updates); the runner owns the
+    loop, devices, data and logging, so a new architecture or loss touches only its plugin.
+    """
+
+    generator: torch.nn.Module
+    discriminator: torch.nn.Module
+    z_dim: int
+
+    @abstractmethod
+    def sample_latent(
+        self, n: int, *, generator: torch.Generator | None = None, device: Any = None
+    ) -> torch.Tensor:
+        """Draw ``n`` latent vectors from the model's prior (reproducible with ``generator``)."""
+
+    @abstractmethod
+    def train_step(self, real: torch.Tensor) -> Mapping[str, torch.Tensor]:
+        """One D update then one G update on a batch of real images in [-1, 1].
+
+        Returns detached scalar tensors (at least ``loss_d``, ``loss_g``, ``d_real``,
+        ``d_fake``) left on the device: the runner reads them back only when it logs, so
+        the step never forces a host sync.
+        """
+
+    @abstractmethod
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume: networks and optimizer states."""
+
+    @abstractmethod
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+
+
+class Architecture(ABC):
+    """A GAN family (e.g. DCGAN) whose hyperparameters are a typed dataclass."""
+
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    #: The dataclass of this architecture's hyperparameters; its defaults are the paper's.
+    config_class: ClassVar[type]
+    #: Defaults this architecture sets for the runner's own settings (e.g. batch size).
+    train_defaults: ClassVar[Mapping[str, Any]] = {}
+
+    def preset(self, dataset: str) -> Mapping[str, Any]:
+        """Settings that differ from the defaults for ``dataset`` (only the differences)."""
+        return {}
+
+    @abstractmethod
+    def supported_resolutions(self) -> tuple[int, ...]:
+        """Image resolutions the architecture can be built for."""
+
+    @abstractmethod
+    def build(self, config: Any, shape: ImageShape) -> GanModel:
+        """A freshly initialised model for images of ``shape`` (on the CPU)."""
+
+    @abstractmethod
+    def build_generator(self, config: Any, shape: ImageShape) -> torch.nn.Module:
+        """The generator alone (to load a published generator's weights into)."""
+
+
+@dataclass
+class ImageArray:
+    """Images as the core consumes them: uint8 NCHW (possibly memory-mapped) plus labels.
+
+    Keeping uint8 until the batch is on its device makes data 4x smaller to move and lets
+    one prepared array serve any run; scaling to [-1, 1] happens on the device.
+    """
+
+    images: np.ndarray
+    labels: np.ndarray | None = None
+    #: Where the images came from, for the run's log (a path, a package, a cache file).
+    source: str = ""
+    class_names: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.images.ndim != 4 or str(self.images.dtype) != "uint8":
+            raise ValueError(
+                f"images must be a uint8 N x C x H x W array, got {self.images.dtype}"
+                f" with shape {tuple(self.images.shape)}"
+            )
+        if self.labels is not None and len(self.labels) != len(self.images):
+            raise ValueError(f"{len(self.labels)} labels for {len(self.images)} images")
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def shape(self) -> ImageShape:
+        return ImageShape(channels=self.images.shape[1], resolution=self.images.shape[2])
+
+
+@dataclass(frozen=True)
+class DatasetRequest:
+    """What a run asks a dataset for."""
+
+    split: str
+    resolution: int
+    root: str | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Dataset(ABC):
+    """An image dataset, described well enough for a user to cite and obtain it."""
+
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    channels: ClassVar[int]
+    #: None when the dataset has no labels.
+    num_classes: ClassVar[int | None]
+    default_resolution: ClassVar[int]
+    resolutions: ClassVar[tuple[int, ...]]
+    splits: ClassVar[tuple[str, ...]]
+    license: ClassVar[str]
+    citation: ClassVar[str]
+    #: How to obtain the files (download, by hand, ships with a package).
+    obtain: ClassVar[str]
+
+    @abstractmethod
+    def load(self, request: DatasetRequest) -> ImageArray:
+        """The images of one split at the asked resolution, uint8 in [0, 255]."""
+
+
+class Metric(ABC):
+    """A sample-quality metric (FID, IS, ...), computed from a generator and a dataset."""
+
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    higher_is_better: ClassVar[bool]
+
+    @abstractmethod
+    def compute(self, context: Any) -> Mapping[str, float]:
+        """Scores keyed by stable metric names (e.g. ``fid_50k``)."""

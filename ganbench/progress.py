@@ -1,0 +1,57 @@
+"""A training progress bar: step, losses, images/s, elapsed and ETA (rich, on stderr)."""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+
+class TrainingProgress:
+    """Context manager; ``enabled=False`` makes every call a no-op (tests, benchmarks)."""
+
+    def __init__(self, total: int, description: str, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[stats]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            disable=not enabled,
+        )
+        self._task = self._progress.add_task(description, total=total, stats="")
+
+    def __enter__(self) -> TrainingProgress:
+        self._progress.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._progress.stop()
+
+    def advance(self, step: int, stats: dict[str, float] | None = None) -> None:
+        if stats is None:
+            self._progress.update(self._task, completed=step)
+            return
+        text = "  ".join(
+            f"{k}={v:,.0f}" if k == "images_per_sec" else f"{k}={v:.3f}" for k, v in stats.items()
+        )
+        self._progress.update(
+            self._task, completed=step, stats=text.replace("images_per_sec", "img/s")
+        )

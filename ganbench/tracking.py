@@ -1,0 +1,172 @@
+"""Where a run's params, metrics, images and artifacts go: MLflow, or nowhere.
+
+``MlflowTracker`` talks to any MLflow store through ``MlflowClient`` (no fluent-API global
+run state). ``NullTracker`` keeps the runner free of MLflow for benchmarks and for the GPU
+machines, which do not have it installed.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ganbench.errors import TrackingError
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+DEFAULT_EXPERIMENT = "ganbench"
+
+
+class Tracker(Protocol):
+    """What the runner logs through."""
+
+    run_id: str
+
+    def log_params(self, params: Mapping[str, Any]) -> None: ...
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None: ...
+    def log_image(self, image: Image, key: str, step: int) -> None: ...
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None: ...
+    def set_tags(self, tags: Mapping[str, str]) -> None: ...
+    def finish(self, status: str) -> None: ...
+    def describe(self) -> str: ...
+
+
+def resolve_tracking_uri(uri: str | None) -> str:
+    """``--tracking-uri``, else ``MLFLOW_TRACKING_URI``, else the embedded SQLite store."""
+    return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+def check_reachable(uri: str, timeout: float = 5.0) -> None:
+    """Fail fast and clearly on a tracking server that does not answer.
+
+    MLflow's own client retries an unreachable server with back-off for minutes before it
+    gives up; a user who mistyped a port should know in seconds.
+    """
+    if uri.startswith(("http://", "https://")):
+        url = uri.rstrip("/") + "/health"
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response:
+                if response.status != 200:
+                    raise OSError(f"HTTP {response.status}")
+        except (OSError, urllib.error.URLError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise TrackingError(
+                f"cannot reach the MLflow tracking server at {uri} ({reason}). Start it"
+                f" (mlflow server --backend-store-uri sqlite:///mlflow.db --port PORT) or use"
+                f" the embedded store: --tracking-uri {DEFAULT_TRACKING_URI}"
+            ) from None
+    elif uri.startswith("sqlite:///"):
+        path = Path(uri.removeprefix("sqlite:///"))
+        folder = path.parent if str(path.parent) else Path(".")
+        if not folder.is_dir():
+            raise TrackingError(
+                f"the folder of the SQLite tracking store {uri} does not exist;"
+                f" create {folder} or pick another --tracking-uri"
+            )
+
+
+class MlflowTracker:
+    """One MLflow run, created on start and ended with a status by :meth:`finish`."""
+
+    def __init__(
+        self,
+        tracking_uri: str,
+        experiment: str = DEFAULT_EXPERIMENT,
+        run_name: str | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> None:
+        check_reachable(tracking_uri)
+        from mlflow import MlflowClient
+
+        self.tracking_uri = tracking_uri
+        try:
+            self.client = MlflowClient(tracking_uri=tracking_uri)
+            found = self.client.get_experiment_by_name(experiment)
+            experiment_id = (
+                found.experiment_id if found else self.client.create_experiment(experiment)
+            )
+            run = self.client.create_run(experiment_id, run_name=run_name, tags=dict(tags or {}))
+        except Exception as exc:
+            raise TrackingError(
+                f"cannot start an MLflow run in {tracking_uri} ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else ''}); check --tracking-uri"
+            ) from exc
+        self.experiment_id = experiment_id
+        self.run_id = run.info.run_id
+        self.run_name = run.info.run_name
+        self.artifact_uri = run.info.artifact_uri
+        self._finished = False
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, str(v)) for k, v in params.items()]
+        for start in range(0, len(items), 100):  # MLflow's per-request limit on params
+            self.client.log_batch(self.run_id, params=items[start : start + 100])
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, step) for k, v in metrics.items()]
+        self.client.log_batch(self.run_id, metrics=items)
+
+    def log_image(self, image: Image, key: str, step: int) -> None:
+        self.client.log_image(self.run_id, image, key=key, step=step)
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def finish(self, status: str) -> None:
+        """End the run as FINISHED, FAILED or KILLED (never leave it RUNNING)."""
+        if not self._finished:
+            self._finished = True
+            self.client.set_terminated(self.run_id, status=status)
+
+    def describe(self) -> str:
+        return f"MLflow run {self.run_id} ({self.run_name}) in {self.tracking_uri}"
+
+
+class NullTracker:
+    """Logs nothing; keeps the last values so that callers and tests can look at them."""
+
+    def __init__(self) -> None:
+        self.run_id = "none"
+        self.params: dict[str, Any] = {}
+        self.metrics: dict[str, list[tuple[int, float]]] = {}
+        self.tags: dict[str, str] = {}
+        self.status: str | None = None
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        self.params.update(params)
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        for k, v in metrics.items():
+            self.metrics.setdefault(k, []).append((step, float(v)))
+
+    def log_image(self, image: Image, key: str, step: int) -> None:
+        pass
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        pass
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        self.tags.update(tags)
+
+    def finish(self, status: str) -> None:
+        self.status = status
+
+    def describe(self) -> str:
+        return "no tracking"

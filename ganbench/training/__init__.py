@@ -1,0 +1,1 @@
+"""The training runner: plans a run from its inputs, trains, tracks."""

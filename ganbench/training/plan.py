@@ -1,0 +1,111 @@
+"""Turning what the user asked for into one resolved, validated run plan.
+
+Layers, each overriding the one before: the runner's defaults, the architecture's
+defaults, the architecture's preset for the dataset, a ``--config`` TOML file, ``--set``
+pairs, and last the dedicated CLI flags (``--steps``, ``--batch-size``, ...).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ganbench import config as cfg
+from ganbench.errors import ConfigError, UsageError
+from ganbench.interfaces import Architecture, Dataset
+from ganbench.plugins import Registries
+from ganbench.training.config import TrainConfig
+
+
+@dataclass
+class RunPlan:
+    """Everything a run needs, resolved: which plugins, and every hyperparameter."""
+
+    architecture: Architecture
+    dataset: Dataset
+    train: TrainConfig
+    model: Any
+
+    def params(self) -> dict[str, str]:
+        """Every hyperparameter, for MLflow."""
+        return {
+            "architecture": self.architecture.name,
+            "dataset": self.dataset.name,
+            **cfg.as_params(self.train),
+            **cfg.as_params(self.model),
+        }
+
+
+def plan_run(
+    registries: Registries,
+    architecture: str,
+    dataset: str,
+    layers: Sequence[tuple[str, Mapping[str, Any]]] = (),
+) -> RunPlan:
+    """Resolve names and layer the settings; ``layers`` are (source, values) pairs."""
+    arch = registries.architectures.get(architecture)
+    data = registries.datasets.get(dataset)
+    train_keys = set(cfg.field_names(TrainConfig))
+    model_keys = set(cfg.field_names(arch.config_class))
+    clash = train_keys & model_keys
+    if clash:
+        raise ConfigError(
+            f"architecture {arch.name!r} defines hyperparameters that clash with the"
+            f" runner's: {', '.join(sorted(clash))}; the plugin must rename them"
+        )
+    all_layers = [
+        (f"{arch.name}'s defaults", arch.train_defaults),
+        (f"{arch.name}'s preset for {data.name}", arch.preset(data.name)),
+        *layers,
+    ]
+    train, model = TrainConfig(), arch.config_class()
+    for source, values in all_layers:
+        unknown = [k for k in values if k not in train_keys | model_keys]
+        if unknown:
+            raise cfg.unknown_key(unknown[0], train_keys | model_keys, source)
+        train = cfg.apply(
+            train, {k: v for k, v in values.items() if k in train_keys}, source=source
+        )
+        model = cfg.apply(
+            model, {k: v for k, v in values.items() if k in model_keys}, source=source
+        )
+        given = [k for k in ("steps", "epochs") if values.get(k) is not None]
+        if len(given) == 2:
+            raise UsageError(f"{source} sets both steps and epochs; give one of them")
+        for key in given:  # the later-given of steps/epochs decides the length
+            other = "epochs" if key == "steps" else "steps"
+            train = dataclasses.replace(train, **{other: None})
+    if train.resolution is None:
+        train = dataclasses.replace(train, resolution=data.default_resolution)
+    _validate(arch, data, train)
+    return RunPlan(architecture=arch, dataset=data, train=train, model=model)
+
+
+def _validate(arch: Architecture, data: Dataset, train: TrainConfig) -> None:
+    r = train.resolution
+    if r not in arch.supported_resolutions():
+        raise UsageError(
+            f"{arch.name} cannot be built at resolution {r}; use one of"
+            f" {', '.join(map(str, arch.supported_resolutions()))}"
+        )
+    if r not in data.resolutions:
+        raise UsageError(
+            f"dataset {data.name} is not offered at resolution {r}; use one of"
+            f" {', '.join(map(str, data.resolutions))}"
+        )
+    if train.split not in data.splits:
+        raise UsageError(
+            f"dataset {data.name} has no split {train.split!r}; use one of {', '.join(data.splits)}"
+        )
+    for key in ("batch_size", "log_every", "grid_size"):
+        if getattr(train, key) < 1:
+            raise UsageError(f"{key} must be at least 1, not {getattr(train, key)}")
+    for key in ("sample_every", "checkpoint_every"):
+        if getattr(train, key) < 0:
+            raise UsageError(f"{key} must be 0 (automatic) or more, not {getattr(train, key)}")
+    if train.steps is not None and train.steps < 1:
+        raise UsageError(f"steps must be at least 1, not {train.steps}")
+    if train.epochs is not None and train.epochs <= 0:
+        raise UsageError(f"epochs must be more than 0, not {train.epochs}")

@@ -1,0 +1,204 @@
+"""The training loop: data on the device, alternating updates, tracking, checkpoints.
+
+The model owns its training step; this module owns the loop around it: what is logged
+when, where pictures and checkpoints go, and that a run always ends with a status.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ganbench import checkpoint
+from ganbench.errors import TrainingDiverged
+from ganbench.images import loss_curves, sample_grid
+from ganbench.interfaces import DatasetRequest, GanModel, ImageArray
+from ganbench.progress import TrainingProgress
+from ganbench.tracking import Tracker
+from ganbench.training.data import DeviceBatches
+from ganbench.training.plan import RunPlan
+
+SAMPLES_KEY = "samples"
+
+
+@dataclass
+class RunResult:
+    """What a finished run produced (paths are local copies, valid until cleanup)."""
+
+    run_id: str
+    steps: int
+    history: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    final_metrics: dict[str, float] = field(default_factory=dict)
+
+
+@contextmanager
+def tracked(tracker: Tracker) -> Iterator[Tracker]:
+    """End the run FINISHED on success, KILLED on Ctrl-C, FAILED on any error."""
+    try:
+        yield tracker
+    except KeyboardInterrupt:
+        tracker.finish("KILLED")
+        raise
+    except BaseException:
+        tracker.finish("FAILED")
+        raise
+    else:
+        tracker.finish("FINISHED")
+
+
+def total_steps(plan: RunPlan, steps_per_epoch: int) -> int:
+    if plan.train.steps is not None:
+        return plan.train.steps
+    return max(1, math.ceil(plan.train.epochs * steps_per_epoch))
+
+
+def train(
+    plan: RunPlan,
+    tracker: Tracker,
+    device: torch.device,
+    data_root: str | None = None,
+    show_progress: bool = True,
+) -> RunResult:
+    """Train ``plan`` on ``device``, logging to ``tracker``; the run ends with a status."""
+    with tracked(tracker), tempfile.TemporaryDirectory(prefix="ganbench-") as tmp:
+        cfg = plan.train
+        torch.manual_seed(cfg.seed)
+        data = plan.dataset.load(DatasetRequest(cfg.split, cfg.resolution, root=data_root))
+        model = plan.architecture.build(plan.model, data.shape)
+        model.to(device)  # type: ignore[attr-defined]
+        batches = DeviceBatches(data, cfg.batch_size, device, seed=cfg.seed + 1)
+        steps = total_steps(plan, batches.steps_per_epoch)
+        tracker.log_params(
+            {
+                **plan.params(),
+                "device": str(device),
+                "num_images": len(data),
+                "total_steps": steps,
+                "dataset_source": data.source,
+            }
+        )
+        tracker.set_tags(
+            {"ganbench.architecture": plan.architecture.name, "ganbench.dataset": plan.dataset.name}
+        )
+        loop = _Loop(plan, model, data, tracker, device, Path(tmp), steps)
+        return loop.run(iter(batches), show_progress)
+
+
+class _Loop:
+    """The state of one training loop (kept off ``train`` so each piece stays short)."""
+
+    def __init__(
+        self,
+        plan: RunPlan,
+        model: GanModel,
+        data: ImageArray,
+        tracker: Tracker,
+        device: torch.device,
+        workdir: Path,
+        steps: int,
+    ) -> None:
+        self.plan, self.model, self.data, self.tracker = plan, model, data, tracker
+        self.device, self.workdir, self.steps = device, workdir, steps
+        cfg = plan.train
+        self.sample_every = cfg.sample_every or max(1, steps // 10)
+        self.checkpoint_every = cfg.checkpoint_every or steps
+        fixed = torch.Generator().manual_seed(cfg.seed + 2)
+        self.fixed_z = model.sample_latent(cfg.grid_size, generator=fixed).to(device)
+        self.history: dict[str, list[tuple[int, float]]] = {}
+
+    def run(self, batches: Iterator[torch.Tensor], show_progress: bool) -> RunResult:
+        cfg = self.plan.train
+        desc = f"{self.plan.architecture.name} on {self.plan.dataset.name}"
+        last = {}
+        with TrainingProgress(self.steps, desc, enabled=show_progress) as progress:
+            mark, mark_step = time.perf_counter(), 0
+            for step in range(1, self.steps + 1):
+                stats = self.model.train_step(next(batches))
+                if step % cfg.log_every == 0 or step == self.steps:
+                    now = time.perf_counter()
+                    last = self._log(
+                        stats, step, (step - mark_step) * cfg.batch_size / (now - mark)
+                    )
+                    mark, mark_step = now, step
+                    progress.advance(step, last)
+                else:
+                    progress.advance(step)
+                if step % self.sample_every == 0 and step != self.steps:
+                    self.tracker.log_image(self._grid(), SAMPLES_KEY, step)
+                if step % self.checkpoint_every == 0 and step != self.steps:
+                    self._checkpoint(step)
+        self._finish()
+        return RunResult(self.tracker.run_id, self.steps, self.history, last)
+
+    def _log(self, stats: Any, step: int, images_per_sec: float) -> dict[str, float]:
+        # The only host sync of the interval: all scalars come back in one transfer.
+        keys = list(stats)
+        values = dict(
+            zip(keys, torch.stack([stats[k].float() for k in keys]).tolist(), strict=True)
+        )
+        bad = {k: v for k, v in values.items() if not math.isfinite(v)}
+        if bad:
+            self.tracker.log_metrics({k: v for k, v in values.items() if k not in bad}, step)
+            which = ", ".join(f"{k}={v}" for k, v in bad.items())
+            raise TrainingDiverged(
+                f"training diverged at step {step}: {which}. Lower the learning rate"
+                " (--set lr=...) or check the data; the run is marked FAILED"
+            )
+        values["images_per_sec"] = images_per_sec
+        self.tracker.log_metrics(values, step)
+        for k, v in values.items():
+            self.history.setdefault(k, []).append((step, v))
+        return values
+
+    @torch.no_grad()
+    def _grid(self) -> Any:
+        G = self.model.generator
+        was_training = G.training
+        G.eval()  # batchnorm running statistics: each sample independent of the others
+        try:
+            return sample_grid(G(self.fixed_z))
+        finally:
+            G.train(was_training)
+
+    def _checkpoint(self, step: int) -> Path:
+        path = checkpoint.save_atomic(
+            {
+                "format": checkpoint.CHECKPOINT_FORMAT,
+                "step": step,
+                "plan": self.plan.params(),
+                "state": self.model.state_dict(),
+                "torch_rng": torch.get_rng_state(),
+            },
+            self.workdir / "last.pt",
+        )
+        self.tracker.log_artifact(path, "checkpoints")
+        return path
+
+    def _finish(self) -> None:
+        grid = self._grid()
+        self.tracker.log_image(grid, SAMPLES_KEY, self.steps)
+        grid_path = self.workdir / "samples_final.png"
+        grid.save(grid_path)
+        self.tracker.log_artifact(grid_path)
+        self.tracker.log_artifact(loss_curves(self.history, self.workdir / "loss_curves.png"))
+        self._checkpoint(self.steps)
+        generator = checkpoint.save_atomic(
+            {
+                "format": checkpoint.GENERATOR_FORMAT,
+                "architecture": self.plan.architecture.name,
+                "config": dict(vars(self.plan.model)),
+                "image_shape": [self.data.shape.channels, self.data.shape.resolution],
+                "steps": self.steps,
+                "state_dict": self.model.generator.state_dict(),
+            },
+            self.workdir / "generator.pt",
+        )
+        self.tracker.log_artifact(generator)

@@ -1,0 +1,46 @@
+"""The DCGAN architecture plugin (Radford, Metz, Chintala 2015, arXiv 1511.06434)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from importlib import resources
+from typing import Any
+
+import tomllib
+
+from ganbench.hookspecs import hookimpl
+from ganbench.interfaces import Architecture, GanModel, ImageShape
+from ganbench.registry import Registrar
+from ganbench_plugins.dcgan.config import RESOLUTIONS, DCGANConfig
+
+
+class DCGANArchitecture(Architecture):
+    name = "dcgan"
+    summary = "Deep convolutional GAN with the paper's architecture guidelines and settings"
+    config_class = DCGANConfig
+    #: Sec. 4: "mini-batch stochastic gradient descent (SGD) with a mini-batch size of 128".
+    train_defaults: Mapping[str, Any] = {"batch_size": 128}
+
+    def preset(self, dataset: str) -> Mapping[str, Any]:
+        path = resources.files(__package__).joinpath("presets", f"{dataset}.toml")
+        if not path.is_file():
+            return {}
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+
+    def supported_resolutions(self) -> tuple[int, ...]:
+        return RESOLUTIONS
+
+    def build(self, config: Any, shape: ImageShape) -> GanModel:
+        from ganbench_plugins.dcgan.model import DCGAN
+
+        return DCGAN(config, shape)
+
+    def build_generator(self, config: Any, shape: ImageShape) -> Any:
+        from ganbench_plugins.dcgan.networks import Generator
+
+        return Generator(config, shape.channels, shape.resolution)
+
+
+@hookimpl
+def ganbench_register_architectures(registry: Registrar[Architecture]) -> None:
+    registry.add(DCGANArchitecture())
