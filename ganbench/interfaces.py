@@ -36,6 +36,10 @@ class GanModel(ABC):
     z_dim: int
 
     @abstractmethod
+    def to(self, device: torch.device) -> GanModel:
+        """Move the networks (and any optimizer state) to ``device``; returns self."""
+
+    @abstractmethod
     def sample_latent(
         self, n: int, *, generator: torch.Generator | None = None, device: Any = None
     ) -> torch.Tensor:

@@ -110,7 +110,7 @@ def load_registries(pm: PluginManager | None = None) -> Registries:
         hook = getattr(pm.hook, f"ganbench_register_{kind}")
         # pluggy's own hook call does not say which plugin added what, which the duplicate
         # error must name, so each implementation gets a registrar bound to its plugin.
-        for impl in reversed(hook.get_hookimpls()):
+        for impl in hook.get_hookimpls():  # in registration order: built-ins first
             before = set(registry.names())
             impl.function(registry=Registrar(registry, impl.plugin_name))
             added = sorted(set(registry.names()) - before)

@@ -20,6 +20,12 @@ class TrainingProgress:
 
     def __init__(self, total: int, description: str, enabled: bool = True) -> None:
         self.enabled = enabled
+        self.total = total
+        console = Console(stderr=True)
+        # Without a terminal (CI logs, pipes) a live bar cannot redraw: print a plain line
+        # at every tenth of the run instead.
+        self._plain = enabled and not console.is_terminal
+        self._tenths_done = 0
         self._progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -28,8 +34,8 @@ class TrainingProgress:
             TimeElapsedColumn(),
             TextColumn("ETA"),
             TimeRemainingColumn(),
-            console=Console(stderr=True),
-            disable=not enabled,
+            console=console,
+            disable=not enabled or self._plain,
         )
         self._task = self._progress.add_task(description, total=total, stats="")
 
@@ -52,6 +58,10 @@ class TrainingProgress:
         text = "  ".join(
             f"{k}={v:,.0f}" if k == "images_per_sec" else f"{k}={v:.3f}" for k, v in stats.items()
         )
-        self._progress.update(
-            self._task, completed=step, stats=text.replace("images_per_sec", "img/s")
-        )
+        text = text.replace("images_per_sec", "img/s")
+        self._progress.update(self._task, completed=step, stats=text)
+        if self._plain and step * 10 >= (self._tenths_done + 1) * self.total:
+            eta = self._progress.tasks[0].time_remaining
+            eta_text = f"ETA {eta:.0f}s" if eta is not None else ""
+            self._progress.console.print(f"step {step}/{self.total}  {text}  {eta_text}")
+            self._tenths_done = step * 10 // self.total

@@ -9,6 +9,9 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
+import torch
+import torchvision
+
 import ganbench
 
 
@@ -45,8 +48,10 @@ def run_tags() -> dict[str, str]:
     """Version tags, plus MLflow's own source tags so its UI shows the commit."""
     tags = {
         "ganbench.version": ganbench.__version__,
-        "torch.version": _version("torch"),
-        "torchvision.version": _version("torchvision"),
+        # The build's own string (e.g. 2.15.0+cu132): the package metadata omits the build.
+        "torch.version": torch.__version__,
+        "torch.cuda": str(torch.version.cuda),
+        "torchvision.version": torchvision.__version__,
         "mlflow.version": _version("mlflow"),
         "python.version": platform.python_version(),
         "mlflow.source.name": "ganbench run",

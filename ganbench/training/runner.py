@@ -73,7 +73,7 @@ def train(
         torch.manual_seed(cfg.seed)
         data = plan.dataset.load(DatasetRequest(cfg.split, cfg.resolution, root=data_root))
         model = plan.architecture.build(plan.model, data.shape)
-        model.to(device)  # type: ignore[attr-defined]
+        model.to(device)
         batches = DeviceBatches(data, cfg.batch_size, device, seed=cfg.seed + 1)
         steps = total_steps(plan, batches.steps_per_epoch)
         tracker.log_params(

@@ -1,0 +1,109 @@
+"""Hyperparameters: typed overrides, strict unknown keys, layering and validation."""
+
+from __future__ import annotations
+
+import pytest
+
+from ganbench import config as cfg
+from ganbench.errors import ConfigError, UsageError
+from ganbench.plugins import load_registries
+from ganbench.training.plan import plan_run
+
+
+@pytest.fixture(scope="module")
+def registries():
+    return load_registries()
+
+
+def test_dcgan_defaults_are_the_papers(registries):
+    plan = plan_run(registries, "dcgan", "digits")
+    m = plan.model
+    assert (m.lr, m.beta1, m.beta2, m.z_dim, m.init_std, m.leaky_slope) == (
+        0.0002,
+        0.5,
+        0.999,
+        100,
+        0.02,
+        0.2,
+    )
+    assert m.loss == "non_saturating"
+    assert plan.train.batch_size == 128
+    assert plan.train.resolution == 32  # the dataset's default
+
+
+def test_set_overrides_convert_types(registries):
+    layers = [
+        (
+            "--set",
+            cfg.parse_assignments(
+                ["lr=1e-3", "z_dim=64", "batchnorm=false", "z_distribution=normal", "seed=7"]
+            ),
+        )
+    ]
+    plan = plan_run(registries, "dcgan", "digits", layers)
+    assert plan.model.lr == 0.001 and isinstance(plan.model.lr, float)
+    assert plan.model.z_dim == 64 and isinstance(plan.model.z_dim, int)
+    assert plan.model.batchnorm is False
+    assert plan.model.z_distribution == "normal"
+    assert plan.train.seed == 7
+    assert plan.params()["lr"] == "0.001"
+
+
+@pytest.mark.parametrize(
+    ("assignment", "message"),
+    [
+        ("lrr=0.1", "unknown hyperparameter 'lrr' in --set. Did you mean lr"),
+        ("z_dim=1.5", "z_dim must be a whole number"),
+        ("z_dim=abc", "z_dim must be int"),
+        ("batchnorm=maybe", "batchnorm must be true or false"),
+        ("z_distribution=gaussian", "z_distribution must be one of uniform, normal"),
+    ],
+)
+def test_bad_overrides_are_errors(registries, assignment, message):
+    with pytest.raises(ConfigError, match=message):
+        plan_run(registries, "dcgan", "digits", [("--set", cfg.parse_assignments([assignment]))])
+
+
+def test_malformed_assignment():
+    with pytest.raises(ConfigError, match="--set expects key=value"):
+        cfg.parse_assignments(["lr"])
+
+
+def test_later_layer_wins_and_steps_replace_epochs(registries):
+    layers = [("a.toml", {"lr": 0.1, "epochs": 3}), ("--set", {"lr": "0.2", "steps": "5"})]
+    plan = plan_run(registries, "dcgan", "digits", layers)
+    assert plan.model.lr == 0.2
+    assert (plan.train.steps, plan.train.epochs) == (5, None)
+    plan = plan_run(registries, "dcgan", "digits", [("--set", {"epochs": "2"})])
+    assert (plan.train.steps, plan.train.epochs) == (None, 2.0)
+
+
+def test_toml_file(tmp_path, registries):
+    path = tmp_path / "variant.toml"
+    path.write_text('beta1 = 0.9\nz_distribution = "normal"\nbatch_size = 32\n')
+    plan = plan_run(registries, "dcgan", "digits", [(str(path), cfg.load_toml(path))])
+    assert (plan.model.beta1, plan.model.z_distribution, plan.train.batch_size) == (
+        0.9,
+        "normal",
+        32,
+    )
+    (tmp_path / "bad.toml").write_text("beta1 = [")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        cfg.load_toml(tmp_path / "bad.toml")
+    with pytest.raises(ConfigError, match="does not exist"):
+        cfg.load_toml(tmp_path / "missing.toml")
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"resolution": 48}, "dcgan cannot be built at resolution 48; use one of 16, 32"),
+        ({"resolution": 256}, "dataset digits is not offered at resolution 256"),
+        ({"split": "val"}, "dataset digits has no split 'val'"),
+        ({"steps": 0}, "steps must be at least 1"),
+        ({"batch_size": 0}, "batch_size must be at least 1"),
+    ],
+)
+def test_invalid_run_settings(registries, values, message):
+    with pytest.raises(UsageError, match=message):
+        plan_run(registries, "dcgan", "digits", [("the command line", values)])

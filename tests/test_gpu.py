@@ -1,0 +1,43 @@
+"""CUDA checks, run on purpose on a machine with a GPU: `pytest -m gpu` (tox -e gpu)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from ganbench.plugins import load_registries
+from ganbench.tracking import NullTracker
+from ganbench.training.plan import plan_run
+from ganbench.training.runner import train
+from ganbench_plugins.dcgan.config import DCGANConfig
+from ganbench_plugins.dcgan.networks import Discriminator, Generator
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+]
+
+
+def test_networks_compute_the_same_function_on_cuda():
+    torch.manual_seed(0)
+    config = DCGANConfig()
+    G, D = Generator(config, 3, 64).eval(), Discriminator(config, 3, 64).eval()
+    z = torch.rand(16, 100) * 2 - 1
+    with torch.no_grad():
+        x_cpu, d_cpu = G(z), D(G(z))
+        x_gpu = copy.deepcopy(G).cuda()(z.cuda())
+        d_gpu = copy.deepcopy(D).cuda()(x_gpu)
+    # TF32 may be on for convolutions: tolerances for ~1e-3 relative matmul error.
+    torch.testing.assert_close(x_gpu.cpu(), x_cpu, atol=5e-3, rtol=5e-3)
+    torch.testing.assert_close(d_gpu.cpu(), d_cpu, atol=5e-2, rtol=5e-2)
+
+
+def test_a_short_run_trains_on_cuda():
+    plan = plan_run(load_registries(), "dcgan", "digits", [("test", {"steps": 20, "log_every": 5})])
+    tracker = NullTracker()
+    result = train(plan, tracker, torch.device("cuda"), show_progress=False)
+    assert result.steps == 20 and tracker.status == "FINISHED"
+    assert [s for s, _ in tracker.metrics["loss_d"]] == [5, 10, 15, 20]
+    assert tracker.params["device"] == "cuda"
