@@ -39,8 +39,16 @@ class Tracker(Protocol):
 
 
 def resolve_tracking_uri(uri: str | None) -> str:
-    """``--tracking-uri``, else ``MLFLOW_TRACKING_URI``, else the embedded SQLite store."""
-    return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    """``--tracking-uri``, else ``MLFLOW_TRACKING_URI``, else the embedded SQLite store.
+
+    A relative SQLite path is made absolute: MLflow caches its store per URI string, so a
+    relative one would keep pointing at the folder of the first use in a process.
+    """
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith(prefix + "/") and ":memory:" not in uri:
+        uri = prefix + str(Path(uri.removeprefix(prefix)).resolve())
+    return uri
 
 
 def check_reachable(uri: str, timeout: float = 5.0) -> None:
