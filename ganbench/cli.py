@@ -6,12 +6,14 @@ Heavy imports (torch, mlflow) happen inside the commands that need them, so that
 
 from __future__ import annotations
 
+import functools
 import sys
 from typing import Any
 
 import click
 
 import ganbench
+from ganbench.cli_data import data, data_options, datasets
 from ganbench.errors import GanbenchError
 
 
@@ -58,9 +60,8 @@ def cli() -> None:
     help="TOML file of hyperparameters (applied before --set).",
 )
 @click.option("--split", help="Dataset split to train on (default: train).")
-@click.option(
-    "--data-root", type=click.Path(file_okay=False), help="Folder holding the dataset's files."
-)
+@click.option("--category", help="Dataset sub-set(s), comma-separated (LSUN: bedroom,...).")
+@data_options
 @click.option("--experiment", default="ganbench", show_default=True, help="MLflow experiment.")
 @click.option("--run-name", help="MLflow run name (default: MLflow picks one).")
 @click.option(
@@ -81,7 +82,10 @@ def run(
     assignments: tuple[str, ...],
     config_file: str | None,
     split: str | None,
+    category: str | None,
     data_root: str | None,
+    cache_dir: str | None,
+    bad_images: str,
     experiment: str,
     run_name: str | None,
     tracking_uri: str | None,
@@ -95,15 +99,19 @@ def run(
       ganbench run dcgan --dataset digits --steps 200 --set lr=0.001 --set beta1=0.9
     """
     from ganbench import config as cfg
+    from ganbench.data.loading import load_images
+    from ganbench.data.paths import cache_root
     from ganbench.devices import resolve_device
     from ganbench.plugins import load_registries
     from ganbench.tracking import MlflowTracker, resolve_tracking_uri
+    from ganbench.training.data import check_batch_size
     from ganbench.training.plan import plan_run
     from ganbench.training.runner import train
 
     if steps is not None and epochs is not None:
         raise click.UsageError("give --steps or --epochs, not both")
     flags = {
+        "category": category,
         "resolution": resolution,
         "steps": steps,
         "epochs": epochs,
@@ -119,13 +127,24 @@ def run(
     plan = plan_run(load_registries(), architecture, dataset, layers)
     torch_device = resolve_device(device)
     uri = resolve_tracking_uri(tracking_uri)
+    say = functools.partial(click.echo, err=True)
+    # Data first: a missing or broken dataset is reported before any MLflow run exists.
+    data = load_images(
+        plan.dataset,
+        plan.request(data_root),
+        cache_root(cache_dir),
+        bad_images=bad_images,
+        progress=progress,
+        say=say,
+    )
+    check_batch_size(plan.train.batch_size, len(data))
     tracker = MlflowTracker(uri, experiment, run_name, tags=_provenance())
     click.echo(
         f"{tracker.describe()}: {plan.architecture.name} on {plan.dataset.name}"
         f" at {plan.train.resolution}px, {torch_device}",
         err=True,
     )
-    result = train(plan, tracker, torch_device, data_root=data_root, show_progress=progress)
+    result = train(plan, data, tracker, torch_device, show_progress=progress)
     click.echo(f"finished {result.steps} steps: run {result.run_id}")
     click.echo(
         f"artifacts: {tracker.artifact_uri} (samples_final.png, loss_curves.png,"
@@ -152,6 +171,10 @@ def plugins() -> None:
             click.echo("    registers nothing")
         for kind, names in info.registers.items():
             click.echo(f"    {kind}: {', '.join(names)}")
+
+
+cli.add_command(datasets)
+cli.add_command(data)
 
 
 def main() -> None:

@@ -64,3 +64,19 @@ class TrackingError(GanbenchError):
 
 class CheckpointError(GanbenchError):
     """A checkpoint or generator file is missing, truncated or not ours."""
+
+
+class DatasetNotFoundError(GanbenchError):
+    """A dataset's files are not where they should be (or not laid out as expected)."""
+
+
+class BadImageError(GanbenchError):
+    """An image that cannot be decoded: names the file (or LMDB key) and why."""
+
+    def __init__(self, where: str, reason: str) -> None:
+        self.where, self.reason = where, reason
+        super().__init__(f"cannot decode {where}: {reason}")
+
+
+class DownloadError(GanbenchError):
+    """A download failed, was truncated or did not match its checksum (nothing was kept)."""

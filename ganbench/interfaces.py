@@ -7,13 +7,16 @@ module level, so listing plugins or printing help stays fast.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import numpy as np
     import torch
+    from PIL.Image import Image as PILImage
 
 
 @dataclass(frozen=True)
@@ -127,8 +130,48 @@ class DatasetRequest:
 
     split: str
     resolution: int
+    #: Folder holding the dataset's files (``--data-root``); None = ganbench's cache folder.
     root: str | None = None
+    #: Dataset-specific choices, e.g. ``{"category": "bedroom"}`` for LSUN.
     options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """A file a dataset can download: where from, what to call it, how to verify it."""
+
+    url: str
+    filename: str
+    md5: str | None = None
+    sha256: str | None = None
+
+
+class ImageSource(ABC):
+    """The raw images of one split, decoded one at a time: what preparation reads.
+
+    Plugins wrap the real file format here (torchvision's dataset classes where they
+    exist); the core does the cropping, resizing and caching, the same for every dataset.
+    """
+
+    @abstractmethod
+    def __len__(self) -> int:
+        """Number of images in the split."""
+
+    @abstractmethod
+    def read(self, index: int) -> tuple[PILImage, int | None]:
+        """Image ``index`` decoded (any size and mode) and its label (None if unlabelled).
+
+        Raises :class:`ganbench.errors.BadImageError` naming the file (or LMDB key) when
+        the image cannot be decoded, so the caller can skip it or stop.
+        """
+
+    @abstractmethod
+    def files(self) -> list[Path]:
+        """The files this split reads (for ``data info`` and the cache fingerprint)."""
+
+    def class_names(self) -> tuple[str, ...]:
+        """Label index -> class name, where the dataset has names."""
+        return ()
 
 
 class Dataset(ABC):
@@ -144,12 +187,42 @@ class Dataset(ABC):
     splits: ClassVar[tuple[str, ...]]
     license: ClassVar[str]
     citation: ClassVar[str]
-    #: How to obtain the files (download, by hand, ships with a package).
+    #: How to obtain the files: downloaded by ganbench, by hand (from where, put where), or
+    #: shipped with a package.
     obtain: ClassVar[str]
+    #: Sub-sets chosen with ``--category`` (LSUN scenes); empty when there are none.
+    categories: ClassVar[tuple[str, ...]] = ()
+    #: False for small datasets decoded in memory each time (no prepared cache on disk).
+    cacheable: ClassVar[bool] = True
+    #: True when the files ship inside an installed package (nothing to obtain).
+    bundled: ClassVar[bool] = False
+
+    def check_split(self, split: str) -> None:
+        """Raise a :class:`ganbench.errors.UsageError` naming the splits for an unknown one."""
+        if split not in self.splits:
+            from ganbench.errors import UsageError
+
+            raise UsageError(
+                f"{self.name} has no split {split!r}; use one of {', '.join(self.splits)}"
+            )
+
+    def remote_files(self, split: str) -> tuple[RemoteFile, ...]:
+        """Files ``ganbench data download`` fetches for ``split``; empty = obtain by hand."""
+        return ()
+
+    def unpack(self, downloaded: Sequence[Path], root: Path) -> None:
+        """Turn verified downloads in ``root`` into the layout :meth:`open` reads
+        (extract an archive, decompress idx files). Default: nothing to do."""
+        return None
 
     @abstractmethod
-    def load(self, request: DatasetRequest) -> ImageArray:
-        """The images of one split at the asked resolution, uint8 in [0, 255]."""
+    def open(self, request: DatasetRequest, root: Path) -> ImageSource:
+        """The split's images under ``root``.
+
+        Raises :class:`ganbench.errors.DatasetNotFoundError` naming the folder, the layout
+        expected and how to obtain the files, or :class:`ganbench.errors.UsageError` for a
+        split or category the dataset does not have.
+        """
 
 
 class Metric(ABC):

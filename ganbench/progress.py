@@ -65,3 +65,66 @@ class TrainingProgress:
             eta_text = f"ETA {eta:.0f}s" if eta is not None else ""
             self._progress.console.print(f"step {step}/{self.total}  {text}  {eta_text}")
             self._tenths_done = step * 10 // self.total
+
+
+class ByteProgress:
+    """A download bar: bytes, transfer rate and ETA (total may be unknown)."""
+
+    def __init__(self, total: int | None, description: str, enabled: bool = True) -> None:
+        from rich.progress import DownloadColumn, TransferSpeedColumn
+
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            disable=not enabled,
+        )
+        self._task = self._progress.add_task(description, total=total)
+
+    def __enter__(self) -> ByteProgress:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    def advance(self, n: int) -> None:
+        self._progress.advance(self._task, n)
+
+
+class ItemProgress:
+    """A bar over items (images decoded, files checked): count, rate and ETA."""
+
+    def __init__(
+        self, total: int, description: str, unit: str = "img", enabled: bool = True
+    ) -> None:
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            disable=not enabled,
+        )
+        self._unit = unit
+        self._task = self._progress.add_task(description, total=total, rate="")
+
+    def __enter__(self) -> ItemProgress:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    def advance(self, n: int = 1) -> None:
+        task = self._progress.tasks[0]
+        speed = task.speed
+        rate = f"{speed:,.0f} {self._unit}/s" if speed else ""
+        self._progress.update(self._task, advance=n, rate=rate)

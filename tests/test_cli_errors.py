@@ -25,7 +25,7 @@ def _error_line(result) -> str:
             ["run", "dcgn", "--dataset", "digits"],
             "unknown architecture 'dcgn'. Did you mean dcgan?",
         ),
-        (["run", "dcgan", "--dataset", "lsunn"], "unknown dataset 'lsunn'. Available: digits"),
+        (["run", "dcgan", "--dataset", "lsunn"], "unknown dataset 'lsunn'. Did you mean lsun?"),
         (
             ["run", "dcgan", "--dataset", "digits", "--set", "learning_rate=0.1"],
             "unknown hyperparameter 'learning_rate' in --set",
@@ -112,7 +112,8 @@ def test_console_script_exit_code_and_one_line(tmp_path):
     )
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
-        "Error: unknown dataset 'nope'. Available: digits (`ganbench plugins` shows where each"
+        "Error: unknown dataset 'nope'. Available: celeba, cifar10, digits, fashion-mnist,"
+        " imagefolder, imagenet, lsun, mnist, svhn (`ganbench plugins` shows where each"
         " comes from)."
     ]
     assert not (tmp_path / "mlflow.db").exists()  # nothing written for a rejected command

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
 import torch
 
+from ganbench.data.loading import load_images
 from ganbench.plugins import load_registries
 from ganbench.tracking import NullTracker
 from ganbench.training.plan import plan_run
@@ -37,7 +39,8 @@ def test_networks_compute_the_same_function_on_cuda():
 def test_a_short_run_trains_on_cuda():
     plan = plan_run(load_registries(), "dcgan", "digits", [("test", {"steps": 20, "log_every": 5})])
     tracker = NullTracker()
-    result = train(plan, tracker, torch.device("cuda"), show_progress=False)
+    data = load_images(plan.dataset, plan.request(), Path("/nonexistent"))
+    result = train(plan, data, tracker, torch.device("cuda"), show_progress=False)
     assert result.steps == 20 and tracker.status == "FINISHED"
     assert [s for s, _ in tracker.metrics["loss_d"]] == [5, 10, 15, 20]
     assert tracker.params["device"] == "cuda"

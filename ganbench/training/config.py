@@ -18,6 +18,8 @@ class TrainConfig:
     epochs: float | None = 25.0
     seed: int = 0
     split: str = "train"
+    #: A dataset's sub-set(s), comma-separated (LSUN scenes); None = the dataset's first.
+    category: str | None = None
     #: Read losses back and log them every this many steps.
     log_every: int = 10
     #: Sample grid from the fixed z every this many steps; 0 = ten times per run.

@@ -14,7 +14,7 @@ from typing import Any
 
 from ganbench import config as cfg
 from ganbench.errors import ConfigError, UsageError
-from ganbench.interfaces import Architecture, Dataset
+from ganbench.interfaces import Architecture, Dataset, DatasetRequest
 from ganbench.plugins import Registries
 from ganbench.training.config import TrainConfig
 
@@ -27,6 +27,11 @@ class RunPlan:
     dataset: Dataset
     train: TrainConfig
     model: Any
+
+    def request(self, data_root: str | None = None) -> DatasetRequest:
+        """What to ask the dataset plugin for."""
+        options = {"category": self.train.category} if self.train.category else {}
+        return DatasetRequest(self.train.split, self.train.resolution, data_root, options)
 
     def params(self) -> dict[str, str]:
         """Every hyperparameter, for MLflow."""
@@ -79,6 +84,8 @@ def plan_run(
             train = dataclasses.replace(train, **{other: None})
     if train.resolution is None:
         train = dataclasses.replace(train, resolution=data.default_resolution)
+    if train.category is None and data.categories:
+        train = dataclasses.replace(train, category=data.categories[0])
     _validate(arch, data, train)
     return RunPlan(architecture=arch, dataset=data, train=train, model=model)
 
@@ -99,6 +106,8 @@ def _validate(arch: Architecture, data: Dataset, train: TrainConfig) -> None:
         raise UsageError(
             f"dataset {data.name} has no split {train.split!r}; use one of {', '.join(data.splits)}"
         )
+    if train.category and not data.categories:
+        raise UsageError(f"dataset {data.name} has no categories; drop --category")
     for key in ("batch_size", "log_every", "grid_size"):
         if getattr(train, key) < 1:
             raise UsageError(f"{key} must be at least 1, not {getattr(train, key)}")

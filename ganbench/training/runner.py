@@ -20,10 +20,10 @@ import torch
 from ganbench import checkpoint
 from ganbench.errors import TrainingDiverged
 from ganbench.images import loss_curves, sample_grid
-from ganbench.interfaces import DatasetRequest, GanModel, ImageArray
+from ganbench.interfaces import GanModel, ImageArray
 from ganbench.progress import TrainingProgress
 from ganbench.tracking import Tracker
-from ganbench.training.data import DeviceBatches
+from ganbench.training.data import DeviceBatches, make_batches
 from ganbench.training.plan import RunPlan
 
 SAMPLES_KEY = "samples"
@@ -62,19 +62,18 @@ def total_steps(plan: RunPlan, steps_per_epoch: int) -> int:
 
 def train(
     plan: RunPlan,
+    data: ImageArray,
     tracker: Tracker,
     device: torch.device,
-    data_root: str | None = None,
     show_progress: bool = True,
 ) -> RunResult:
-    """Train ``plan`` on ``device``, logging to ``tracker``; the run ends with a status."""
+    """Train ``plan`` on ``data`` on ``device``, logging to ``tracker``; ends with a status."""
     with tracked(tracker), tempfile.TemporaryDirectory(prefix="ganbench-") as tmp:
         cfg = plan.train
         torch.manual_seed(cfg.seed)
-        data = plan.dataset.load(DatasetRequest(cfg.split, cfg.resolution, root=data_root))
         model = plan.architecture.build(plan.model, data.shape)
         model.to(device)
-        batches = DeviceBatches(data, cfg.batch_size, device, seed=cfg.seed + 1)
+        batches = make_batches(data, cfg.batch_size, device, seed=cfg.seed + 1)
         steps = total_steps(plan, batches.steps_per_epoch)
         tracker.log_params(
             {
@@ -83,6 +82,7 @@ def train(
                 "num_images": len(data),
                 "total_steps": steps,
                 "dataset_source": data.source,
+                "data_on_device": isinstance(batches, DeviceBatches),
             }
         )
         tracker.set_tags(

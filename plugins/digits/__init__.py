@@ -7,10 +7,16 @@ discriminator on images it never trained on.
 
 from __future__ import annotations
 
-from ganbench.errors import UsageError
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 from ganbench.hookspecs import hookimpl
-from ganbench.interfaces import Dataset, DatasetRequest, ImageArray
+from ganbench.interfaces import Dataset, DatasetRequest, ImageSource
 from ganbench.registry import Registrar
+
+if TYPE_CHECKING:
+    import numpy as np
+    from PIL import Image
 
 TEST_FRACTION = 0.2
 SPLIT_SEED = 0
@@ -30,23 +36,15 @@ class DigitsDataset(Dataset):
         " UCI Machine Learning Repository. https://doi.org/10.24432/C50P49"
     )
     obtain = "ships with scikit-learn (sklearn.datasets.load_digits); nothing to download"
+    cacheable = False  # 1797 tiny images: decoding them takes well under a second
+    bundled = True
 
-    def load(self, request: DatasetRequest) -> ImageArray:
+    def open(self, request: DatasetRequest, root: Path) -> ImageSource:
         import numpy as np
-        import torch
         from sklearn.datasets import load_digits
         from sklearn.model_selection import train_test_split
-        from torchvision.transforms.v2 import InterpolationMode
-        from torchvision.transforms.v2 import functional as TF
 
-        if request.split not in self.splits:
-            raise UsageError(
-                f"digits has no split {request.split!r}; use one of {', '.join(self.splits)}"
-            )
-        if request.resolution not in self.resolutions:
-            raise UsageError(
-                f"digits is offered at resolutions {self.resolutions}, not {request.resolution}"
-            )
+        self.check_split(request.split)
         bunch = load_digits()
         images, labels = bunch.images, bunch.target.astype(np.int64)
         if request.split != "all":
@@ -56,19 +54,29 @@ class DigitsDataset(Dataset):
             )
             keep = np.sort(train if request.split == "train" else test)
             images, labels = images[keep], labels[keep]
-        # 0..16 ink levels -> [0, 1], upsampled with bilinear interpolation (smooth strokes,
-        # no overshoot), then stored as uint8 like every other dataset.
-        x = torch.from_numpy(images / 16.0).float().unsqueeze(1)
-        x = TF.resize(
-            x, [request.resolution] * 2, interpolation=InterpolationMode.BILINEAR, antialias=True
-        )
-        x = (x.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
-        return ImageArray(
-            images=x,
-            labels=labels,
-            source="sklearn.datasets.load_digits",
-            class_names=tuple(str(d) for d in range(10)),
-        )
+        # 0..16 ink levels -> 0..255 grey; the core upsamples (bilinear) like any dataset.
+        return _DigitsSource(np.round(images / 16 * 255).astype(np.uint8), labels)
+
+
+class _DigitsSource(ImageSource):
+    def __init__(self, images: np.ndarray, labels: np.ndarray) -> None:
+        self.images, self.labels = images, labels
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def read(self, index: int) -> tuple[Image.Image, int | None]:
+        from PIL import Image
+
+        return Image.fromarray(self.images[index], mode="L"), int(self.labels[index])
+
+    def files(self) -> list[Path]:
+        import sklearn.datasets
+
+        return [Path(sklearn.datasets.__file__).parent / "data" / "digits.csv.gz"]
+
+    def class_names(self) -> tuple[str, ...]:
+        return tuple(str(d) for d in range(10))
 
 
 @hookimpl

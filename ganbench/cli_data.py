@@ -1,0 +1,191 @@
+"""``ganbench datasets`` and ``ganbench data info|download|prepare``."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+BAD_IMAGES = click.Choice(["skip", "stop"])
+
+
+def data_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The options every command that touches dataset files shares."""
+    f = click.option(
+        "--bad-images",
+        type=BAD_IMAGES,
+        default="skip",
+        show_default=True,
+        help="Unreadable images: skip them (and list which) or stop at the first.",
+    )(f)
+    f = click.option(
+        "--cache-dir",
+        envvar="GANBENCH_CACHE_DIR",
+        type=click.Path(file_okay=False),
+        help="Downloads and prepared caches. [default: $GANBENCH_CACHE_DIR or"
+        " the user cache folder]",
+    )(f)
+    f = click.option(
+        "--data-root",
+        type=click.Path(file_okay=False),
+        help="Folder that already holds the dataset's files.",
+    )(f)
+    return f
+
+
+def _registries() -> Any:
+    from ganbench.plugins import load_registries
+
+    return load_registries()
+
+
+def _categories(names: tuple[str, ...]) -> str:
+    if not names:
+        return "-"
+    return names[0] if len(names) == 1 else f"{names[0]} (+{len(names) - 1} more)"
+
+
+def obtain_kind(ds: Any) -> str:
+    if ds.bundled:
+        return "bundled"
+    return "download" if any(ds.remote_files(s) for s in ds.splits) else "by hand"
+
+
+@click.command()
+def datasets() -> None:
+    """List the datasets: resolutions, channels, labels, splits, how to obtain them.
+
+    `ganbench data info NAME` shows one in full: license, citation, where to get it.
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(
+        "name", "ch", "classes", "resolutions", "splits", "categories", "obtain", box=None
+    )
+    for ds in _registries().datasets:
+        res = ", ".join(f"{r}*" if r == ds.default_resolution else str(r) for r in ds.resolutions)
+        table.add_row(
+            ds.name,
+            str(ds.channels),
+            str(ds.num_classes or "-"),
+            res,
+            ", ".join(ds.splits),
+            _categories(ds.categories),
+            obtain_kind(ds),
+        )
+    console = Console()
+    if not console.is_terminal:  # pipes and logs: no terminal width to respect
+        console = Console(width=120)
+    console.print(table)
+    console.print(
+        "* default resolution; `ganbench data info NAME` for license, citation and"
+        " where the files go"
+    )
+
+
+@click.group()
+def data() -> None:
+    """Dataset files: show what is there, download, prepare a cache."""
+
+
+@data.command()
+@click.argument("name")
+@click.option("--category", help="Sub-set(s), comma-separated (LSUN).")
+@data_options
+def info(
+    name: str, category: str | None, data_root: str | None, cache_dir: str | None, bad_images: str
+) -> None:
+    """Show one dataset: its description, files found, size and number of images."""
+    from ganbench.data.inventory import describe
+
+    ds = _registries().datasets.get(name)
+    for line in describe(ds, data_root=data_root, cache_dir=cache_dir, category=category):
+        click.echo(line)
+
+
+@data.command()
+@click.argument("name")
+@click.option("--split", multiple=True, help="Split(s) to fetch (default: all).")
+@click.option("--progress/--no-progress", default=True)
+@data_options
+def download(
+    name: str,
+    split: tuple[str, ...],
+    progress: bool,
+    data_root: str | None,
+    cache_dir: str | None,
+    bad_images: str,
+) -> None:
+    """Download a dataset's files (checksums verified) and unpack them."""
+    from ganbench.data.fetch import fetch_dataset
+    from ganbench.data.paths import cache_root, dataset_root
+
+    ds = _registries().datasets.get(name)
+    if ds.bundled:
+        click.echo(f"{ds.name}: {ds.obtain}")
+        return
+    root = dataset_root(ds.name, data_root, cache_root(cache_dir))
+    for path in fetch_dataset(ds, root, split or ds.splits, progress=progress):
+        click.echo(f"ok  {path}")
+    click.echo(f"{ds.name} is in {root}")
+
+
+@data.command()
+@click.argument("name")
+@click.option("--resolution", "-r", type=int, help="Image size (default: the dataset's).")
+@click.option("--split", help="Split (default: train).", default="train", show_default=True)
+@click.option("--category", help="Sub-set(s), comma-separated (LSUN).")
+@click.option("--force", is_flag=True, help="Rebuild even if a valid cache exists.")
+@click.option("--progress/--no-progress", default=True)
+@data_options
+def prepare(
+    name: str,
+    resolution: int | None,
+    split: str,
+    category: str | None,
+    force: bool,
+    progress: bool,
+    data_root: str | None,
+    cache_dir: str | None,
+    bad_images: str,
+) -> None:
+    """Decode, center-crop and resize a split once into a memory-mapped uint8 cache."""
+    from ganbench.data.paths import cache_root, dataset_root
+    from ganbench.data.prepare import prepare as build
+    from ganbench.errors import UsageError
+    from ganbench.interfaces import DatasetRequest
+
+    ds = _registries().datasets.get(name)
+    resolution = resolution or ds.default_resolution
+    if resolution not in ds.resolutions:
+        raise UsageError(
+            f"dataset {ds.name} is not offered at resolution {resolution};"
+            f" use one of {', '.join(map(str, ds.resolutions))}"
+        )
+    if not ds.cacheable:
+        click.echo(f"{ds.name} is decoded in memory on every run; nothing to prepare")
+        return
+    category = category or (ds.categories[0] if ds.categories else None)
+    request = DatasetRequest(
+        split, resolution, data_root, {"category": category} if category else {}
+    )
+    cache = cache_root(cache_dir)
+    say = functools.partial(click.echo, err=True)
+    array, reused = build(
+        ds,
+        request,
+        dataset_root(ds.name, data_root, cache),
+        cache,
+        bad_images=bad_images,
+        progress=progress,
+        force=force,
+        say=say,
+    )
+    state = "already prepared" if reused else "prepared"
+    click.echo(
+        f"{state}: {len(array)} images of {ds.name} {split} at {resolution}px in"
+        f" {array.source.removeprefix('prepared cache ')}"
+    )

@@ -1,0 +1,1 @@
+"""Dataset files: where they live, downloading them, decoding and preparing them."""

@@ -1,0 +1,126 @@
+"""Downloading a file: progress bar, resume, checksum, and an atomic rename.
+
+The bytes go to ``NAME.part`` and only a file whose checksum matches is renamed to
+``NAME``; a truncated or corrupt download is never used. An interrupted download resumes
+from its ``.part`` file where the server supports HTTP ranges, and restarts where not.
+(torchvision's own downloader writes to the final name and checks afterwards, and offers
+neither resume nor our progress bar; hence this module.)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import shutil
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+from ganbench.errors import DownloadError
+from ganbench.interfaces import RemoteFile
+from ganbench.progress import ByteProgress
+
+CHUNK = 1 << 20
+
+
+def _hasher(remote: RemoteFile) -> tuple[str, str, hashlib._Hash] | None:
+    if remote.sha256:
+        return "sha256", remote.sha256.lower(), hashlib.sha256()
+    if remote.md5:
+        return "md5", remote.md5.lower(), hashlib.md5(usedforsecurity=False)
+    return None
+
+
+def file_digest(path: Path, algorithm: str) -> str:
+    h = hashlib.new(algorithm)
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(CHUNK), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify(path: Path, remote: RemoteFile) -> bool:
+    """True when ``path`` exists and matches the checksum (any file, when none is known)."""
+    if not path.is_file():
+        return False
+    check = _hasher(remote)
+    return check is None or file_digest(path, check[0]) == check[1]
+
+
+def download(
+    remote: RemoteFile, folder: Path, *, progress: bool = True, timeout: float = 60.0
+) -> Path:
+    """``remote`` into ``folder``; returns the verified file (kept if already there)."""
+    dest = folder / remote.filename  # a filename may name a sub-folder ("raw/x.gz")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if verify(dest, remote):
+        return dest
+    part = dest.with_name(dest.name + ".part")
+    if urllib.parse.urlparse(remote.url).scheme in ("", "file"):
+        _copy_local(remote.url, part)
+    else:
+        _fetch(remote, part, progress, timeout)
+    check = _hasher(remote)
+    if check is not None:
+        got = file_digest(part, check[0])
+        if got != check[1]:
+            part.unlink(missing_ok=True)
+            raise DownloadError(
+                f"checksum mismatch for {dest.name} from {remote.url}: expected {check[0]}"
+                f" {check[1]}, got {got}; the download was deleted. Run the command again;"
+                " if it keeps failing the file upstream has changed"
+            )
+    os.replace(part, dest)
+    return dest
+
+
+def _copy_local(url: str, part: Path) -> None:
+    source = Path(urllib.parse.urlparse(url).path if url.startswith("file:") else url)
+    if not source.is_file():
+        raise DownloadError(f"{source} does not exist; check the path")
+    shutil.copyfile(source, part)
+
+
+def _fetch(remote: RemoteFile, part: Path, progress: bool, timeout: float) -> None:
+    have = part.stat().st_size if part.exists() else 0
+    request = urllib.request.Request(remote.url, headers={"User-Agent": "ganbench"})
+    if have:
+        request.add_header("Range", f"bytes={have}-")
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and have:  # the .part is already complete (or longer): start over
+            part.unlink()
+            return _fetch(remote, part, progress, timeout)
+        raise DownloadError(f"cannot download {remote.url}: HTTP {exc.code} {exc.reason}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise DownloadError(
+            f"cannot download {remote.url} ({reason}); check the network, or fetch the file"
+            f" by hand into {part.parent}"
+        ) from None
+    with response:
+        resumed = have and response.status == 206
+        length = response.headers.get("Content-Length")
+        expected = (int(length) + (have if resumed else 0)) if length else None
+        mode = "ab" if resumed else "wb"
+        done = have if resumed else 0
+        with part.open(mode) as fh, ByteProgress(expected, remote.filename, progress) as bar:
+            bar.advance(done)
+            try:
+                for block in iter(lambda: response.read(CHUNK), b""):
+                    fh.write(block)
+                    done += len(block)
+                    bar.advance(len(block))
+            except (http.client.IncompleteRead, OSError) as exc:
+                raise DownloadError(
+                    f"download of {remote.url} broke off after {done} bytes ({exc});"
+                    " run the command again to resume"
+                ) from None
+    if expected is not None and done != expected:
+        raise DownloadError(
+            f"download of {remote.url} is truncated: got {done} of {expected} bytes;"
+            " run the command again to resume"
+        )
