@@ -14,6 +14,8 @@ import click
 
 import ganbench
 from ganbench.cli_data import data, data_options, datasets
+from ganbench.cli_eval import eval_command, extractor_weights, scoring_options
+from ganbench.cli_probe import probe
 from ganbench.errors import GanbenchError
 
 
@@ -69,6 +71,10 @@ def cli() -> None:
     envvar="MLFLOW_TRACKING_URI",
     help="MLflow store or server. [default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db]",
 )
+@click.option("--eval-every", type=int, help="Score the generator every N steps (and at the end).")
+@click.option("--eval-samples", type=int, help="Generated images per score (default 10000).")
+@click.option("--metrics", "eval_metrics", help="Metrics scored with --eval-every (default fid).")
+@scoring_options
 @click.option("--progress/--no-progress", default=True, help="Show the progress bar.")
 def run(
     architecture: str,
@@ -89,6 +95,11 @@ def run(
     experiment: str,
     run_name: str | None,
     tracking_uri: str | None,
+    eval_every: int | None,
+    eval_samples: int | None,
+    eval_metrics: str | None,
+    extractor: str | None,
+    inception_weights: str | None,
     progress: bool,
 ) -> None:
     """Train ARCHITECTURE on a dataset and log everything to MLflow.
@@ -118,13 +129,18 @@ def run(
         "batch_size": batch_size,
         "seed": seed,
         "split": split,
+        "eval_every": eval_every,
+        "eval_samples": eval_samples,
+        "eval_metrics": eval_metrics,
+        "eval_extractor": extractor,
     }
     layers = []
     if config_file:
         layers.append((config_file, cfg.load_toml(config_file)))
     layers.append(("--set", cfg.parse_assignments(assignments)))
     layers.append(("the command line", {k: v for k, v in flags.items() if v is not None}))
-    plan = plan_run(load_registries(), architecture, dataset, layers)
+    registries = load_registries()
+    plan = plan_run(registries, architecture, dataset, layers)
     torch_device = resolve_device(device)
     uri = resolve_tracking_uri(tracking_uri)
     say = functools.partial(click.echo, err=True)
@@ -138,13 +154,37 @@ def run(
         say=say,
     )
     check_batch_size(plan.train.batch_size, len(data))
+    scorer = None
+    if plan.train.eval_every:  # extractor and real statistics before the run exists, too
+        from ganbench.metrics.session import make_scorer
+
+        scorer = make_scorer(
+            registries,
+            plan.dataset,
+            plan.request(data_root),
+            cache_root(cache_dir),
+            metrics=plan.train.eval_metrics,
+            extractor=plan.train.eval_extractor or None,
+            weights=extractor_weights(
+                plan.train.eval_extractor or None,
+                plan.dataset.default_extractor,
+                inception_weights,
+            ),
+            samples=plan.train.eval_samples,
+            real_samples=None,
+            device=torch_device,
+            seed=plan.train.seed + 3,
+            bad_images=bad_images,
+            progress=progress,
+            say=say,
+        )
     tracker = MlflowTracker(uri, experiment, run_name, tags=_provenance())
     click.echo(
         f"{tracker.describe()}: {plan.architecture.name} on {plan.dataset.name}"
         f" at {plan.train.resolution}px, {torch_device}",
         err=True,
     )
-    result = train(plan, data, tracker, torch_device, show_progress=progress)
+    result = train(plan, data, tracker, torch_device, show_progress=progress, scorer=scorer)
     click.echo(f"finished {result.steps} steps: run {result.run_id}")
     click.echo(
         f"artifacts: {tracker.artifact_uri} (samples_final.png, loss_curves.png,"
@@ -175,6 +215,8 @@ def plugins() -> None:
 
 cli.add_command(datasets)
 cli.add_command(data)
+cli.add_command(eval_command)
+cli.add_command(probe)
 
 
 def main() -> None:

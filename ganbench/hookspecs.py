@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from ganbench.interfaces import Architecture, Dataset, Metric
+    from ganbench.interfaces import Architecture, Dataset, FeatureExtractor, Metric
     from ganbench.registry import Registrar
 
 PROJECT = "ganbench"
@@ -44,4 +44,13 @@ def ganbench_register_metrics(registry: Registrar[Metric]) -> None:
 
     :param registry: call ``registry.add(metric)`` with a
         :class:`ganbench.interfaces.Metric` instance for each metric.
+    """
+
+
+@hookspec
+def ganbench_register_extractors(registry: Registrar[FeatureExtractor]) -> None:
+    """Register feature extractors for the metrics (Inception-v3, a digits classifier).
+
+    :param registry: call ``registry.add(extractor)`` with a
+        :class:`ganbench.interfaces.FeatureExtractor` instance for each extractor.
     """

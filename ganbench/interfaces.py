@@ -196,6 +196,8 @@ class Dataset(ABC):
     cacheable: ClassVar[bool] = True
     #: True when the files ship inside an installed package (nothing to obtain).
     bundled: ClassVar[bool] = False
+    #: The feature extractor its FID/IS are computed with unless another is asked for.
+    default_extractor: ClassVar[str] = "inception-v3"
 
     def check_split(self, split: str) -> None:
         """Raise a :class:`ganbench.errors.UsageError` naming the splits for an unknown one."""
@@ -225,13 +227,80 @@ class Dataset(ABC):
         """
 
 
+class FeatureExtractor(ABC):
+    """Turns images into features that sample-quality metrics compare.
+
+    A score is only comparable with scores from the same extractor and weights, so every
+    score records :attr:`name`, the weights' sha256 and :attr:`resizer`.
+    """
+
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    #: How images are brought to the network's input size (recorded with every score).
+    resizer: ClassVar[str]
+    #: Environment variable that may name a local weights file (offline machines).
+    weights_env: ClassVar[str | None] = None
+
+    @abstractmethod
+    def load(self, weights: str | None, device: torch.device) -> LoadedExtractor:
+        """The network on ``device``, from ``weights`` (a file) or the extractor's default.
+
+        Raises :class:`ganbench.errors.GanbenchError` naming the fix when the weights
+        cannot be had (offline machine, corrupt file).
+        """
+
+
+@dataclass
+class LoadedExtractor:
+    """A feature extractor ready to run.
+
+    ``module(images)`` takes uint8 N x C x H x W images on the module's device, any channel
+    count (1 or 3) and any resolution, and returns ``{"pool": N x D, "logits": N x K}``
+    float32 tensors: ``pool`` for FID/KID/precision-recall, ``logits`` for IS.
+    """
+
+    module: torch.nn.Module
+    #: sha256 of the weights file the module was loaded from.
+    weights_sha256: str
+    #: Where the weights came from (a path, or "bundled with ganbench_plugins.digits").
+    weights_source: str
+
+
+@dataclass
+class RealStats:
+    """What the metrics need of the real images' features, cached once per reference.
+
+    ``mu``/``sigma`` (float64) serve FID; ``features`` (float32 N x D, the ``pool``
+    output) serve KID and precision/recall, which compare samples, not moments.
+    """
+
+    mu: np.ndarray
+    sigma: np.ndarray
+    features: np.ndarray
+    #: sigma's symmetric square root, kept so FID needs one eigendecomposition, not two.
+    sigma_sqrt: np.ndarray | None = None
+
+    @property
+    def count(self) -> int:
+        return len(self.features)
+
+
 class Metric(ABC):
-    """A sample-quality metric (FID, IS, ...), computed from a generator and a dataset."""
+    """A sample-quality metric (FID, IS, ...) on extracted features.
+
+    The core extracts the features (generated and real, the real ones cached) and names
+    the results: a metric returns base names (``fid``; ``is`` and ``is_std``) and the core
+    makes them ``fid_50k``, with the extractor's name in front when it is not Inception.
+    """
 
     name: ClassVar[str]
     summary: ClassVar[str]
     higher_is_better: ClassVar[bool]
+    #: Which output of the feature extractor it reads: ``pool`` or ``logits``.
+    feature: ClassVar[str] = "pool"
+    #: False for metrics of the generated images alone (IS).
+    needs_real: ClassVar[bool] = True
 
     @abstractmethod
-    def compute(self, context: Any) -> Mapping[str, float]:
-        """Scores keyed by stable metric names (e.g. ``fid_50k``)."""
+    def compute(self, fake: np.ndarray, real: RealStats | None, seed: int) -> Mapping[str, float]:
+        """Scores by base name, from generated features ``fake`` (float32 N x D)."""

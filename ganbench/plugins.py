@@ -16,7 +16,7 @@ import pluggy
 
 from ganbench import hookspecs
 from ganbench.errors import GanbenchError
-from ganbench.interfaces import Architecture, Dataset, Metric
+from ganbench.interfaces import Architecture, Dataset, FeatureExtractor, Metric
 from ganbench.registry import Registrar, Registry
 
 ENTRY_POINT_GROUP = "ganbench"
@@ -39,6 +39,7 @@ class Registries:
     architectures: Registry[Architecture]
     datasets: Registry[Dataset]
     metrics: Registry[Metric]
+    extractors: Registry[FeatureExtractor]
     plugins: list[PluginInfo]
 
     def by_kind(self) -> dict[str, Registry[Any]]:
@@ -46,6 +47,7 @@ class Registries:
             "architectures": self.architectures,
             "datasets": self.datasets,
             "metrics": self.metrics,
+            "extractors": self.extractors,
         }
 
 
@@ -99,6 +101,7 @@ def load_registries(pm: PluginManager | None = None) -> Registries:
         architectures=Registry("architecture", Architecture),
         datasets=Registry("dataset", Dataset),
         metrics=Registry("metric", Metric),
+        extractors=Registry("feature extractor", FeatureExtractor),
         plugins=[],
     )
     infos: dict[str, PluginInfo] = {}

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ganbench.errors import TrackingError
+from ganbench.errors import TrackingError, UsageError
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -111,6 +111,29 @@ class MlflowTracker:
         self.run_name = run.info.run_name
         self.artifact_uri = run.info.artifact_uri
         self._finished = False
+
+    @classmethod
+    def existing(cls, tracking_uri: str, run_id: str) -> MlflowTracker:
+        """The run ``run_id`` (finished or not), to add scores to it after training."""
+        check_reachable(tracking_uri)
+        from mlflow import MlflowClient
+        from mlflow.exceptions import MlflowException
+
+        self = cls.__new__(cls)
+        self.tracking_uri = tracking_uri
+        self.client = MlflowClient(tracking_uri=tracking_uri)
+        try:
+            run = self.client.get_run(run_id)
+        except MlflowException:
+            raise UsageError(
+                f"no run {run_id!r} in the MLflow store {tracking_uri}; copy the ID from the"
+                " MLflow UI, and pass the store the run is in with --tracking-uri"
+            ) from None
+        self.experiment_id = run.info.experiment_id
+        self.run_id, self.run_name = run.info.run_id, run.info.run_name
+        self.artifact_uri = run.info.artifact_uri
+        self._finished = True  # its status is the training's; scoring does not change it
+        return self
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         from mlflow.entities import Param

@@ -28,3 +28,11 @@ class TrainConfig:
     checkpoint_every: int = 0
     #: Number of images in a sample grid (from a fixed z, the same all run).
     grid_size: int = 64
+    #: Score the generator every this many steps (and at the end); 0 = never.
+    eval_every: int = 0
+    #: Generated images per score during training (fewer than FID-50k: recorded in names).
+    eval_samples: int = 10_000
+    #: Comma-separated metrics scored during training; FID also picks the best checkpoint.
+    eval_metrics: str = "fid"
+    #: Feature extractor for those scores; empty = the dataset's default.
+    eval_extractor: str = ""

@@ -111,6 +111,10 @@ def _validate(arch: Architecture, data: Dataset, train: TrainConfig) -> None:
     for key in ("batch_size", "log_every", "grid_size"):
         if getattr(train, key) < 1:
             raise UsageError(f"{key} must be at least 1, not {getattr(train, key)}")
+    if train.eval_every < 0:
+        raise UsageError(f"eval_every must be 0 (never) or more, not {train.eval_every}")
+    if train.eval_every and train.eval_samples < 10:
+        raise UsageError(f"eval_samples must be at least 10, not {train.eval_samples}")
     for key in ("sample_every", "checkpoint_every"):
         if getattr(train, key) < 0:
             raise UsageError(f"{key} must be 0 (automatic) or more, not {getattr(train, key)}")

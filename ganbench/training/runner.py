@@ -21,6 +21,7 @@ from ganbench import checkpoint
 from ganbench.errors import TrainingDiverged
 from ganbench.images import loss_curves, sample_grid
 from ganbench.interfaces import GanModel, ImageArray
+from ganbench.metrics.session import Scorer
 from ganbench.progress import TrainingProgress
 from ganbench.tracking import Tracker
 from ganbench.training.data import DeviceBatches, make_batches
@@ -66,6 +67,7 @@ def train(
     tracker: Tracker,
     device: torch.device,
     show_progress: bool = True,
+    scorer: Scorer | None = None,
 ) -> RunResult:
     """Train ``plan`` on ``data`` on ``device``, logging to ``tracker``; ends with a status."""
     with tracked(tracker), tempfile.TemporaryDirectory(prefix="ganbench-") as tmp:
@@ -88,7 +90,7 @@ def train(
         tracker.set_tags(
             {"ganbench.architecture": plan.architecture.name, "ganbench.dataset": plan.dataset.name}
         )
-        loop = _Loop(plan, model, data, tracker, device, Path(tmp), steps)
+        loop = _Loop(plan, model, data, tracker, device, Path(tmp), steps, scorer)
         return loop.run(iter(batches), show_progress)
 
 
@@ -104,9 +106,12 @@ class _Loop:
         device: torch.device,
         workdir: Path,
         steps: int,
+        scorer: Scorer | None = None,
     ) -> None:
         self.plan, self.model, self.data, self.tracker = plan, model, data, tracker
         self.device, self.workdir, self.steps = device, workdir, steps
+        self.scorer = scorer if plan.train.eval_every else None
+        self.best: tuple[float, int] | None = None  # (FID, step) of checkpoints/best.pt
         cfg = plan.train
         self.sample_every = cfg.sample_every or max(1, steps // 10)
         self.checkpoint_every = cfg.checkpoint_every or steps
@@ -135,6 +140,8 @@ class _Loop:
                     self.tracker.log_image(self._grid(), SAMPLES_KEY, step)
                 if step % self.checkpoint_every == 0 and step != self.steps:
                     self._checkpoint(step)
+                if self.scorer and (step % cfg.eval_every == 0 or step == self.steps):
+                    self._evaluate(step)
         self._finish()
         return RunResult(self.tracker.run_id, self.steps, self.history, last)
 
@@ -168,7 +175,33 @@ class _Loop:
         finally:
             G.train(was_training)
 
-    def _checkpoint(self, step: int) -> Path:
+    def _evaluate(self, step: int) -> None:
+        """Score the generator now; keep the best-FID weights as checkpoints/best.pt.
+
+        DCGAN often peaks and then degrades late in training, so the last checkpoint is
+        not necessarily the best one; both are kept and tagged.
+        """
+        assert self.scorer is not None
+        result = self.scorer.score(self.model, f"training step {step}")
+        self.tracker.log_metrics(result.scores, step)
+        self.tracker.set_tags(result.tags)
+        for k, v in result.scores.items():
+            self.history.setdefault(k, []).append((step, v))
+        fid_name = self.scorer.fid_name()
+        fid = result.scores.get(fid_name) if fid_name else None
+        if fid is not None and math.isfinite(fid) and (self.best is None or fid < self.best[0]):
+            self.best = (fid, step)
+            self._checkpoint(step, "best.pt", {fid_name: fid})
+            self.tracker.set_tags(
+                {
+                    "checkpoint.best": f"checkpoints/best.pt: step {step}, {fid_name} {fid:.6g}",
+                    "checkpoint.best_step": str(step),
+                }
+            )
+
+    def _checkpoint(
+        self, step: int, name: str = "last.pt", scores: dict[str, float] | None = None
+    ) -> Path:
         path = checkpoint.save_atomic(
             {
                 "format": checkpoint.CHECKPOINT_FORMAT,
@@ -176,8 +209,9 @@ class _Loop:
                 "plan": self.plan.params(),
                 "state": self.model.state_dict(),
                 "torch_rng": torch.get_rng_state(),
+                "scores": dict(scores or {}),
             },
-            self.workdir / "last.pt",
+            self.workdir / name,
         )
         self.tracker.log_artifact(path, "checkpoints")
         return path
@@ -190,6 +224,7 @@ class _Loop:
         self.tracker.log_artifact(grid_path)
         self.tracker.log_artifact(loss_curves(self.history, self.workdir / "loss_curves.png"))
         self._checkpoint(self.steps)
+        self.tracker.set_tags({"checkpoint.last": f"checkpoints/last.pt: step {self.steps}"})
         generator = checkpoint.save_atomic(
             {
                 "format": checkpoint.GENERATOR_FORMAT,

@@ -11,15 +11,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ganbench.hookspecs import hookimpl
-from ganbench.interfaces import Dataset, DatasetRequest, ImageSource
+from ganbench.interfaces import (
+    Dataset,
+    DatasetRequest,
+    FeatureExtractor,
+    ImageSource,
+    LoadedExtractor,
+)
 from ganbench.registry import Registrar
 
 if TYPE_CHECKING:
     import numpy as np
+    import torch
     from PIL import Image
 
 TEST_FRACTION = 0.2
 SPLIT_SEED = 0
+#: Names a local digits-cnn weights file to use instead of the bundled one.
+WEIGHTS_ENV = "GANBENCH_DIGITS_CNN_WEIGHTS"
 
 
 class DigitsDataset(Dataset):
@@ -38,6 +47,7 @@ class DigitsDataset(Dataset):
     obtain = "ships with scikit-learn (sklearn.datasets.load_digits); nothing to download"
     cacheable = False  # 1797 tiny images: decoding them takes well under a second
     bundled = True
+    default_extractor = "digits-cnn"  # offline FID/IS: the classifier shipped with this plugin
 
     def open(self, request: DatasetRequest, root: Path) -> ImageSource:
         import numpy as np
@@ -79,6 +89,32 @@ class _DigitsSource(ImageSource):
         return tuple(str(d) for d in range(10))
 
 
+class DigitsCnnExtractor(FeatureExtractor):
+    """A small CNN trained on the digits train split, bundled so FID/IS on digits run offline.
+
+    The network lives in :mod:`ganbench_plugins.digits.classifier`, imported only by
+    :meth:`load`, so listing plugins never imports torch.
+    """
+
+    name = "digits-cnn"
+    summary = (
+        "small CNN trained on scikit-learn's digits (train split); 64-d pool features,"
+        " 10-class logits; weights bundled"
+    )
+    resizer = "grey (mean of R, G, B), [-1, 1], bilinear (antialias) to 32x32"
+    weights_env = WEIGHTS_ENV
+
+    def load(self, weights: str | None, device: torch.device) -> LoadedExtractor:
+        from ganbench_plugins.digits.classifier import load_extractor
+
+        return load_extractor(weights, device)
+
+
 @hookimpl
 def ganbench_register_datasets(registry: Registrar[Dataset]) -> None:
     registry.add(DigitsDataset())
+
+
+@hookimpl
+def ganbench_register_extractors(registry: Registrar[FeatureExtractor]) -> None:
+    registry.add(DigitsCnnExtractor())

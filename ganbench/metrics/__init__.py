@@ -1,0 +1,1 @@
+"""Sample-quality scoring: features, cached real statistics, the Frechet distance."""

@@ -1,0 +1,126 @@
+"""A scorer set up once (extractor loaded, real statistics cached) and used at any step.
+
+Training with ``--eval-every`` and ``ganbench eval`` share it, so a score during training
+and a score afterwards are computed the same way and carry the same names.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ganbench.data.prepare import BadImagePolicy
+from ganbench.errors import UsageError
+from ganbench.interfaces import (
+    Dataset,
+    DatasetRequest,
+    FeatureExtractor,
+    GanModel,
+    LoadedExtractor,
+    Metric,
+    RealStats,
+)
+from ganbench.metrics.features import generator_sampler
+from ganbench.metrics.reference import Reference, reference_stats
+from ganbench.metrics.scoring import Evaluation, evaluate, metric_name
+
+#: The literature's sample count for FID (and ganbench's default for ``eval``).
+DEFAULT_SAMPLES = 50_000
+
+
+def parse_metric_names(text: str, known: Sequence[str]) -> list[str]:
+    """``"fid,is"`` -> ["fid", "is"]; unknown names fail with the close matches."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise UsageError(f"no metric given; use one or more of {', '.join(known)}")
+    for name in names:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f" Did you mean {close[0]}?" if close else ""
+            raise UsageError(f"unknown metric {name!r}.{hint} Available: {', '.join(known)}")
+    return list(dict.fromkeys(names))
+
+
+@dataclass
+class Scorer:
+    metrics: list[Metric]
+    extractor: FeatureExtractor
+    loaded: LoadedExtractor
+    real: RealStats | None
+    reference: Reference | None
+    samples: int
+    seed: int
+    device: torch.device
+    batch_size: int = 200
+    progress: bool = True
+
+    def score(self, model: GanModel, generator_source: str) -> Evaluation:
+        """Scores of ``model``'s generator (the same latents for every call: its seed)."""
+        sample = generator_sampler(model.generator, model.sample_latent, self.device, self.seed)
+        return evaluate(
+            self.metrics,
+            self.extractor,
+            self.loaded,
+            sample,
+            self.samples,
+            self.real,
+            self.reference,
+            seed=self.seed,
+            generator_source=generator_source,
+            batch_size=self.batch_size,
+            progress=self.progress,
+        )
+
+    def fid_name(self) -> str | None:
+        """The FID metric's name (the best checkpoint is chosen on it), if FID is scored."""
+        if any(m.name == "fid" for m in self.metrics):
+            return metric_name("fid", self.samples, self.extractor.name)
+        return None
+
+
+def make_scorer(
+    registries: object,
+    dataset: Dataset,
+    request: DatasetRequest,
+    cache: Path,
+    *,
+    metrics: str,
+    extractor: str | None,
+    weights: str | None,
+    samples: int,
+    real_samples: int | None,
+    device: torch.device,
+    seed: int,
+    bad_images: BadImagePolicy = "skip",
+    progress: bool = True,
+    say: Callable[[str], None] = print,
+) -> Scorer:
+    """Load the extractor and the real statistics (cached) for ``dataset``'s ``request``."""
+    if samples < 10:
+        raise UsageError(f"the number of samples must be at least 10, not {samples}")
+    if real_samples is not None and real_samples < 10:
+        raise UsageError(f"the number of real samples must be at least 10, not {real_samples}")
+    chosen = [
+        registries.metrics.get(n) for n in parse_metric_names(metrics, registries.metrics.names())
+    ]
+    ext = registries.extractors.get(extractor or dataset.default_extractor)
+    loaded = ext.load(weights, device)
+    real = reference = None
+    if any(m.needs_real for m in chosen):
+        real, reference = reference_stats(
+            dataset,
+            request,
+            cache,
+            ext,
+            loaded,
+            real_samples,
+            device,
+            bad_images=bad_images,
+            progress=progress,
+            say=say,
+        )
+    return Scorer(chosen, ext, loaded, real, reference, samples, seed, device, progress=progress)

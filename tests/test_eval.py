@@ -1,0 +1,179 @@
+"""Scoring runs: ``--eval-every`` during training, ``ganbench eval`` afterwards, and the
+real-statistics cache. Offline, with the digits classifier as the feature extractor."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY_RUN
+from makers_folders import make_image_folder, write_image
+from mlflow import MlflowClient
+
+from ganbench.interfaces import DatasetRequest
+from ganbench.metrics.frechet import frechet_distance, gaussian_stats
+from ganbench.metrics.reference import reference_stats
+from ganbench.plugins import load_registries
+
+CPU = torch.device("cpu")
+
+
+def _runs(folder):
+    client = MlflowClient(tracking_uri=f"sqlite:///{folder / 'mlflow.db'}")
+    return client, client.search_runs([e.experiment_id for e in client.search_experiments()])
+
+
+@pytest.fixture(scope="module")
+def evaluated_run(tmp_path_factory):
+    """A tiny digits run scored every 3 steps on 200 samples."""
+    from click.testing import CliRunner
+
+    from ganbench.cli import cli
+
+    folder = tmp_path_factory.mktemp("evalrun")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(folder)
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        args = ["run", "dcgan", "--dataset", "digits", *TINY_RUN, "--cache-dir", "cache"]
+        args += ["--eval-every", "3", "--eval-samples", "200", "--metrics", "fid,is"]
+        result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    client, [run] = _runs(folder)
+    return folder, client, run, result
+
+
+def test_eval_every_logs_scores_with_their_step_and_provenance(evaluated_run):
+    _, client, run, _ = evaluated_run
+    fid = client.get_metric_history(run.info.run_id, "digits-cnn/fid_200")
+    assert [m.step for m in fid] == [3, 6] and all(m.value > 0 for m in fid)
+    is_ = client.get_metric_history(run.info.run_id, "digits-cnn/is_200")
+    assert [m.step for m in is_] == [3, 6] and all(1 <= m.value <= 10 for m in is_)
+    tags = run.data.tags
+    assert tags["digits-cnn/fid_200.extractor"] == "digits-cnn"
+    assert tags["digits-cnn/fid_200.real_samples"] == "1437"
+    assert tags["digits-cnn/fid_200.reference"] == "digits train at 32px"
+    assert len(tags["digits-cnn/fid_200.extractor_weights_sha256"]) == 64
+    assert run.data.params["eval_every"] == "3" and run.data.params["eval_samples"] == "200"
+
+
+def test_best_fid_checkpoint_is_kept_and_named(evaluated_run):
+    _, client, run, _ = evaluated_run
+    fid = {
+        m.step: m.value for m in client.get_metric_history(run.info.run_id, "digits-cnn/fid_200")
+    }
+    best_step = min(fid, key=fid.get)
+    tags = run.data.tags
+    assert tags["checkpoint.best_step"] == str(best_step)
+    assert tags["checkpoint.best"].startswith(f"checkpoints/best.pt: step {best_step}")
+    assert tags["checkpoint.last"] == "checkpoints/last.pt: step 6"
+    names = {a.path for a in client.list_artifacts(run.info.run_id, "checkpoints")}
+    assert names == {"checkpoints/best.pt", "checkpoints/last.pt"}
+
+
+def test_eval_command_logs_into_the_same_run(evaluated_run, monkeypatch):
+    from click.testing import CliRunner
+
+    from ganbench.cli import cli
+
+    folder, client, run, _ = evaluated_run
+    monkeypatch.chdir(folder)
+    args = ["eval", run.info.run_id, "--metrics", "fid,is,kid,prc", "--samples", "300"]
+    result = CliRunner().invoke(cli, [*args, "--cache-dir", "cache", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "using cached digits-cnn statistics of digits train at 32px" in result.output
+    after = client.get_run(run.info.run_id)
+    assert after.info.status == "FINISHED"
+    m = after.data.metrics
+    for name in ("fid_300", "is_300", "is_300_std", "kid_300", "precision_300", "recall_300"):
+        assert f"digits-cnn/{name}" in m, name
+    assert 0 <= m["digits-cnn/precision_300"] <= 1
+    history = client.get_metric_history(run.info.run_id, "digits-cnn/fid_300")
+    assert [h.step for h in history] == [6]
+    best = CliRunner().invoke(cli, [*args[:2], "--checkpoint", "best", "--samples", "200"])
+    assert best.exit_code == 0, best.output
+
+
+def test_eval_errors(evaluated_run, monkeypatch):
+    from click.testing import CliRunner
+
+    from ganbench.cli import cli
+
+    folder, _, run, _ = evaluated_run
+    monkeypatch.chdir(folder)
+    cases = [
+        (
+            ["eval", run.info.run_id, "--metrics", "fdi"],
+            2,
+            "unknown metric 'fdi'. Did you mean fid?",
+        ),
+        (["eval", run.info.run_id, "--samples", "0"], 2, "at least 10, not 0"),
+        (["eval", "0123abcd"], 2, "no run '0123abcd' in the MLflow store"),
+        (["eval", str(folder / "missing.pt")], 1, "missing.pt does not exist"),
+    ]
+    for args, code, message in cases:
+        result = CliRunner().invoke(cli, [*args, "--no-progress"])
+        assert result.exit_code == code, result.output
+        assert message in result.output.strip().splitlines()[-1]
+
+
+def test_real_statistics_cache_hits_and_invalidates(tmp_path):
+    registries = load_registries()
+    folder_ds = registries.datasets.get("imagefolder")
+    digits_cnn = registries.extractors.get("digits-cnn")
+    loaded = digits_cnn.load(None, CPU)
+    faces = tmp_path / "faces"
+    make_image_folder(faces, classes=None, per_class=30, corrupt=False, junk=False, size=(24, 24))
+    request = DatasetRequest("train", 32, str(faces))
+    said: list[str] = []
+    opened: list[str] = []
+    original_open = type(folder_ds).open
+
+    class CountingOpens(type(folder_ds)):
+        def open(self, request, root):
+            opened.append(str(root))
+            return original_open(self, request, root)
+
+    ds = CountingOpens()
+    args = (ds, request, tmp_path / "cache", digits_cnn, loaded, None, CPU)
+    first, ref = reference_stats(*args, progress=False, say=said.append)
+    assert len(opened) == 1 and first.count == 30
+    # the statistics are those of the features: an independent float64 computation
+    mu, sigma = gaussian_stats(np.asarray(first.features, dtype=np.float64))
+    np.testing.assert_allclose(first.mu, mu, rtol=1e-10)
+    np.testing.assert_allclose(first.sigma, sigma, rtol=1e-8, atol=1e-12)
+
+    second, _ = reference_stats(*args, progress=False, say=said.append)
+    assert len(opened) == 1, "the second call must not read the images again"
+    assert said[-1].startswith("using cached digits-cnn statistics")
+    np.testing.assert_array_equal(second.features, first.features)
+    assert frechet_distance(first.mu, first.sigma, second.mu, second.sigma) == pytest.approx(
+        0, abs=1e-6
+    )
+
+    # a changed image changes the fingerprint: recomputed, different statistics
+    some = faces / "0.png"
+    write_image(some, np.zeros((24, 24, 3), np.uint8), "png")
+    os.utime(some, ns=(0, 10**18))
+    third, ref3 = reference_stats(*args, progress=False, say=said.append)
+    assert len(opened) == 2 and ref3.data_fingerprint != ref.data_fingerprint
+    assert not np.array_equal(third.mu, first.mu)
+
+    # another extractor's weights: another reference, never the digits-cnn one's
+    other = tmp_path / "other.pt"
+    from ganbench_plugins.digits import classifier
+
+    torch.manual_seed(1)
+    state = {"format": classifier.WEIGHTS_FORMAT, "state_dict": classifier.DigitsCnn().state_dict()}
+    torch.save({**state, "test_accuracy": 0.0, "seed": 1, "feature_dim": 64}, other)
+    loaded_other = digits_cnn.load(str(other), CPU)
+    _, ref4 = reference_stats(
+        ds, request, tmp_path / "cache", digits_cnn, loaded_other, None, CPU, progress=False,
+        say=said.append,
+    )  # fmt: skip
+    assert len(opened) == 3 and ref4.weights_sha256 != ref3.weights_sha256
+    manifests = sorted((tmp_path / "cache" / "stats" / "imagefolder").glob("*/manifest.json"))
+    refs = [json.loads(p.read_text())["reference"]["weights_sha256"] for p in manifests]
+    assert sorted(refs) == sorted([ref3.weights_sha256, ref4.weights_sha256])
