@@ -177,3 +177,25 @@ def test_real_statistics_cache_hits_and_invalidates(tmp_path):
     manifests = sorted((tmp_path / "cache" / "stats" / "imagefolder").glob("*/manifest.json"))
     refs = [json.loads(p.read_text())["reference"]["weights_sha256"] for p in manifests]
     assert sorted(refs) == sorted([ref3.weights_sha256, ref4.weights_sha256])
+
+
+def test_probe_command_logs_trained_and_random_init_results(evaluated_run, monkeypatch):
+    from click.testing import CliRunner
+
+    from ganbench.cli import cli
+
+    folder, client, run, _ = evaluated_run
+    monkeypatch.chdir(folder)
+    args = ["probe", run.info.run_id, "--dataset", "digits", "--labels-per-class", "5"]
+    result = CliRunner().invoke(cli, [*args, "--draws", "3", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    m = client.get_run(run.info.run_id).data.metrics
+    for who in ("probe.digits.5_per_class", "probe.digits.5_per_class.random_init"):
+        assert 0.3 < m[f"{who}.accuracy"] <= 1  # ten classes: chance is 0.1
+        assert m[f"{who}.labels_used"] == 50 and m[f"{who}.accuracy_ci95"] > 0
+        assert m[f"{who}.error_rate"] == pytest.approx(1 - m[f"{who}.accuracy"])
+    # ndf=8: layers of 8, 16 and 32 channels, each pooled to 4x4
+    assert m["probe.digits.5_per_class.feature_dim"] == (8 + 16 + 32) * 16
+    bad = CliRunner().invoke(cli, ["probe", run.info.run_id, "--dataset", "cifar10"])
+    assert bad.exit_code == 2
+    assert "takes 1-channel images but cifar10 has 3" in bad.output.strip().splitlines()[-1]

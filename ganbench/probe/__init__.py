@@ -1,0 +1,1 @@
+"""The DCGAN paper's representation probe: discriminator features and a linear L2-SVM."""
