@@ -97,19 +97,20 @@ def eval_command(
     from ganbench.devices import resolve_device
     from ganbench.metrics.session import make_scorer
     from ganbench.plugins import load_registries
-    from ganbench.runs import load_run
+    from ganbench.runs import is_checkpoint_file, load_run
     from ganbench.tracking import MlflowTracker, resolve_tracking_uri
 
     registries = load_registries()
     uri = resolve_tracking_uri(tracking_uri)
     torch_device = resolve_device(device)
     say = functools.partial(click.echo, err=True)
-    loaded = load_run(run_ref, uri, registries, which=checkpoint)  # type: ignore[arg-type]
+    tracker = None if is_checkpoint_file(run_ref) else MlflowTracker.existing(uri, run_ref)
+    client = tracker.client if tracker else None
+    loaded = load_run(run_ref, registries, checkpoint, client)  # type: ignore[arg-type]
     plan = loaded.plan
     if split:
         plan.dataset.check_split(split)
         plan = dataclasses.replace(plan, train=dataclasses.replace(plan.train, split=split))
-    tracker = MlflowTracker.existing(uri, loaded.run_id) if loaded.run_id else None
     scorer = make_scorer(
         registries,
         plan.dataset,

@@ -88,7 +88,7 @@ def probe(
     from ganbench.interfaces import DatasetRequest
     from ganbench.plugins import load_registries
     from ganbench.probe.probe import run_probe
-    from ganbench.runs import load_run
+    from ganbench.runs import is_checkpoint_file, load_run
     from ganbench.tracking import MlflowTracker, resolve_tracking_uri
 
     registries = load_registries()
@@ -106,7 +106,9 @@ def probe(
         raise UsageError(f"dataset {ds.name} has no class labels to probe with; use a labelled one")
     for split in (train_split, test_split):
         ds.check_split(split)
-    loaded = load_run(run_ref, uri, registries, which=checkpoint)  # type: ignore[arg-type]
+    tracker = None if is_checkpoint_file(run_ref) else MlflowTracker.existing(uri, run_ref)
+    client = tracker.client if tracker else None
+    loaded = load_run(run_ref, registries, checkpoint, client)  # type: ignore[arg-type]
     shape = loaded.shape
     if ds.channels != shape.channels:
         raise UsageError(
@@ -118,7 +120,6 @@ def probe(
             f"the run's discriminator takes {shape.resolution}px images; {ds.name} is offered"
             f" at {', '.join(map(str, ds.resolutions))}"
         )
-    tracker = MlflowTracker.existing(uri, loaded.run_id) if loaded.run_id else None
     say = functools.partial(click.echo, err=True)
     cache = cache_root(cache_dir)
     category = {"category": ds.categories[0]} if ds.categories else {}

@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from ganbench import checkpoint
-from ganbench.errors import CheckpointError, GanbenchError, UsageError
+from ganbench.errors import CheckpointError, GanbenchError
 from ganbench.interfaces import GanModel, ImageShape
 from ganbench.training.plan import RunPlan, plan_run
 
 if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
     from ganbench.plugins import Registries
 
 #: Which checkpoint of a run: the last one, or the one with the best FID (``--eval-every``).
@@ -74,22 +76,15 @@ def load_checkpoint(path: Path, registries: Registries, source: str | None = Non
     return LoadedRun(plan, model, int(data.get("step", 0)), source or str(path))
 
 
-def download_checkpoint(run_id: str, tracking_uri: str, which: Which, dest: Path) -> Path:
+def is_checkpoint_file(ref: str) -> bool:
+    """True when ``ref`` names a checkpoint file rather than an MLflow run ID."""
+    return Path(ref).suffix == ".pt" or Path(ref).is_file()
+
+
+def download_checkpoint(client: MlflowClient, run_id: str, which: Which, dest: Path) -> Path:
     """Fetch the run's checkpoint artifact into ``dest`` (a folder)."""
-    from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    from ganbench.tracking import check_reachable
-
-    check_reachable(tracking_uri)
-    client = MlflowClient(tracking_uri=tracking_uri)
-    try:
-        client.get_run(run_id)
-    except MlflowException:
-        raise UsageError(
-            f"no run {run_id!r} in the MLflow store {tracking_uri}; copy the ID from the"
-            " MLflow UI or `mlflow runs list`, and pass the store with --tracking-uri"
-        ) from None
     artifact = CHECKPOINT_ARTIFACTS[which]
     # one small file: MLflow's own progress bar would only clutter the output
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -107,13 +102,16 @@ def download_checkpoint(run_id: str, tracking_uri: str, which: Which, dest: Path
 
 
 def load_run(
-    ref: str, tracking_uri: str, registries: Registries, which: Which = "last"
+    ref: str, registries: Registries, which: Which = "last", client: MlflowClient | None = None
 ) -> LoadedRun:
-    """A run by MLflow run ID, or a checkpoint file when ``ref`` is an existing path."""
-    if Path(ref).suffix == ".pt" or Path(ref).is_file():
+    """A checkpoint file, or the checkpoint of MLflow run ``ref`` fetched with ``client``
+    (from :meth:`ganbench.tracking.MlflowTracker.existing`, which checked the run)."""
+    if is_checkpoint_file(ref):
         return load_checkpoint(Path(ref), registries)
+    if client is None:
+        raise ValueError("an MLflow client is needed to load a run by ID")
     with tempfile.TemporaryDirectory(prefix="ganbench-run-") as tmp:
-        path = download_checkpoint(ref, tracking_uri, which, Path(tmp))
+        path = download_checkpoint(client, ref, which, Path(tmp))
         loaded = load_checkpoint(path, registries, f"runs:/{ref}/{CHECKPOINT_ARTIFACTS[which]}")
     loaded.run_id = ref
     return loaded

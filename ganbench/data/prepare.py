@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,6 +25,7 @@ from ganbench.data.transform import to_array
 from ganbench.errors import BadImageError, GanbenchError
 from ganbench.interfaces import Dataset, DatasetRequest, ImageArray, ImageSource
 from ganbench.progress import ItemProgress
+from ganbench.sealed import sealed_folder
 
 FORMAT = "ganbench-prepared/1"
 BadImagePolicy = Literal["skip", "stop"]
@@ -150,10 +149,7 @@ def prepare(
     if manifest and manifest["fingerprint"] == stamp and not force:
         return open_prepared(folder, manifest), True
     n, c, r = len(source), dataset.channels, request.resolution
-    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    with sealed_folder(folder) as tmp:
         images = np.lib.format.open_memmap(tmp / "images.npy", "w+", np.uint8, (n, c, r, r))
         decoded = decode_into(
             source,
@@ -184,10 +180,5 @@ def prepare(
             "ganbench": ganbench.__version__,
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))  # last: the seal
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     report_skipped(decoded, say, folder / "bad_images.txt")
     return open_prepared(folder, manifest), False

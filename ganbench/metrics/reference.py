@@ -15,8 +15,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +25,7 @@ import torch
 import ganbench
 from ganbench.data.loading import load_images
 from ganbench.data.paths import dataset_root
-from ganbench.data.prepare import BadImagePolicy, category_of
+from ganbench.data.prepare import BadImagePolicy, category_of, fingerprint
 from ganbench.interfaces import (
     Dataset,
     DatasetRequest,
@@ -37,6 +35,7 @@ from ganbench.interfaces import (
 )
 from ganbench.metrics.features import image_features
 from ganbench.metrics.frechet import gaussian_stats, psd_sqrt
+from ganbench.sealed import sealed_folder
 
 FORMAT = "ganbench-stats/1"
 #: Seed of the random subset of real images when fewer than the whole split are used.
@@ -75,14 +74,7 @@ def data_fingerprint(dataset: Dataset, root: Path) -> str:
     and modification times under ``root`` (bundled data: the plugin's version)."""
     if dataset.bundled or not root.exists():
         return f"bundled {type(dataset).__module__} with ganbench {ganbench.__version__}"
-    h = hashlib.sha256()
-    for folder, dirs, files in os.walk(root):
-        dirs.sort()
-        for name in sorted(files):
-            stat = os.stat(os.path.join(folder, name))
-            rel = os.path.relpath(os.path.join(folder, name), root)
-            h.update(f"{rel}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
-    return h.hexdigest()
+    return fingerprint([Path(d, name) for d, _, names in os.walk(root) for name in names])
 
 
 def subset(n_total: int, count: int) -> np.ndarray:
@@ -113,18 +105,11 @@ def _load_cached(folder: Path, reference: Reference) -> RealStats | None:
 
 
 def _store(folder: Path, reference: Reference, stats: RealStats) -> None:
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+    with sealed_folder(folder) as tmp:
         np.savez(tmp / "stats.npz", mu=stats.mu, sigma=stats.sigma, sigma_sqrt=stats.sigma_sqrt)
         np.save(tmp / "features.npy", stats.features)
         manifest = {"format": FORMAT, "reference": dataclasses.asdict(reference)}
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))  # last: the seal
 
 
 def stats_from_features(features: np.ndarray) -> RealStats:
@@ -150,7 +135,7 @@ def reference_stats(
     ``count`` real images (None: the whole split; more than the split: the whole split).
     """
     root = dataset_root(dataset.name, request.root, cache)
-    fingerprint = data_fingerprint(dataset, root)
+    stamp = data_fingerprint(dataset, root)
     base = Reference(
         dataset.name,
         request.split,
@@ -159,10 +144,10 @@ def reference_stats(
         extractor.name,
         loaded.weights_sha256,
         count or 0,
-        fingerprint,
+        stamp,
     )
-    # The split's size is known only once it is loaded; a cached entry for "count" images
-    # was stored under the count asked for, so look it up under that first.
+    # Keyed by the count asked for (0 = the whole split): the split's size is known only
+    # after loading it, which a cache hit must not do.
     folder = cache / "stats" / dataset.name / base.folder_name()
     cached = _load_cached(folder, base)
     if cached is not None:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ganbench.errors import DatasetNotFoundError, GanbenchError, UsageError
+from ganbench.errors import DatasetNotFoundError, GanbenchError
 from ganbench.hookspecs import hookimpl
 from ganbench.interfaces import Dataset, DatasetRequest, ImageSource, RemoteFile
 from ganbench.registry import Registrar
@@ -56,7 +56,7 @@ class Cifar10Dataset(Dataset):
     )
 
     def remote_files(self, split: str) -> tuple[RemoteFile, ...]:
-        _check_split(split)
+        self.check_split(split)
         return (RemoteFile(URL, ARCHIVE, md5=ARCHIVE_MD5),)  # one archive holds both splits
 
     def unpack(self, downloaded: Sequence[Path], root: Path) -> None:
@@ -87,7 +87,8 @@ class Cifar10Dataset(Dataset):
                 shutil.move(str(Path(tmp) / BASE_FOLDER), folder)
 
     def open(self, request: DatasetRequest, root: Path) -> ImageSource:
-        names = (*_check_split(request.split), META_FILE)
+        self.check_split(request.split)
+        names = (*SPLIT_FILES[request.split], META_FILE)
         folder = Path(root) / BASE_FOLDER
         paths = [folder / n for n in names]
         missing = [p.name for p in paths if not p.is_file()]
@@ -99,12 +100,6 @@ class Cifar10Dataset(Dataset):
                 f" --data-root FOLDER where FOLDER/{BASE_FOLDER}/ holds the files"
             )
         return _CifarSource(paths[:-1], paths[-1])
-
-
-def _check_split(split: str) -> tuple[str, ...]:
-    if split not in SPLIT_FILES:
-        raise UsageError(f"cifar10 has no split {split!r}; use one of {', '.join(SPLIT_FILES)}")
-    return SPLIT_FILES[split]
 
 
 def _unpickle(path: Path) -> dict[str, Any]:

@@ -9,12 +9,12 @@ against torch-fidelity's in the tests: it can reuse the reference's cached squar
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ganbench.data.download import file_digest
 from ganbench.errors import GanbenchError
 from ganbench.hookspecs import hookimpl
 from ganbench.interfaces import FeatureExtractor, LoadedExtractor, Metric, RealStats
@@ -32,14 +32,6 @@ INCEPTION_URL = (
 )
 INCEPTION_HASH_PREFIX = "6726825d"
 INCEPTION_ENV = "GANBENCH_INCEPTION_WEIGHTS"
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def default_inception_weights(progress: bool = True) -> Path:
@@ -93,7 +85,7 @@ class InceptionV3(FeatureExtractor):
         from ganbench_plugins.fidelity.inception import RgbInception
 
         module = RgbInception(net).to(device).eval()
-        return LoadedExtractor(module, file_sha256(path), str(path))
+        return LoadedExtractor(module, file_digest(path, "sha256"), str(path))
 
 
 def _tensor(x: np.ndarray) -> torch.Tensor:

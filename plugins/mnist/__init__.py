@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
-from ganbench.errors import DatasetNotFoundError, GanbenchError, UsageError
+from ganbench.errors import DatasetNotFoundError, GanbenchError
 from ganbench.hookspecs import hookimpl
 from ganbench.interfaces import Dataset, DatasetRequest, ImageSource, RemoteFile
 from ganbench.registry import Registrar
@@ -75,17 +75,11 @@ class _IdxDataset(Dataset):
     #: label index -> class name
     classes: ClassVar[tuple[str, ...]]
 
-    def _check_split(self, split: str) -> None:
-        if split not in self.splits:
-            raise UsageError(
-                f"{self.name} has no split {split!r}; use one of {', '.join(self.splits)}"
-            )
-
     def raw_folder(self, root: Path) -> Path:
         return Path(root) / self.torchvision_class / "raw"
 
     def remote_files(self, split: str) -> tuple[RemoteFile, ...]:
-        self._check_split(split)
+        self.check_split(split)
         # All four files whatever the split: torchvision's reader requires both splits'
         # files to be present (they are 11 MB resp. 30 MB together). They are saved flat in
         # ROOT, prefixed with the folder name so that MNIST and Fashion-MNIST can share a
@@ -119,7 +113,7 @@ class _IdxDataset(Dataset):
             os.replace(part, target)
 
     def open(self, request: DatasetRequest, root: Path) -> ImageSource:
-        self._check_split(request.split)
+        self.check_split(request.split)
         raw = self.raw_folder(root)
         # torchvision's MNIST class insists on both splits' files, whichever it reads
         needed = [name for split in self.splits for name in idx_names(split)]

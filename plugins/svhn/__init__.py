@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ganbench.errors import DatasetNotFoundError, UsageError
+from ganbench.errors import DatasetNotFoundError
 from ganbench.hookspecs import hookimpl
 from ganbench.interfaces import Dataset, DatasetRequest, ImageSource, RemoteFile
 from ganbench.registry import Registrar
@@ -65,11 +65,13 @@ class SvhnDataset(Dataset):
     )
 
     def remote_files(self, split: str) -> tuple[RemoteFile, ...]:
-        url, filename, md5 = _check_split(split)
+        self.check_split(split)
+        url, filename, md5 = SPLIT_LIST[split]
         return (RemoteFile(url, filename, md5=md5),)
 
     def open(self, request: DatasetRequest, root: Path) -> ImageSource:
-        _, filename, _ = _check_split(request.split)
+        self.check_split(request.split)
+        _, filename, _ = SPLIT_LIST[request.split]
         path = Path(root) / filename
         if not path.is_file():
             raise DatasetNotFoundError(
@@ -79,12 +81,6 @@ class SvhnDataset(Dataset):
                 f" FOLDER holding {filename}"
             )
         return _SvhnSource(path)
-
-
-def _check_split(split: str) -> tuple[str, str, str]:
-    if split not in SPLIT_LIST:
-        raise UsageError(f"svhn has no split {split!r}; use one of {', '.join(SPLIT_LIST)}")
-    return SPLIT_LIST[split]
 
 
 def _corrupt(path: Path, why: str) -> DatasetNotFoundError:
