@@ -16,6 +16,7 @@ import ganbench
 from ganbench.cli_data import data, data_options, datasets
 from ganbench.cli_eval import eval_command, extractor_weights, scoring_options
 from ganbench.cli_probe import probe
+from ganbench.cli_zoo import zoo
 from ganbench.errors import GanbenchError
 
 
@@ -226,3 +227,4 @@ def main() -> None:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
+cli.add_command(zoo)

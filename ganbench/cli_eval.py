@@ -97,16 +97,14 @@ def eval_command(
     from ganbench.devices import resolve_device
     from ganbench.metrics.session import make_scorer
     from ganbench.plugins import load_registries
-    from ganbench.runs import is_checkpoint_file, load_run
-    from ganbench.tracking import MlflowTracker, resolve_tracking_uri
+    from ganbench.runs import open_run
+    from ganbench.tracking import resolve_tracking_uri
 
     registries = load_registries()
     uri = resolve_tracking_uri(tracking_uri)
     torch_device = resolve_device(device)
     say = functools.partial(click.echo, err=True)
-    tracker = None if is_checkpoint_file(run_ref) else MlflowTracker.existing(uri, run_ref)
-    client = tracker.client if tracker else None
-    loaded = load_run(run_ref, registries, checkpoint, client)  # type: ignore[arg-type]
+    loaded, tracker = open_run(run_ref, registries, checkpoint, uri)  # type: ignore[arg-type]
     plan = loaded.plan
     if split:
         plan.dataset.check_split(split)

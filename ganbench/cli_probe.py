@@ -88,8 +88,8 @@ def probe(
     from ganbench.interfaces import DatasetRequest
     from ganbench.plugins import load_registries
     from ganbench.probe.probe import run_probe
-    from ganbench.runs import is_checkpoint_file, load_run
-    from ganbench.tracking import MlflowTracker, resolve_tracking_uri
+    from ganbench.runs import open_run
+    from ganbench.tracking import resolve_tracking_uri
 
     registries = load_registries()
     ds = registries.datasets.get(dataset)
@@ -106,9 +106,7 @@ def probe(
         raise UsageError(f"dataset {ds.name} has no class labels to probe with; use a labelled one")
     for split in (train_split, test_split):
         ds.check_split(split)
-    tracker = None if is_checkpoint_file(run_ref) else MlflowTracker.existing(uri, run_ref)
-    client = tracker.client if tracker else None
-    loaded = load_run(run_ref, registries, checkpoint, client)  # type: ignore[arg-type]
+    loaded, tracker = open_run(run_ref, registries, checkpoint, uri)  # type: ignore[arg-type]
     shape = loaded.shape
     if ds.channels != shape.channels:
         raise UsageError(

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import tomllib
 import types
 import typing
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from ganbench.errors import ConfigError
 

@@ -80,3 +80,24 @@ class BadImageError(GanbenchError):
 
 class DownloadError(GanbenchError):
     """A download failed, was truncated or did not match its checksum (nothing was kept)."""
+
+
+class ZooError(GanbenchError):
+    """A zoo file or index is missing, corrupt, unverifiable or not one of ours."""
+
+
+class UnknownModelError(UsageError, KeyError):
+    """A generator name the zoo index does not list."""
+
+    def __init__(self, name: str, available: Iterable[str], index: str) -> None:
+        available = sorted(available)
+        close = difflib.get_close_matches(name, available, n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        listed = ", ".join(available) or "none"
+        super().__init__(
+            f"no generator {name!r} in the zoo index {index}.{hint} Available: {listed}"
+            " (`ganbench zoo list`)."
+        )
+
+    def __str__(self) -> str:
+        return str(self.args[0])

@@ -37,6 +37,9 @@ class GanModel(ABC):
     generator: torch.nn.Module
     discriminator: torch.nn.Module
     z_dim: int
+    #: The prior :meth:`sample_latent` draws from: "uniform" (on [-1, 1]) or "normal"
+    #: (N(0, 1)). The zoo writes it into exported files so onnxruntime users draw the same.
+    latent_distribution: str
 
     @abstractmethod
     def to(self, device: torch.device) -> GanModel:
@@ -144,6 +147,8 @@ class RemoteFile:
     filename: str
     md5: str | None = None
     sha256: str | None = None
+    #: Bytes, when known: a short file is reported as truncated (and kept to resume).
+    size: int | None = None
 
 
 class ImageSource(ABC):

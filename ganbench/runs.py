@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
 
     from ganbench.plugins import Registries
+    from ganbench.tracking import MlflowTracker
 
 #: Which checkpoint of a run: the last one, or the one with the best FID (``--eval-every``).
 Which = Literal["last", "best"]
@@ -115,3 +116,14 @@ def load_run(
         loaded = load_checkpoint(path, registries, f"runs:/{ref}/{CHECKPOINT_ARTIFACTS[which]}")
     loaded.run_id = ref
     return loaded
+
+
+def open_run(
+    ref: str, registries: Registries, which: Which, tracking_uri: str
+) -> tuple[LoadedRun, MlflowTracker | None]:
+    """``ref``'s model, and a tracker of that MLflow run (None when ``ref`` is a file): the
+    run is looked up once, with a clear error for an unreachable store or unknown ID."""
+    from ganbench.tracking import MlflowTracker
+
+    tracker = None if is_checkpoint_file(ref) else MlflowTracker.existing(tracking_uri, ref)
+    return load_run(ref, registries, which, tracker.client if tracker else None), tracker

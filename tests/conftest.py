@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 # Small enough to run in seconds on 2 CPU cores, big enough to exercise every code path:
 # two sample grids before the final one, an intermediate checkpoint, several log points.
 TINY_RUN = (
@@ -21,3 +23,42 @@ TINY_RUN = (
     "checkpoint_every=4",
     "--no-progress",
 )
+
+
+@pytest.fixture(scope="session")
+def zoo_run(tmp_path_factory):
+    """A tiny digits run, scored at its checkpoints, in a SQLite store of its own:
+    (folder, tracking URI, run ID)."""
+    from click.testing import CliRunner
+    from mlflow import MlflowClient
+
+    from ganbench.cli import cli
+
+    folder = tmp_path_factory.mktemp("zoorun")
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    args = ["run", "dcgan", "--dataset", "digits", *TINY_RUN, "--cache-dir", str(folder / "c")]
+    args += ["--eval-every", "3", "--eval-samples", "100", "--metrics", "fid,is"]
+    args += ["--tracking-uri", uri]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(folder)
+        result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    client = MlflowClient(tracking_uri=uri)
+    [run] = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    return folder, uri, run.info.run_id
+
+
+@pytest.fixture(scope="session")
+def zoo_export(zoo_run, tmp_path_factory):
+    """``ganbench zoo export`` of :func:`zoo_run`'s last checkpoint into a fresh zoo folder:
+    (zoo folder, CLI output)."""
+    from click.testing import CliRunner
+
+    from ganbench.cli import cli
+
+    _, uri, run_id = zoo_run
+    out = tmp_path_factory.mktemp("zoo")
+    args = ["zoo", "export", run_id, "--name", "tiny-digits", "--out", str(out)]
+    result = CliRunner().invoke(cli, [*args, "--tracking-uri", uri])
+    assert result.exit_code == 0, result.output
+    return out, result.output

@@ -58,10 +58,13 @@ def download(
     if verify(dest, remote):
         return dest
     part = dest.with_name(dest.name + ".part")
-    if urllib.parse.urlparse(remote.url).scheme in ("", "file"):
+    local = urllib.parse.urlparse(remote.url).scheme in ("", "file")
+    if local:
         _copy_local(remote.url, part)
     else:
         _fetch(remote, part, progress, timeout)
+    if remote.size is not None:
+        _check_size(part, remote, resumable=not local)
     check = _hasher(remote)
     if check is not None:
         got = file_digest(part, check[0])
@@ -123,4 +126,21 @@ def _fetch(remote: RemoteFile, part: Path, progress: bool, timeout: float) -> No
         raise DownloadError(
             f"download of {remote.url} is truncated: got {done} of {expected} bytes;"
             " run the command again to resume"
+        )
+
+
+def _check_size(part: Path, remote: RemoteFile, resumable: bool) -> None:
+    """A short download stays as ``.part`` to be resumed; a long one cannot be right."""
+    got = part.stat().st_size
+    if got < remote.size and resumable:
+        raise DownloadError(
+            f"download of {remote.url} is truncated: got {got} of {remote.size} bytes;"
+            " run the command again to resume"
+        )
+    if got != remote.size:
+        part.unlink()
+        raise DownloadError(
+            f"{remote.filename} from {remote.url} has {got} bytes, not the {remote.size}"
+            " expected; the copy was deleted. The file at the source is truncated or has"
+            " changed: fetch it again or update the index"
         )

@@ -24,7 +24,7 @@ from ganbench.interfaces import (
     Metric,
     RealStats,
 )
-from ganbench.metrics.features import generator_sampler
+from ganbench.metrics.features import Sampler, generator_sampler
 from ganbench.metrics.reference import Reference, reference_stats
 from ganbench.metrics.scoring import Evaluation, evaluate, metric_name
 
@@ -61,6 +61,10 @@ class Scorer:
     def score(self, model: GanModel, generator_source: str) -> Evaluation:
         """Scores of ``model``'s generator (the same latents for every call: its seed)."""
         sample = generator_sampler(model.generator, model.sample_latent, self.device, self.seed)
+        return self.score_sampler(sample, generator_source)
+
+    def score_sampler(self, sample: Sampler, generator_source: str) -> Evaluation:
+        """Scores of the images ``sample`` draws (e.g. an exported file's, in onnxruntime)."""
         return evaluate(
             self.metrics,
             self.extractor,

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import tomllib
 from collections.abc import Mapping
 from importlib import resources
 from typing import Any
-
-import tomllib
 
 from ganbench.hookspecs import hookimpl
 from ganbench.interfaces import Architecture, GanModel, ImageShape

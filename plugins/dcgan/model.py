@@ -31,6 +31,7 @@ class DCGAN(GanModel):
         self.config = config
         self.shape = shape
         self.z_dim = config.z_dim
+        self.latent_distribution = config.z_distribution
         self.generator = Generator(config, shape.channels, shape.resolution)
         self.discriminator = Discriminator(config, shape.channels, shape.resolution)
         init_weights(self.generator, config.init_std)

@@ -1,0 +1,464 @@
+"""``ganbench zoo``: export, publish, list, pull and run zoo generators.
+
+``list``, ``info``, ``pull``, ``sample``, ``interpolate`` and ``arithmetic`` import neither
+torch nor MLflow (MLflow only to pull a ``models:/`` URL): a user of the zoo needs
+onnxruntime, NumPy and Pillow. ``export`` and ``publish`` rebuild the PyTorch generator.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ganbench.cli_data import data_options
+from ganbench.cli_eval import tracking_option
+
+say = functools.partial(click.echo, err=True)
+
+
+def index_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    f = click.option(
+        "--cache-dir",
+        envvar="GANBENCH_CACHE_DIR",
+        help="Cache folder (zoo files go to CACHE/zoo)."
+        " [default: $GANBENCH_CACHE_DIR or the user cache folder]",
+    )(f)
+    f = click.option(
+        "--index",
+        "index_flag",
+        envvar="GANBENCH_ZOO_INDEX",
+        help="Zoo index: a TOML file or an http(s) URL."
+        " [default: $GANBENCH_ZOO_INDEX or the index shipped with ganbench]",
+    )(f)
+    return f
+
+
+def registry_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--registry",
+        envvar="MLFLOW_REGISTRY_URI",
+        help="MLflow registry for models:/ URLs."
+        " [default: $MLFLOW_REGISTRY_URI, else $MLFLOW_TRACKING_URI or sqlite:///mlflow.db]",
+    )(f)
+
+
+def runtime_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    f = click.option(
+        "--provider",
+        type=click.Choice(["auto", "cuda", "cpu"]),
+        default="auto",
+        show_default=True,
+        help="onnxruntime provider; auto prefers CUDA when present.",
+    )(f)
+    f = click.option("--seed", type=int, default=0, show_default=True, help="Seed of the latents.")(
+        f
+    )
+    f = registry_option(f)
+    f = index_options(f)
+    f = click.option("--progress/--no-progress", default=True, help="Show the download bar.")(f)
+    return f
+
+
+def _index(index_flag: str | None, cache_dir: str | None):
+    from ganbench.data.paths import cache_root
+    from ganbench.zoo.index import index_location, load_index
+    from ganbench.zoo.store import zoo_cache
+
+    cache = cache_root(cache_dir)
+    return load_index(index_location(index_flag), zoo_cache(cache), say=say), cache
+
+
+def locate(
+    ref: str, index_flag: str | None, cache_dir: str | None, registry: str | None, progress: bool
+) -> Path:
+    """A verified local ONNX file for ``ref``: a file path, a ``models:/`` URL or a zoo name
+    (pulled into the cache first if needed)."""
+    from ganbench.data.paths import cache_root
+    from ganbench.zoo import store
+
+    if ref.startswith("models:/"):
+        return store.pull_registered(ref, cache_root(cache_dir), registry, say=say)
+    if ref.endswith(".onnx") or Path(ref).is_file():
+        path = Path(ref)
+        if not path.is_file():
+            raise click.UsageError(f"{ref} does not exist; give a zoo name or an .onnx file")
+        return path
+    index, cache = _index(index_flag, cache_dir)
+    entry = index.get(ref)
+    if not store.is_cached(entry, cache):
+        say(f"pulling {entry.name} ({entry.size:,} bytes) from {index.resolve(entry.url)}")
+    return store.pull(entry, index, cache, progress=progress, registry_uri=registry, say=say)
+
+
+def _open(ref: str, provider: str, **where: Any):
+    from ganbench.zoo.runtime import open_generator
+
+    generator = open_generator(locate(ref, **where), provider, say=say)  # type: ignore[arg-type]
+    say(f"{generator.info.name}: onnxruntime on {generator.provider}")
+    return generator
+
+
+@click.group()
+def zoo() -> None:
+    """Trained generators as ONNX files: export, publish, list, pull, sample."""
+
+
+@zoo.command(name="list")
+@index_options
+def list_command(index_flag: str | None, cache_dir: str | None) -> None:
+    """List the generators in the zoo index, with their scores."""
+    from ganbench.zoo.store import is_cached
+
+    index, cache = _index(index_flag, cache_dir)
+    click.echo(f"zoo index: {index.location}")
+    rows = [("name", "dataset", "image", "z", "scores", "size", "cached")]
+    for e in index:
+        i = e.info
+        scores = ", ".join(f"{s.name} {s.value:.3g}" for s in i.metrics[:3]) or "-"
+        image = f"{i.channels}x{i.resolution}x{i.resolution}"
+        cached = "yes" if is_cached(e, cache) else "no"
+        z = f"{i.z_dim} {i.z_distribution}"
+        rows.append((e.name, i.dataset, image, z, scores, f"{e.size / 1e6:.1f} MB", cached))
+    if len(rows) == 1:
+        click.echo("(no generators)")
+        return
+    widths = [max(len(r[k]) for r in rows) for k in range(len(rows[0]))]
+    for row in rows:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+@zoo.command()
+@click.argument("name")
+@index_options
+def info(name: str, index_flag: str | None, cache_dir: str | None) -> None:
+    """Show everything the index says about generator NAME."""
+    from ganbench.zoo.store import cached_path, is_cached
+
+    index, cache = _index(index_flag, cache_dir)
+    entry = index.get(name)
+    click.echo(entry.name)
+    for line in entry.info.describe():
+        click.echo(f"  {line}")
+    click.echo(f"  file: {index.resolve(entry.url)}")
+    click.echo(f"  sha256 {entry.sha256}, {entry.size:,} bytes")
+    if entry.card:
+        click.echo(f"  model card: {index.resolve(entry.card)}")
+    state = "verified" if is_cached(entry, cache) else "not pulled"
+    click.echo(f"  cache: {cached_path(entry, cache)} ({state})")
+    click.echo("  metrics:" if entry.info.metrics else "  metrics: none")
+    for s in entry.info.metrics:
+        click.echo(f"    {s.name} = {s.value:.6g}  ({s.how})")
+
+
+@zoo.command()
+@click.argument("ref", metavar="NAME|models:/NAME@ALIAS")
+@index_options
+@registry_option
+@click.option("--progress/--no-progress", default=True, help="Show the download bar.")
+def pull(
+    ref: str, index_flag: str | None, cache_dir: str | None, registry: str | None, progress: bool
+) -> None:
+    """Download a generator into the cache, verified by sha256; prints its path.
+
+    \b
+    Works offline once pulled: the cached file is re-verified and used.
+    Example:
+      ganbench zoo pull dcgan-digits-32
+      ganbench zoo pull models:/dcgan-digits-32@champion --registry sqlite:///mlflow.db
+    """
+    path = locate(ref, index_flag, cache_dir, registry, progress)
+    click.echo(str(path))
+
+
+def _picture(rows: list, out: Path) -> None:
+    from ganbench.zoo.pictures import grid, save_atomic
+
+    save_atomic(grid(rows), out)
+    click.echo(f"wrote {out}")
+
+
+@zoo.command()
+@click.argument("ref", metavar="NAME|FILE.onnx|models:/NAME@ALIAS")
+@click.option("-n", "count", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--nrow", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--save-z", type=click.Path(dir_okay=False, path_type=Path), help="Save z (.npy).")
+@runtime_options
+def sample(
+    ref: str,
+    count: int,
+    output: Path,
+    nrow: int,
+    save_z: Path | None,
+    seed: int,
+    provider: str,
+    **where: Any,
+) -> None:
+    """Draw N images from a zoo generator into a grid (index = row * nrow + column)."""
+    from ganbench.zoo.pictures import check_output, square_rows, to_uint8
+    from ganbench.zoo.runtime import latents
+
+    check_output(output)
+    generator = _open(ref, provider, **where)
+    z = latents(generator.info, count, seed)
+    images = to_uint8(generator.generate(z), generator.info.output_range)
+    _picture(square_rows(images, nrow), output)
+    if save_z is not None:
+        import numpy as np
+
+        np.save(save_z, z)
+        click.echo(f"wrote {save_z}")
+
+
+@zoo.command()
+@click.argument("ref", metavar="NAME|FILE.onnx|models:/NAME@ALIAS")
+@click.option("--steps", type=click.IntRange(min=2), default=10, show_default=True)
+@click.option(
+    "--rows", type=click.IntRange(min=1), default=4, show_default=True, help="Random walks."
+)
+@click.option(
+    "--between",
+    multiple=True,
+    metavar="I,J",
+    help="Walk from sample I to sample J of `zoo sample` with the same seed (repeatable;"
+    " replaces the random rows).",
+)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@runtime_options
+def interpolate(
+    ref: str,
+    steps: int,
+    rows: int,
+    between: tuple[str, ...],
+    output: Path,
+    seed: int,
+    provider: str,
+    **where: Any,
+) -> None:
+    """Latent walks: each row goes in a straight line between two points of z (Fig. 4)."""
+    import numpy as np
+
+    from ganbench.zoo.pictures import check_output, to_uint8
+    from ganbench.zoo.runtime import latents, walk
+
+    pairs = [_pair(text) for text in between]
+    check_output(output)
+    generator = _open(ref, provider, **where)
+    info = generator.info
+    if pairs:
+        z = latents(info, max(max(p) for p in pairs) + 1, seed)
+        ends = [(z[i], z[j]) for i, j in pairs]
+    else:
+        z = latents(info, 2 * rows, np.random.SeedSequence([seed, 1]).generate_state(1)[0])
+        ends = [(z[2 * r], z[2 * r + 1]) for r in range(rows)]
+    walks = np.concatenate([walk(a, b, steps) for a, b in ends])
+    images = to_uint8(generator.generate(walks), info.output_range)
+    _picture([list(images[r * steps : (r + 1) * steps]) for r in range(len(ends))], output)
+
+
+def _pair(text: str) -> tuple[int, int]:
+    try:
+        i, j = (int(v) for v in text.split(","))
+    except ValueError:
+        raise click.UsageError(f"--between {text!r}: give two sample indices, e.g. 3,17") from None
+    if min(i, j) < 0:
+        raise click.UsageError(f"--between {text!r}: indices start at 0")
+    return i, j
+
+
+@zoo.command()
+@click.argument("ref", metavar="NAME|FILE.onnx|models:/NAME@ALIAS")
+@click.argument("expression")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option(
+    "--variations",
+    type=click.IntRange(min=0),
+    default=8,
+    show_default=True,
+    help="Extra images of the result with noise added (the paper shows 8).",
+)
+@click.option(
+    "--noise",
+    type=click.FloatRange(min=0),
+    default=0.25,
+    show_default=True,
+    help="Scale of the uniform noise added for the variations (the paper: 0.25).",
+)
+@runtime_options
+def arithmetic(
+    ref: str,
+    expression: str,
+    output: Path,
+    variations: int,
+    noise: float,
+    seed: int,
+    provider: str,
+    **where: Any,
+) -> None:
+    """Vector arithmetic on z (the paper's Fig. 7): EXPRESSION like "1,5,9 - 2,4,6 + 7,8,11".
+
+    \b
+    Each group is sample indices from `ganbench zoo sample NAME --seed S` (index = row * 8
+    + column); a concept is the average z of its group (the paper uses three samples).
+    One row per group (its samples, then the image of their average z); the last row is
+    the result, then VARIATIONS images of the result plus uniform noise of scale NOISE.
+    """
+    import numpy as np
+
+    from ganbench.zoo.pictures import check_output, to_uint8
+    from ganbench.zoo.runtime import latents, parse_arithmetic
+
+    terms = parse_arithmetic(expression)
+    check_output(output)
+    generator = _open(ref, provider, **where)
+    info = generator.info
+    z = latents(info, max(max(ix) for _, ix in terms) + 1, seed)
+    means = [z[ix].mean(axis=0) for _, ix in terms]
+    result = sum(sign * m for (sign, _), m in zip(terms, means, strict=True))
+    rng = np.random.default_rng([seed, 2])
+    jitter = rng.uniform(-noise, noise, size=(variations, info.z_dim)).astype(np.float32)
+    rows_z = [np.concatenate([z[ix], m[None]]) for (_, ix), m in zip(terms, means, strict=True)]
+    rows_z.append(np.concatenate([result[None], result[None] + jitter]))
+    images = to_uint8(generator.generate(np.concatenate(rows_z)), info.output_range)
+    rows, start = [], 0
+    for row in rows_z:
+        rows.append(list(images[start : start + len(row)]))
+        start += len(row)
+    _picture(rows, output)
+    written = " ".join(f"{'+-'[sign < 0]} mean{ix}" for sign, ix in terms).lstrip("+ ")
+    click.echo(f"rows: each group's samples then their mean; last row: {written}, + variations")
+
+
+@zoo.command()
+@click.argument("name")
+@index_options
+def remove(name: str, index_flag: str | None, cache_dir: str | None) -> None:
+    """Delete generator NAME's file from the cache."""
+    from ganbench.zoo.store import cached_path
+    from ganbench.zoo.store import remove as remove_cached
+
+    index, cache = _index(index_flag, cache_dir)
+    entry = index.get(name)
+    done = remove_cached(entry, cache)
+    click.echo(f"removed {cached_path(entry, cache).parent}" if done else f"{name} is not cached")
+
+
+def export_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """What ``export`` and ``publish`` share: which weights, how to score them."""
+    for option in reversed(
+        [
+            click.option("--name", required=True, help="Zoo name, e.g. dcgan-digits-32."),
+            click.option(
+                "--checkpoint",
+                type=click.Choice(["last", "best"]),
+                default="last",
+                show_default=True,
+                help="Which checkpoint of the run (best: the best FID under --eval-every).",
+            ),
+            click.option(
+                "--opset",
+                type=click.IntRange(min=18),
+                default=20,
+                show_default=True,
+                help="ONNX opset.",
+            ),
+            click.option(
+                "--eval-samples",
+                type=int,
+                help="Score the exported file on N samples (through onnxruntime) instead of"
+                " copying the run's scores at the checkpoint's step.",
+            ),
+            click.option(
+                "--metrics", default="fid,is", show_default=True, help="With --eval-samples."
+            ),
+            click.option("--device", default="auto", show_default=True, help="For scoring."),
+            data_options,
+            tracking_option,
+            click.option("--progress/--no-progress", default=True),
+        ]
+    ):
+        f = option(f)
+    return f
+
+
+@zoo.command()
+@click.argument("run_ref", metavar="RUN_ID|CHECKPOINT")
+@export_options
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("zoo"),
+    show_default=True,
+    help="Folder for NAME.onnx, NAME.md (model card) and NAME.png.",
+)
+@click.option(
+    "--index",
+    "index_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Index file to add the entry to. [default: OUT/index.toml]",
+)
+@click.option(
+    "--url", help="URL the file will be published at. [default: its path relative to the index]"
+)
+def export(
+    run_ref: str, out_dir: Path, index_path: Path | None, url: str | None, **kw: Any
+) -> None:
+    """Export a run's generator to ONNX with metadata, a model card and an index entry.
+
+    \b
+    Example:
+      ganbench zoo export 3f9f22e9... --name dcgan-digits-32 --checkpoint best
+    """
+    from ganbench.zoo.exporting import export_to_folder
+
+    result = export_to_folder(run_ref, out_dir, index_path, url, say=say, **kw)
+    for line in result:
+        click.echo(line)
+
+
+@zoo.command()
+@click.argument("run_ref", metavar="RUN_ID|CHECKPOINT")
+@export_options
+@click.option(
+    "--registry",
+    "registry_flag",
+    is_flag=False,
+    flag_value="",
+    default="",
+    help="MLflow registry URI. [default: $MLFLOW_REGISTRY_URI, else the tracking store]",
+)
+@click.option(
+    "--alias",
+    "aliases",
+    multiple=True,
+    default=("champion",),
+    show_default=True,
+    help="Registry alias for the new version (repeatable).",
+)
+@click.option(
+    "--index",
+    "index_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also add an entry with url models:/NAME@ALIAS to this index file.",
+)
+def publish(
+    run_ref: str, registry_flag: str, aliases: tuple[str, ...], index_path: Path | None, **kw: Any
+) -> None:
+    """Export a run's generator and register it in an MLflow Model Registry, with aliases.
+
+    \b
+    Example:
+      ganbench zoo publish 3f9f22e9... --name dcgan-digits-32 --registry --alias champion
+      ganbench zoo pull models:/dcgan-digits-32@champion
+    """
+    from ganbench.zoo.exporting import publish_to_registry
+
+    for line in publish_to_registry(
+        run_ref, registry_flag or None, aliases, index_path, say=say, **kw
+    ):
+        click.echo(line)

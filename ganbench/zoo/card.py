@@ -1,0 +1,93 @@
+"""The model card: what a generator is, how well it does, how to use it, in Markdown."""
+
+from __future__ import annotations
+
+from ganbench.zoo.metadata import LATENT_DISTRIBUTIONS, GeneratorInfo
+
+
+def render_card(
+    info: GeneratorInfo,
+    *,
+    picture: str,
+    sha256: str,
+    size: int,
+    citation: str,
+    sample_seed: int,
+    provider: str,
+) -> str:
+    lo, hi = info.output_range
+    res = f"{info.resolution}x{info.resolution}"
+    shape = f"N x {info.channels} x {info.resolution} x {info.resolution}"
+    metrics = (
+        "\n".join(f"| `{s.name}` | {s.value:.4g} | {s.how} |" for s in info.metrics)
+        or "| (none) | | exported without scores: `ganbench zoo export --eval-samples N` |"
+    )
+    return f"""# {info.name}
+
+A {info.architecture.upper()} generator trained on **{info.dataset}** at {res}
+({info.channels} channel{"s" if info.channels > 1 else ""}), packaged as an ONNX file
+that runs with onnxruntime alone.
+
+![64 samples, seed {sample_seed}]({picture})
+
+64 samples (`ganbench zoo sample {info.name} -n 64 --seed {sample_seed}`, onnxruntime
+{provider}); image index = row x 8 + column.
+
+## Use
+
+```bash
+ganbench zoo pull {info.name}
+ganbench zoo sample {info.name} -n 64 --seed 0 -o grid.png
+ganbench zoo interpolate {info.name} --steps 10 -o walk.png
+ganbench zoo arithmetic {info.name} "1,5,9 - 2,4,6 + 7,8,11" --seed 0 -o sum.png
+```
+
+Without ganbench, in Python with onnxruntime and NumPy:
+
+```python
+import numpy as np, onnxruntime as ort
+session = ort.InferenceSession("{info.name}.onnx")
+z = {_z_code(info)}
+images = session.run(["images"], {{"z": z}})[0]  # {shape}, in [{lo:g}, {hi:g}]
+```
+
+## The model
+
+| | |
+| --- | --- |
+| architecture | {info.architecture} |
+| dataset | {info.dataset} |
+| output | {shape}, float32 in [{lo:g}, {hi:g}] |
+| input `z` | N x {info.z_dim}, {LATENT_DISTRIBUTIONS[info.z_distribution]} |
+| ONNX | opset {info.opset}, dynamic batch axis, {size:,} bytes |
+| sha256 | `{sha256}` |
+| trained in | {info.training_run} |
+| weights | {info.checkpoint} |
+| ganbench | {info.ganbench_version} |
+
+## Metrics
+
+| metric | value | how it was measured |
+| --- | --- | --- |
+{metrics}
+
+Scores from different feature extractors or sample counts are not comparable.
+
+## Checks
+
+- `onnx.checker.check_model(full_check=True)` passed.
+- {info.parity}.
+
+## Training data and license
+
+{info.dataset}: {info.data_license}. The weights are derived from this data; use them
+under its terms.
+
+{citation.strip()}
+"""
+
+
+def _z_code(info: GeneratorInfo) -> str:
+    if info.z_distribution == "uniform":
+        return f"np.random.default_rng(0).uniform(-1, 1, (16, {info.z_dim})).astype(np.float32)"
+    return f"np.random.default_rng(0).standard_normal((16, {info.z_dim}), dtype=np.float32)"

@@ -1,0 +1,266 @@
+"""``zoo export`` and ``zoo publish``: from a run to a checked ONNX file, card and entry.
+
+Everything is built in a temporary folder beside the output and moved into place only
+when the export, the checker, the parity check and the scoring have all passed, so a
+failed export leaves the zoo folder and its index as they were.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ganbench.data.download import file_digest
+from ganbench.zoo.metadata import GeneratorInfo, Score
+
+#: Samples shown in the model card (8 x 8), drawn with this seed by onnxruntime.
+CARD_SAMPLES, CARD_SEED = 64, 0
+
+
+@dataclass
+class Exported:
+    """A checked ONNX file with its picture and card, still in the temporary folder."""
+
+    onnx: Path
+    picture: Path
+    info: GeneratorInfo
+    sha256: str
+    size: int
+    citation: str
+    provider: str
+
+    def card(self) -> str:
+        """The Markdown model card, its picture beside it as NAME.png."""
+        from ganbench.zoo.card import render_card
+
+        return render_card(
+            self.info,
+            picture=f"{self.info.name}.png",
+            sha256=self.sha256,
+            size=self.size,
+            citation=self.citation,
+            sample_seed=CARD_SEED,
+            provider=self.provider,
+        )
+
+
+def _load(run_ref: str, checkpoint: str, tracking_uri: str | None) -> tuple[Any, Any, Any]:
+    """(loaded run, registries, MLflow client of the run or None)."""
+    from ganbench.plugins import load_registries
+    from ganbench.runs import open_run
+    from ganbench.tracking import resolve_tracking_uri
+
+    registries = load_registries()
+    uri = resolve_tracking_uri(tracking_uri)
+    loaded, tracker = open_run(run_ref, registries, checkpoint, uri)  # type: ignore[arg-type]
+    return loaded, registries, tracker.client if tracker else None
+
+
+def _fresh_scores(
+    loaded: Any,
+    registries: Any,
+    onnx_path: Path,
+    *,
+    samples: int,
+    metrics: str,
+    seed: int,
+    device: str,
+    data_root: str | None,
+    cache_dir: str | None,
+    bad_images: str,
+    progress: bool,
+    say: Callable[[str], None],
+) -> tuple[Score, ...]:
+    """Scores of the exported file itself: its images come from onnxruntime."""
+    import onnxruntime as ort
+    import torch
+
+    from ganbench.cli_eval import extractor_weights
+    from ganbench.data.paths import cache_root
+    from ganbench.devices import resolve_device
+    from ganbench.metrics.session import make_scorer
+    from ganbench.zoo import scores
+
+    plan = loaded.plan
+    torch_device = resolve_device(device)
+    scorer = make_scorer(
+        registries,
+        plan.dataset,
+        plan.request(data_root),
+        cache_root(cache_dir),
+        metrics=metrics,
+        extractor=None,
+        weights=extractor_weights(None, plan.dataset.default_extractor, None),
+        samples=samples,
+        real_samples=None,
+        device=torch_device,
+        seed=seed,
+        bad_images=bad_images,  # type: ignore[arg-type]
+        progress=progress,
+        say=say,
+    )
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    rng = torch.Generator().manual_seed(seed)
+
+    def sample(n: int) -> torch.Tensor:
+        z = loaded.model.sample_latent(n, generator=rng).numpy()
+        return torch.from_numpy(session.run(["images"], {"z": z})[0]).to(torch_device)
+
+    result = scorer.score_sampler(sample, "the exported ONNX file, run by onnxruntime")
+    return scores.from_values(result.scores, result.tags)
+
+
+def build(
+    run_ref: str,
+    folder: Path,
+    *,
+    name: str,
+    checkpoint: str,
+    opset: int,
+    eval_samples: int | None,
+    metrics: str,
+    device: str,
+    data_root: str | None,
+    cache_dir: str | None,
+    bad_images: str,
+    tracking_uri: str | None,
+    progress: bool,
+    say: Callable[[str], None],
+) -> Exported:
+    """Export, check, score and draw ``run_ref``'s generator into ``folder``."""
+    from ganbench.zoo import export, scores
+    from ganbench.zoo.index import check_name
+    from ganbench.zoo.pictures import grid, square_rows, to_uint8
+    from ganbench.zoo.runtime import latents, open_generator
+
+    check_name(name)
+    if eval_samples is not None and eval_samples < 10:
+        from ganbench.errors import UsageError
+
+        raise UsageError(f"--eval-samples must be at least 10, not {eval_samples}")
+    loaded, registries, client = _load(run_ref, checkpoint, tracking_uri)
+    generator = loaded.model.generator
+    say(f"exporting {loaded.source} (step {loaded.step}) to ONNX opset {opset}")
+    raw = folder / "raw.onnx"
+    export.export_onnx(generator, loaded.model.z_dim, raw, opset)
+    parity = export.check_parity(generator, raw, loaded.model.z_dim, atol=export.PARITY_ATOL)
+    say(parity.describe())
+    if eval_samples:
+        measured = _fresh_scores(
+            loaded, registries, raw, samples=eval_samples, metrics=metrics, seed=0,
+            device=device, data_root=data_root, cache_dir=cache_dir, bad_images=bad_images,
+            progress=progress, say=say,
+        )  # fmt: skip
+    elif client is not None:
+        measured = scores.from_run(client, loaded.run_id, loaded.step)
+    else:
+        measured = ()
+    if not measured:
+        say("no scores at this checkpoint: add --eval-samples N to measure them")
+    info = export.generator_info(loaded, name, opset, parity, measured)
+    final = folder / f"{name}.onnx"
+    export.write_metadata(raw, final, info)
+    raw.unlink()
+    runtime = open_generator(final, "cpu", say=say)  # the card shows what users will get
+    images = to_uint8(runtime.generate(latents(info, CARD_SAMPLES, CARD_SEED)), info.output_range)
+    picture = folder / f"{name}.png"
+    grid(square_rows(images, 8)).save(picture)
+    return Exported(
+        final,
+        picture,
+        info,
+        file_digest(final, "sha256"),
+        final.stat().st_size,
+        loaded.plan.dataset.citation,
+        runtime.provider,
+    )
+
+
+def _relative_url(target: Path, index_path: Path) -> str:
+    return Path(os.path.relpath(target.resolve(), index_path.resolve().parent)).as_posix()
+
+
+def export_to_folder(
+    run_ref: str,
+    out_dir: Path,
+    index_path: Path | None,
+    url: str | None,
+    *,
+    say: Callable[[str], None],
+    **options: Any,
+) -> list[str]:
+    """``zoo export``: NAME.onnx, NAME.png and NAME.md in ``out_dir``, and the index entry."""
+    from ganbench.zoo.index import ZooEntry, upsert
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    index_path = index_path or out_dir / "index.toml"
+    with tempfile.TemporaryDirectory(prefix=".export-", dir=out_dir) as tmp:
+        done = build(run_ref, Path(tmp), say=say, **options)
+        name = done.info.name
+        card = Path(tmp) / f"{name}.md"
+        card.write_text(done.card(), encoding="utf-8")
+        targets = {p: out_dir / p.name for p in (done.onnx, done.picture, card)}
+        for source, target in targets.items():
+            os.replace(source, target)
+    entry = ZooEntry(
+        done.info,
+        url or _relative_url(out_dir / f"{name}.onnx", index_path),
+        done.sha256,
+        done.size,
+        card=_relative_url(out_dir / f"{name}.md", index_path),
+        picture=_relative_url(out_dir / f"{name}.png", index_path),
+    )
+    replaced = upsert(index_path, entry)
+    lines = [f"wrote {target}" for target in targets.values()]
+    lines.append(f"{'replaced' if replaced else 'added'} {name} in {index_path}")
+    lines.append(f"sha256 {done.sha256}, {done.size:,} bytes")
+    return lines
+
+
+def publish_to_registry(
+    run_ref: str,
+    registry_flag: str | None,
+    aliases: Sequence[str],
+    index_path: Path | None,
+    *,
+    say: Callable[[str], None],
+    **options: Any,
+) -> list[str]:
+    """``zoo publish``: export, then register in an MLflow registry with aliases."""
+    from ganbench.errors import UsageError
+    from ganbench.runs import is_checkpoint_file
+    from ganbench.tracking import resolve_tracking_uri
+    from ganbench.zoo.index import ZooEntry, upsert
+    from ganbench.zoo.registry import publish, registry_uri
+
+    bad = [a for a in aliases if a == "latest" or (a[:1] == "v" and a[1:].isdigit())]
+    if bad or not aliases:
+        raise UsageError(
+            f"alias {bad[0]!r} is reserved by MLflow; choose another (e.g. champion)"
+            if bad
+            else "give at least one --alias"
+        )
+    registry = registry_uri(registry_flag)
+    tracking = resolve_tracking_uri(options.get("tracking_uri"))
+    with tempfile.TemporaryDirectory(prefix="ganbench-publish-") as tmp:
+        done = build(run_ref, Path(tmp), say=say, **options)
+        card = done.card()
+        run_id = None if is_checkpoint_file(run_ref) else run_ref
+        version = publish(
+            done.onnx, done.info, card, aliases=aliases, registry=registry, tracking=tracking,
+            run_id=run_id,
+        )  # fmt: skip
+    lines = [
+        f"registered {version.name} version {version.version} in {registry}"
+        f" (run {version.run_id}); aliases: {', '.join(version.aliases)}",
+        f"pull it with: ganbench zoo pull {version.uri} --registry {registry}",
+    ]
+    if index_path is not None:
+        entry = ZooEntry(done.info, version.uri, version.sha256, version.size)
+        replaced = upsert(index_path, entry)
+        lines.append(f"{'replaced' if replaced else 'added'} {version.name} in {index_path}")
+    return lines

@@ -1,0 +1,219 @@
+"""The zoo index: a TOML file listing published generators, checked against a JSON Schema.
+
+The index is where a download's sha256 and size come from, so it is validated whole
+before anything in it is trusted. The default index ships inside the package
+(``ganbench_zoo/index.toml``, the repository's ``zoo/`` folder); ``--index`` or
+``GANBENCH_ZOO_INDEX`` name another one, a path or an http(s) URL. A remote index is kept
+in the cache and used from there when the network is gone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tomllib
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ganbench.errors import UnknownModelError, UsageError, ZooError
+from ganbench.zoo.metadata import GeneratorInfo, Score
+
+INDEX_FORMAT = "ganbench-zoo-index/1"
+INDEX_ENV = "GANBENCH_ZOO_INDEX"
+NAME_PATTERN = "^[a-z0-9][a-z0-9._-]*$"
+_HEADER = (
+    "# ganbench zoo index: one [[generators]] table per published generator.\n"
+    "# Written by `ganbench zoo export` / `zoo publish --index`; checked against\n"
+    "# ganbench/zoo/index.schema.json. A url without a scheme is relative to this file.\n\n"
+)
+
+
+def schema() -> dict[str, Any]:
+    return json.loads(resources.files("ganbench.zoo").joinpath("index.schema.json").read_text())
+
+
+def bundled_index() -> str:
+    """The index shipped with ganbench (the repository's ``zoo/index.toml``)."""
+    return str(resources.files("ganbench_zoo").joinpath("index.toml"))
+
+
+def index_location(flag: str | None = None) -> str:
+    """``--index``, else ``$GANBENCH_ZOO_INDEX``, else the bundled index."""
+    return flag or os.environ.get(INDEX_ENV) or bundled_index()
+
+
+def is_remote(location: str) -> bool:
+    return urllib.parse.urlparse(location).scheme in ("http", "https")
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    """One published generator: its facts, and where and how to fetch its ONNX file."""
+
+    info: GeneratorInfo
+    url: str
+    sha256: str
+    size: int
+    card: str | None = None
+    picture: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    def to_table(self) -> dict[str, Any]:
+        table: dict[str, Any] = {"name": self.name, "url": self.url}
+        table |= {"sha256": self.sha256, "size": self.size}
+        if self.card:
+            table["card"] = self.card
+        if self.picture:
+            table["picture"] = self.picture
+        info = dataclasses.asdict(self.info)
+        info.pop("name")
+        info["output_range"] = list(self.info.output_range)
+        info["metrics"] = [dataclasses.asdict(s) for s in self.info.metrics]
+        return table | info
+
+    @classmethod
+    def from_table(cls, table: dict[str, Any]) -> ZooEntry:
+        """A table the schema accepted."""
+        table = dict(table)
+        url, sha256, size = table.pop("url"), table.pop("sha256"), table.pop("size")
+        card, picture = table.pop("card", None), table.pop("picture", None)
+        table["output_range"] = tuple(table["output_range"])
+        table["metrics"] = tuple(Score(**m) for m in table["metrics"])
+        return cls(GeneratorInfo(**table), url, sha256, size, card, picture)
+
+
+@dataclass
+class ZooIndex:
+    location: str
+    entries: list[ZooEntry]
+
+    def __iter__(self) -> Iterator[ZooEntry]:
+        return iter(self.entries)
+
+    def names(self) -> list[str]:
+        return [e.name for e in self.entries]
+
+    def get(self, name: str) -> ZooEntry:
+        for entry in self.entries:
+            if entry.name == name:
+                return entry
+        raise UnknownModelError(name, self.names(), self.location)
+
+    def resolve(self, relative: str) -> str:
+        """A url or file named in the index, made absolute against the index's location."""
+        scheme = urllib.parse.urlparse(relative).scheme
+        if scheme in ("http", "https", "file", "models"):
+            return relative
+        if is_remote(self.location):
+            return urllib.parse.urljoin(self.location, relative)
+        return str(Path(self.location).expanduser().resolve().parent / relative)
+
+
+def validate(data: Any, where: str) -> None:
+    """Raise a one-line error for the first thing in ``data`` the schema rejects."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(schema())
+    error = jsonschema.exceptions.best_match(validator.iter_errors(data))
+    if error is not None:
+        path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
+        raise ZooError(
+            f"zoo index {where} is invalid at {path.lstrip('.') or 'the top'}: {error.message};"
+            " fix the file or point --index at a good one"
+        )
+    names = [g["name"] for g in data["generators"]]
+    doubled = sorted({n for n in names if names.count(n) > 1})
+    if doubled:
+        raise ZooError(f"zoo index {where} lists {', '.join(doubled)} more than once; keep one")
+
+
+def parse(text: str, where: str) -> ZooIndex:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ZooError(f"zoo index {where} is not valid TOML ({exc}); fix the file") from None
+    validate(data, where)
+    return ZooIndex(where, [ZooEntry.from_table(g) for g in data["generators"]])
+
+
+def load_index(
+    location: str, cache: Path, say: Callable[[str], None] = print, timeout: float = 10.0
+) -> ZooIndex:
+    """Read and validate an index; a remote one falls back to its cached copy offline."""
+    if not is_remote(location):
+        path = Path(location).expanduser()
+        if not path.is_file():
+            raise ZooError(
+                f"zoo index {path} does not exist; give an index file or URL with --index"
+                f" or ${INDEX_ENV}"
+            )
+        return parse(path.read_text(encoding="utf-8"), str(path))
+    copy = cache / "indexes" / (hashlib.sha256(location.encode()).hexdigest()[:16] + ".toml")
+    try:
+        request = urllib.request.Request(location, headers={"User-Agent": "ganbench"})
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            text = response.read().decode("utf-8")
+    except (urllib.error.URLError, OSError, UnicodeDecodeError) as exc:
+        if not copy.is_file():
+            raise ZooError(
+                f"cannot fetch the zoo index {location} ({getattr(exc, 'reason', exc)}) and no"
+                " copy is cached; check the network or use a local index with --index"
+            ) from None
+        say(f"zoo index {location} is unreachable; using the copy cached in {copy}")
+        index = parse(copy.read_text(encoding="utf-8"), location)
+        return index
+    index = parse(text, location)  # validated before it replaces the cached copy
+    write_text_atomic(copy, text)
+    return index
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def render(entries: list[ZooEntry]) -> str:
+    import tomli_w
+
+    data = {"format": INDEX_FORMAT, "generators": [e.to_table() for e in entries]}
+    validate(data, "(about to be written)")
+    return _HEADER + tomli_w.dumps(data)
+
+
+def upsert(path: Path, entry: ZooEntry) -> bool:
+    """Add ``entry`` to the index file at ``path`` (created if missing), replacing one of
+    the same name; returns True when it replaced one. Written atomically."""
+    entries = parse(path.read_text(encoding="utf-8"), str(path)).entries if path.exists() else []
+    replaced = any(e.name == entry.name for e in entries)
+    entries = [entry if e.name == entry.name else e for e in entries]
+    if not replaced:
+        entries.append(entry)
+    write_text_atomic(path, render(entries))
+    return replaced
+
+
+def check_name(name: str) -> str:
+    import re
+
+    if not re.fullmatch(NAME_PATTERN, name) or len(name) > 100:
+        raise UsageError(
+            f"zoo name {name!r} is not allowed: use lower-case letters, digits, '.', '_' and '-'"
+            " (e.g. dcgan-digits-32)"
+        )
+    return name

@@ -1,0 +1,107 @@
+"""What a zoo ONNX file says about itself, in the file's own metadata.
+
+A generator is useless without knowing its latent size and distribution, its output range
+and what it was trained on, so export writes them into the ONNX ``metadata_props`` (a
+string map that onnxruntime reads back as ``custom_metadata_map``) and every zoo command
+refuses a file that lacks them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ganbench.errors import ZooError
+
+FORMAT = "ganbench-zoo/1"
+#: Priors a zoo generator may use, and how each is written in cards and listings.
+LATENT_DISTRIBUTIONS = {"uniform": "uniform on [-1, 1]", "normal": "standard normal N(0, 1)"}
+
+
+@dataclass(frozen=True)
+class Score:
+    """One metric of the generator, and how it was measured (extractor, counts, seed)."""
+
+    name: str
+    value: float
+    how: str
+
+
+@dataclass(frozen=True)
+class GeneratorInfo:
+    """The facts about a generator that its ONNX file, index entry and card all carry."""
+
+    name: str
+    architecture: str
+    dataset: str
+    resolution: int
+    channels: int
+    z_dim: int
+    z_distribution: str
+    #: Pixel values the network outputs (tanh: -1 is black, 1 is white).
+    output_range: tuple[float, float]
+    #: The license of the training data (the weights inherit its terms).
+    data_license: str
+    ganbench_version: str
+    #: MLflow run ID, or the checkpoint path when exported from a file.
+    training_run: str
+    #: Which checkpoint and step: ``runs:/ID/checkpoints/best.pt (step 1250)``.
+    checkpoint: str
+    opset: int
+    #: How the ONNX file was checked against PyTorch (batch sizes, largest difference).
+    parity: str
+    metrics: tuple[Score, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        if self.z_distribution not in LATENT_DISTRIBUTIONS:
+            raise ZooError(
+                f"z distribution {self.z_distribution!r} is not one the zoo runtime draws"
+                f" ({', '.join(LATENT_DISTRIBUTIONS)})"
+            )
+
+    def to_props(self) -> dict[str, str]:
+        """The ONNX ``metadata_props``: strings, with JSON for the structured values."""
+        props = {"ganbench.format": FORMAT}
+        for key, value in asdict(self).items():
+            props[key] = value if isinstance(value, str) else json.dumps(value)
+        return props
+
+    @classmethod
+    def from_props(cls, props: Mapping[str, str], where: str) -> GeneratorInfo:
+        """Read :meth:`to_props` back; a file without it gets an error saying so."""
+        if props.get("ganbench.format") != FORMAT:
+            found = props.get("ganbench.format")
+            what = f"its format is {found!r}, not {FORMAT!r}" if found else "it has no metadata"
+            raise ZooError(
+                f"{where} is not a ganbench zoo generator ({what}); export one with"
+                " `ganbench zoo export RUN_ID --name NAME`"
+            )
+        values: dict[str, Any] = {}
+        try:
+            for name, kind in cls.__annotations__.items():
+                raw = props[name]
+                values[name] = raw if kind == "str" else json.loads(raw)
+            values["output_range"] = tuple(values["output_range"])
+            values["metrics"] = tuple(Score(**s) for s in values["metrics"])
+            return cls(**values)
+        except (KeyError, ValueError, TypeError) as exc:
+            raise ZooError(
+                f"{where} has broken ganbench metadata ({type(exc).__name__}: {exc});"
+                " export it again with `ganbench zoo export`"
+            ) from None
+
+    def describe(self) -> list[str]:
+        """Lines for ``zoo info`` and the model card."""
+        lo, hi = self.output_range
+        return [
+            f"architecture: {self.architecture}",
+            f"dataset: {self.dataset} (data license: {self.data_license})",
+            f"images: {self.channels} channel(s), {self.resolution}x{self.resolution},"
+            f" values in [{lo:g}, {hi:g}]",
+            f"latent: z_dim {self.z_dim}, {LATENT_DISTRIBUTIONS[self.z_distribution]}",
+            f"trained in: {self.training_run}; weights: {self.checkpoint}",
+            f"ONNX opset {self.opset}; {self.parity}",
+            f"ganbench {self.ganbench_version}",
+        ]

@@ -1,0 +1,184 @@
+"""Zoo generators in an MLflow Model Registry: publish with aliases, pull by ``models:/``.
+
+A generator is logged with MLflow's ONNX flavor (so the MLflow UI shows it with its
+signature and ``mlflow.pyfunc`` can load it) and registered under the zoo name; versions
+are addressed by aliases (``models:/NAME@champion``), not by the deprecated stages. The
+sha256 of the registered ``model.onnx`` is kept as a version tag, so a pull from the
+registry is verified the same way as a pull from an index.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ganbench.data.download import file_digest
+from ganbench.errors import DownloadError, TrackingError, UsageError, ZooError
+from ganbench.tracking import check_reachable, resolve_tracking_uri
+from ganbench.zoo.metadata import GeneratorInfo
+
+SHA_TAG = "ganbench.sha256"
+_URI = re.compile(r"models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<version>[0-9]+))")
+
+
+@dataclass(frozen=True)
+class RegisteredVersion:
+    name: str
+    version: str
+    aliases: tuple[str, ...]
+    sha256: str
+    size: int
+    run_id: str
+
+    @property
+    def uri(self) -> str:
+        alias = self.aliases[0] if self.aliases else None
+        return f"models:/{self.name}@{alias}" if alias else f"models:/{self.name}/{self.version}"
+
+
+def registry_uri(flag: str | None) -> str:
+    """``--registry URI``, else ``$MLFLOW_REGISTRY_URI``, else the tracking store."""
+    return resolve_tracking_uri(flag or os.environ.get("MLFLOW_REGISTRY_URI"))
+
+
+def parse_models_uri(uri: str) -> tuple[str, str | None, str | None]:
+    """``models:/NAME@ALIAS`` or ``models:/NAME/VERSION`` -> (name, alias, version)."""
+    match = _URI.fullmatch(uri)
+    if not match:
+        raise UsageError(
+            f"{uri!r} is not a registry model URI; use models:/NAME@ALIAS or models:/NAME/VERSION"
+        )
+    return match["name"], match["alias"], match["version"]
+
+
+def _client(uri: str):
+    from mlflow import MlflowClient
+
+    check_reachable(uri)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def lookup(uri: str, registry: str) -> tuple[str, str]:
+    """The version a ``models:/`` URI points at now, and the sha256 published with it."""
+    from mlflow.exceptions import MlflowException
+
+    name, alias, version = parse_models_uri(uri)
+    client = _client(registry)
+    try:
+        mv = (
+            client.get_model_version_by_alias(name, alias)
+            if alias
+            else client.get_model_version(name, version)
+        )
+    except MlflowException as exc:
+        raise ZooError(
+            f"{uri} is not in the registry at {registry} ({exc.message.splitlines()[0]});"
+            " check the name and alias, or give the right store with --registry"
+        ) from None
+    sha = mv.tags.get(SHA_TAG)
+    if not sha:
+        raise ZooError(
+            f"{uri} (version {mv.version}) has no {SHA_TAG} tag, so it cannot be verified;"
+            " publish it with `ganbench zoo publish`"
+        )
+    return str(mv.version), sha
+
+
+def download_registered(uri: str, dest: Path, registry: str | None) -> Path:
+    """Download the ONNX file of a registered model into ``dest``; returns its path."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    registry = registry_uri(registry)
+    check_reachable(registry)
+    mlflow.set_tracking_uri(registry)
+    mlflow.set_registry_uri(registry)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    try:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dest)))
+    except (MlflowException, OSError) as exc:
+        raise DownloadError(
+            f"cannot download {uri} from the registry at {registry}"
+            f" ({str(exc).splitlines()[0]}); check the name, the alias and --registry"
+        ) from None
+    found = sorted(local.rglob("*.onnx")) if local.is_dir() else [local]
+    if len(found) != 1:
+        raise ZooError(f"{uri} holds {len(found)} .onnx files, not one; it is not a zoo model")
+    return found[0]
+
+
+def publish(
+    onnx_path: Path,
+    info: GeneratorInfo,
+    card: str,
+    *,
+    aliases: Sequence[str],
+    registry: str,
+    tracking: str,
+    run_id: str | None,
+    experiment: str = "ganbench-zoo",
+) -> RegisteredVersion:
+    """Log ``onnx_path`` into the run (or a new run) with MLflow's ONNX flavor, register
+    it as ``info.name``, point ``aliases`` at the new version, and record its sha256."""
+    import mlflow
+    import numpy as np
+    import onnx
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
+
+    check_reachable(tracking)
+    check_reachable(registry)
+    mlflow.set_tracking_uri(tracking)
+    mlflow.set_registry_uri(registry)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    res, ch = info.resolution, info.channels
+    signature = ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, info.z_dim), "z")]),
+        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, ch, res, res), "images")]),
+    )
+    client = _client(registry)
+    tracking_client = MlflowClient(tracking_uri=tracking)
+    try:
+        # The fluent run context marks the run FINISHED on exit; a run still training (or
+        # one that failed) keeps the status it had.
+        status = tracking_client.get_run(run_id).info.status if run_id else None
+        if run_id is None:
+            mlflow.set_experiment(experiment)
+        with mlflow.start_run(run_id=run_id, run_name=None if run_id else f"zoo {info.name}"):
+            logged = mlflow.onnx.log_model(
+                onnx.load(str(onnx_path)),
+                name=f"zoo-{info.name}",
+                registered_model_name=info.name,
+                signature=signature,
+                save_as_external_data=False,  # one file, hashed and pulled as one
+                metadata={"ganbench": info.to_props()},
+            )
+            used_run = mlflow.active_run().info.run_id
+        if status not in (None, "FINISHED"):
+            tracking_client.update_run(used_run, status=status)
+        version = str(logged.registered_model_version)
+        for alias in aliases:
+            client.set_registered_model_alias(info.name, alias, version)
+        with tempfile.TemporaryDirectory(prefix="ganbench-publish-") as tmp:
+            # Hash what the registry serves, not our file: MLflow re-serialises the model.
+            served = download_registered(f"models:/{info.name}/{version}", Path(tmp), registry)
+            sha, size = file_digest(served, "sha256"), served.stat().st_size
+        client.set_model_version_tag(info.name, version, SHA_TAG, sha)
+        client.update_model_version(info.name, version, description=card)
+        client.update_registered_model(
+            info.name,
+            description=f"{info.architecture} generator trained on {info.dataset} at"
+            f" {info.resolution}x{info.resolution} (ganbench zoo).",
+        )
+    except MlflowException as exc:
+        raise TrackingError(
+            f"publishing {info.name} to the registry at {registry} failed:"
+            f" {exc.message.splitlines()[0]}"
+        ) from None
+    return RegisteredVersion(info.name, version, tuple(aliases), sha, size, used_run)

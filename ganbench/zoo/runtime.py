@@ -1,0 +1,161 @@
+"""Running a zoo generator with onnxruntime alone: latents, images, provider choice.
+
+Nothing here imports torch: a user who only samples from the zoo needs onnxruntime, NumPy
+and Pillow. Latents come from NumPy's PCG64 generator, so a seed means the same images on
+every machine and every provider (within float tolerance), and ``z`` for ``n`` images
+starts with the ``z`` for fewer: index ``i`` of ``sample -n 64 --seed S`` is the same
+image as index ``i`` of ``sample -n 16 --seed S``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from ganbench.errors import UsageError, ZooError
+from ganbench.zoo.metadata import GeneratorInfo
+
+Provider = Literal["auto", "cuda", "cpu"]
+CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
+
+
+def latents(info: GeneratorInfo, n: int, seed: int) -> np.ndarray:
+    """``n`` latent vectors from the generator's prior (float32, n x z_dim)."""
+    rng = np.random.default_rng(seed)
+    if info.z_distribution == "uniform":
+        return rng.uniform(-1.0, 1.0, size=(n, info.z_dim)).astype(np.float32)
+    return rng.standard_normal((n, info.z_dim), dtype=np.float32)
+
+
+@dataclass
+class ZooGenerator:
+    """An onnxruntime session over a zoo file, with the file's metadata."""
+
+    path: Path
+    info: GeneratorInfo
+    session: object
+    provider: str
+    batch_size: int = 64
+
+    def generate(self, z: np.ndarray) -> np.ndarray:
+        """Images (float32, N x C x H x W, in ``info.output_range``) for latents ``z``."""
+        z = np.ascontiguousarray(z, dtype=np.float32)
+        if z.ndim != 2 or z.shape[1] != self.info.z_dim:
+            raise UsageError(f"latents must be N x {self.info.z_dim}, not {z.shape}")
+        parts = [
+            self.session.run(["images"], {"z": z[i : i + self.batch_size]})[0]
+            for i in range(0, len(z), self.batch_size)
+        ]
+        return np.concatenate(parts)
+
+
+def _providers(provider: Provider, available: list[str]) -> list[str]:
+    if provider == "cpu":
+        return [CPU]
+    if CUDA in available:
+        return [CUDA, CPU]
+    if provider == "cuda":
+        raise UsageError(
+            "this onnxruntime has no CUDA provider (the CPU-only package is installed);"
+            " install onnxruntime-gpu on a Linux x86_64 machine with CUDA, or use --provider cpu"
+        )
+    return [CPU]
+
+
+def open_generator(
+    path: Path, provider: Provider = "auto", say: Callable[[str], None] = print
+) -> ZooGenerator:
+    """Open ``path`` on CUDA when present (``auto``), else on the CPU, and say which ran.
+
+    onnxruntime-gpu lists the CUDA provider even where no GPU or CUDA library exists and
+    then quietly runs on the CPU; that fallback is checked and said once, here.
+    """
+    import onnxruntime as ort
+
+    wanted = _providers(provider, ort.get_available_providers())
+    if CUDA in wanted and hasattr(ort, "preload_dlls"):
+        # Load CUDA and cuDNN from the nvidia-* wheels (onnxruntime-gpu[cuda,cudnn]); its
+        # own messages about missing ones would be noise before our one line below.
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(Exception):
+            ort.preload_dlls()
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    ort.set_default_logger_severity(4)  # the failed-CUDA log lines; we say it in one line
+    try:
+        session = ort.InferenceSession(str(path), options, providers=wanted)
+    except Exception as exc:  # onnxruntime raises its own pybind exception types
+        raise ZooError(
+            f"{path} is not a readable ONNX file ({str(exc).splitlines()[0][:200]});"
+            " pull or export it again"
+        ) from None
+    finally:
+        ort.set_default_logger_severity(2)
+    ran = session.get_providers()[0]
+    if CUDA in wanted and ran != CUDA:
+        if provider == "cuda":
+            raise ZooError(
+                "onnxruntime's CUDA provider could not start (no usable GPU, or the CUDA and"
+                " cuDNN libraries it needs are missing); use --provider cpu"
+            )
+        say(
+            "note: onnxruntime's CUDA provider could not start here (no usable GPU or CUDA"
+            " libraries); running on the CPU"
+        )
+    meta = session.get_modelmeta().custom_metadata_map
+    info = GeneratorInfo.from_props(meta, str(path))
+    _check_signature(session, info, path)
+    return ZooGenerator(Path(path), info, session, ran)
+
+
+def _check_signature(session: object, info: GeneratorInfo, path: Path) -> None:
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    names = ([i.name for i in inputs], [o.name for o in outputs])
+    if names != (["z"], ["images"]) or inputs[0].shape[1] != info.z_dim:
+        raise ZooError(
+            f"{path} does not take z ({info.z_dim} values per image) and give images as its"
+            f" metadata says (inputs {names[0]}, outputs {names[1]}); export it again"
+        )
+
+
+def walk(z_from: np.ndarray, z_to: np.ndarray, steps: int) -> np.ndarray:
+    """``steps`` latents on the straight line from one point to another (the paper's Fig. 4)."""
+    t = np.linspace(0.0, 1.0, steps, dtype=np.float32)[:, None]
+    return (1 - t) * z_from[None] + t * z_to[None]
+
+
+def parse_arithmetic(expression: str) -> list[tuple[int, list[int]]]:
+    """``"1,5,9 - 2,4,6 + 7,8,11"`` -> [(+1, [1, 5, 9]), (-1, [2, 4, 6]), (+1, [7, 8, 11])]."""
+    import re
+
+    tokens = re.findall(r"[+-]|[^+\-\s]+", expression)
+    terms: list[tuple[int, list[int]]] = []
+    sign = 1
+    expect_group = True
+    for token in tokens:
+        if token in "+-":
+            if expect_group and terms:
+                break
+            sign = 1 if token == "+" else -1
+            expect_group = True
+            continue
+        try:
+            indices = [int(i) for i in token.split(",") if i]
+        except ValueError:
+            indices = []
+        if not expect_group or not indices or min(indices) < 0:
+            terms = []
+            break
+        terms.append((sign, indices))
+        expect_group = False
+    if not terms or expect_group or len(terms) < 2:
+        raise UsageError(
+            f"cannot read {expression!r}: write groups of sample indices joined by + and -,"
+            ' e.g. "1,5,9 - 2,4,6 + 7,8,11" (the paper averages three samples per concept)'
+        )
+    return terms
