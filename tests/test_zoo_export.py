@@ -19,6 +19,7 @@ from ganbench.cli import cli
 from ganbench.errors import ZooError
 from ganbench.plugins import load_registries
 from ganbench.runs import load_checkpoint
+from ganbench.training.plan import plan_run
 from ganbench.zoo import export as export_module
 from ganbench.zoo.index import schema
 from ganbench.zoo.metadata import GeneratorInfo
@@ -99,7 +100,7 @@ def test_index_entry_validates_and_matches_the_file(zoo_export):
     assert entry["card"] == "tiny-digits.md" and entry["picture"] == "tiny-digits.png"
 
 
-def test_model_card_and_sample_grid(zoo_export):
+def test_model_card_and_sample_grid(zoo_run, zoo_export):
     out, _ = zoo_export
     card = (out / "tiny-digits.md").read_text()
     body = (out / "tiny-digits.onnx").read_bytes()
@@ -108,6 +109,10 @@ def test_model_card_and_sample_grid(zoo_export):
     assert "digits-cnn/fid_100" in card and "CC BY 4.0" in card
     with Image.open(out / "tiny-digits.png") as grid:
         assert grid.size == (2 + 8 * 34, 2 + 8 * 34) and grid.mode == "L"
+    # The card's config block trains the same plan again.
+    config = tomllib.loads(card.split("```toml\n")[1].split("```")[0])
+    plan = plan_run(load_registries(), "dcgan", "digits", [("the card", config)])
+    assert plan.params() == load_checkpoint(_checkpoint(zoo_run), load_registries()).plan.params()
 
 
 def test_fresh_scores_are_measured_on_the_onnx_file_and_agree_with_eval(zoo_run, tmp_path):

@@ -14,6 +14,7 @@ def render_card(
     citation: str,
     sample_seed: int,
     provider: str,
+    config: str,
 ) -> str:
     lo, hi = info.output_range
     res = f"{info.resolution}x{info.resolution}"
@@ -72,6 +73,16 @@ images = session.run(["images"], {{"z": z}})[0]  # {shape}, in [{lo:g}, {hi:g}]
 {metrics}
 
 Scores from different feature extractors or sample counts are not comparable.
+
+## Training
+
+Hyperparameters of the run, as a file for `ganbench run {info.architecture} --dataset
+{info.dataset.split("/")[0]} --config config.toml` (the same code and seed retrain it; bit for bit
+only with the same hardware and library versions):
+
+```toml
+{config.strip()}
+```
 
 ## Checks
 

@@ -32,6 +32,8 @@ class Exported:
     size: int
     citation: str
     provider: str
+    #: The run's hyperparameters as a ``--config`` TOML file, to train it again.
+    config: str
 
     def card(self) -> str:
         """The Markdown model card, its picture beside it as NAME.png."""
@@ -45,6 +47,7 @@ class Exported:
             citation=self.citation,
             sample_seed=CARD_SEED,
             provider=self.provider,
+            config=self.config,
         )
 
 
@@ -177,7 +180,18 @@ def build(
         final.stat().st_size,
         loaded.plan.dataset.citation,
         runtime.provider,
+        _config_toml(loaded.plan),
     )
+
+
+def _config_toml(plan: Any) -> str:
+    """Every hyperparameter of ``plan`` that ``ganbench run --config`` takes."""
+    import dataclasses
+
+    import tomli_w
+
+    values = {**dataclasses.asdict(plan.train), **dataclasses.asdict(plan.model)}
+    return tomli_w.dumps({k: v for k, v in values.items() if v is not None and v != ""})
 
 
 def _relative_url(target: Path, index_path: Path) -> str:
@@ -233,7 +247,7 @@ def publish_to_registry(
     """``zoo publish``: export, then register in an MLflow registry with aliases."""
     from ganbench.errors import UsageError
     from ganbench.runs import is_checkpoint_file
-    from ganbench.tracking import resolve_tracking_uri
+    from ganbench.tracking import check_reachable, resolve_tracking_uri
     from ganbench.zoo.index import ZooEntry, upsert
     from ganbench.zoo.registry import publish, registry_uri
 
@@ -246,6 +260,8 @@ def publish_to_registry(
         )
     registry = registry_uri(registry_flag)
     tracking = resolve_tracking_uri(options.get("tracking_uri"))
+    check_reachable(tracking)  # before the export's work, not after it
+    check_reachable(registry)
     with tempfile.TemporaryDirectory(prefix="ganbench-publish-") as tmp:
         done = build(run_ref, Path(tmp), say=say, **options)
         card = done.card()

@@ -50,6 +50,8 @@ def check_output(path: Path) -> Path:
     Image.init()
     if path.suffix.lower() not in Image.registered_extensions():
         raise UsageError(f"cannot save a picture as {path.name}: give a .png or .jpg file")
+    if path.is_dir():
+        raise UsageError(f"cannot write {path}: it is a folder; give a file name")
     folder = path.parent.resolve()
     if not folder.is_dir():
         raise UsageError(f"cannot write {path}: folder {folder} does not exist; create it first")
