@@ -44,3 +44,21 @@ def test_a_short_run_trains_on_cuda():
     assert result.steps == 20 and tracker.status == "FINISHED"
     assert [s for s, _ in tracker.metrics["loss_d"]] == [5, 10, 15, 20]
     assert tracker.params["device"] == "cuda"
+
+
+def test_shipped_zoo_generator_runs_on_the_cuda_provider():
+    """onnxruntime-gpu on a GPU machine: the CUDA provider starts (no silent CPU fallback)
+    and draws the CPU provider's images."""
+    import numpy as np
+
+    from ganbench.zoo.index import bundled_index, load_index
+    from ganbench.zoo.runtime import latents, open_generator
+
+    index = load_index(bundled_index(), Path("unused"))
+    path = Path(index.resolve(index.get("dcgan-digits-32").url))
+    said: list[str] = []
+    gpu = open_generator(path, "cuda", say=said.append)
+    cpu = open_generator(path, "cpu", say=said.append)
+    assert gpu.provider == "CUDAExecutionProvider" and said == []
+    z = latents(gpu.info, 64, 0)
+    np.testing.assert_allclose(gpu.generate(z), cpu.generate(z), atol=5e-3)
