@@ -118,7 +118,8 @@ def list_command(index_flag: str | None, cache_dir: str | None) -> None:
     rows = [("name", "dataset", "image", "z", "scores", "size", "cached")]
     for e in index:
         i = e.info
-        scores = ", ".join(f"{s.name} {s.value:.3g}" for s in i.metrics[:3]) or "-"
+        shown = [s for s in i.metrics if not s.name.endswith("_std")][:3]  # `info` has all
+        scores = ", ".join(f"{s.name} {s.value:.3g}" for s in shown) or "-"
         image = f"{i.channels}x{i.resolution}x{i.resolution}"
         cached = "yes" if is_cached(e, cache) else "no"
         z = f"{i.z_dim} {i.z_distribution}"
