@@ -9,7 +9,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -25,6 +25,38 @@ class ImageShape:
 
     channels: int
     resolution: int
+
+
+@dataclass(frozen=True)
+class Speed:
+    """The runner's fast-path settings, resolved for a device, that a model applies to
+    itself in :meth:`GanModel.accelerate` (``ganbench.training.speed`` resolves them)."""
+
+    device: torch.device
+    channels_last: bool = False
+    #: None = fp32; else the autocast dtype (bf16, or fp16 with a gradient scaler).
+    autocast: torch.dtype | None = None
+    adam: Literal["fused", "foreach", "plain"] = "plain"
+    compile: bool = False
+
+    @property
+    def memory_format(self) -> torch.memory_format:
+        import torch
+
+        return torch.channels_last if self.channels_last else torch.contiguous_format
+
+    def params(self) -> dict[str, str]:
+        """The resolved settings as MLflow params (``speed.*``)."""
+        import torch
+
+        precision = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.autocast]
+        return {
+            "speed.channels_last": str(self.channels_last),
+            "speed.precision": precision,
+            "speed.adam": self.adam,
+            "speed.compile": str(self.compile),
+            "speed.threads": str(torch.get_num_threads()),
+        }
 
 
 class GanModel(ABC):
@@ -44,6 +76,12 @@ class GanModel(ABC):
     @abstractmethod
     def to(self, device: torch.device) -> GanModel:
         """Move the networks (and any optimizer state) to ``device``; returns self."""
+
+    def accelerate(self, speed: Speed) -> None:
+        """Apply the runner's fast-path settings (memory layout, autocast, fused optimizer,
+        compilation) before the first step. The default ignores them: a plugin that does
+        not implement this trains on the plain path, correctly, only slower."""
+        return None
 
     @abstractmethod
     def sample_latent(

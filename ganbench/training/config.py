@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 
 @dataclass
@@ -36,3 +37,15 @@ class TrainConfig:
     eval_metrics: str = "fid"
     #: Feature extractor for those scores; empty = the dataset's default.
     eval_extractor: str = ""
+    # The fast path (ganbench/training/speed.py says what auto becomes and why).
+    #: NHWC memory layout for convolutions.
+    channels_last: Literal["auto", "on", "off"] = "auto"
+    #: auto: bf16 autocast on GPUs that have it, fp16 (with a gradient scaler) on older
+    #: ones, fp32 on the CPU.
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    #: Adam implementation: fused kernels, foreach, or the plain per-parameter loop.
+    adam: Literal["auto", "fused", "foreach", "plain"] = "auto"
+    #: torch.compile the networks (off: it has not paid for itself where measured).
+    compile: Literal["auto", "on", "off"] = "off"
+    #: CPU threads for torch; 0 = one per core this process may use.
+    threads: int = 0

@@ -38,6 +38,8 @@ def device_budget(device: torch.device) -> int:
 class DeviceBatches:
     """The whole split on the device; a fresh permutation each epoch, last partial dropped."""
 
+    on_device = True
+
     def __init__(self, data: ImageArray, batch_size: int, device: torch.device, seed: int) -> None:
         check_batch_size(batch_size, len(data))
         images = data.images
@@ -59,6 +61,8 @@ class DeviceBatches:
 
 class StreamedBatches:
     """Batches gathered from a memory-mapped split by a background thread (2 ahead)."""
+
+    on_device = False
 
     def __init__(self, data: ImageArray, batch_size: int, device: torch.device, seed: int) -> None:
         check_batch_size(batch_size, len(data))
@@ -102,9 +106,30 @@ def check_batch_size(batch_size: int, n: int) -> None:
 
 
 def make_batches(
-    data: ImageArray, batch_size: int, device: torch.device, seed: int
-) -> DeviceBatches | StreamedBatches:
-    """Device-resident batches when the split fits, streamed ones otherwise."""
+    data: ImageArray,
+    batch_size: int,
+    device: torch.device,
+    seed: int,
+    memory_format: torch.memory_format = torch.contiguous_format,
+) -> DeviceBatches | StreamedBatches | _InFormat:
+    """Device-resident batches when the split fits, streamed ones otherwise, in
+    ``memory_format`` (channels_last for the fast path)."""
     if data.images.nbytes <= device_budget(device):
-        return DeviceBatches(data, batch_size, device, seed)
-    return StreamedBatches(data, batch_size, device, seed)
+        batches: DeviceBatches | StreamedBatches = DeviceBatches(data, batch_size, device, seed)
+    else:
+        batches = StreamedBatches(data, batch_size, device, seed)
+    if memory_format == torch.contiguous_format:
+        return batches
+    return _InFormat(batches, memory_format)
+
+
+class _InFormat:
+    """Batches converted to a memory format on the device (one copy per batch)."""
+
+    def __init__(self, batches: DeviceBatches | StreamedBatches, fmt: torch.memory_format) -> None:
+        self.batches, self.fmt = batches, fmt
+        self.steps_per_epoch = batches.steps_per_epoch
+        self.on_device = batches.on_device
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        return (b.contiguous(memory_format=self.fmt) for b in self.batches)

@@ -24,8 +24,9 @@ from ganbench.interfaces import GanModel, ImageArray
 from ganbench.metrics.session import Scorer
 from ganbench.progress import TrainingProgress
 from ganbench.tracking import Tracker
-from ganbench.training.data import DeviceBatches, make_batches
+from ganbench.training.data import make_batches
 from ganbench.training.plan import RunPlan
+from ganbench.training.speed import resolve_speed
 
 SAMPLES_KEY = "samples"
 
@@ -73,9 +74,20 @@ def train(
     with tracked(tracker), tempfile.TemporaryDirectory(prefix="ganbench-") as tmp:
         cfg = plan.train
         torch.manual_seed(cfg.seed)
+        speed = resolve_speed(
+            device,
+            channels_last=cfg.channels_last,
+            precision=cfg.precision,
+            adam=cfg.adam,
+            compile=cfg.compile,
+            threads=cfg.threads,
+        )
         model = plan.architecture.build(plan.model, data.shape)
         model.to(device)
-        batches = make_batches(data, cfg.batch_size, device, seed=cfg.seed + 1)
+        model.accelerate(speed)
+        batches = make_batches(
+            data, cfg.batch_size, device, seed=cfg.seed + 1, memory_format=speed.memory_format
+        )
         steps = total_steps(plan, batches.steps_per_epoch)
         tracker.log_params(
             {
@@ -84,7 +96,8 @@ def train(
                 "num_images": len(data),
                 "total_steps": steps,
                 "dataset_source": data.source,
-                "data_on_device": isinstance(batches, DeviceBatches),
+                "data_on_device": batches.on_device,
+                **speed.params(),
             }
         )
         tracker.set_tags(

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ganbench.interfaces import GanModel, ImageShape
+from ganbench.interfaces import GanModel, ImageShape, Speed
 from ganbench_plugins.dcgan.config import DCGANConfig
 from ganbench_plugins.dcgan.networks import Discriminator, Generator, init_weights
 
@@ -36,9 +36,37 @@ class DCGAN(GanModel):
         self.discriminator = Discriminator(config, shape.channels, shape.resolution)
         init_weights(self.generator, config.init_std)
         init_weights(self.discriminator, config.init_std)
-        betas = (config.beta1, config.beta2)
-        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=config.lr, betas=betas)
-        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=config.lr, betas=betas)
+        self.opt_g, self.opt_d = self._optimizers({})
+        # The fast path (accelerate): compiled callables of the same modules (state dicts
+        # stay those of the plain modules), autocast dtype, and fp16's gradient scaler.
+        self._G, self._D = self.generator, self.discriminator
+        self._autocast: torch.dtype | None = None
+        self._device_type = "cpu"
+        self._scaler = torch.amp.GradScaler("cpu", enabled=False)
+
+    def _optimizers(self, kind: dict[str, bool]) -> tuple[torch.optim.Adam, torch.optim.Adam]:
+        betas, lr = (self.config.beta1, self.config.beta2), self.config.lr
+        return (
+            torch.optim.Adam(self.generator.parameters(), lr=lr, betas=betas, **kind),
+            torch.optim.Adam(self.discriminator.parameters(), lr=lr, betas=betas, **kind),
+        )
+
+    def accelerate(self, speed: Speed) -> None:
+        # Called after .to(device), before any step: the optimizers hold no state yet.
+        if speed.channels_last:
+            self.generator.to(memory_format=torch.channels_last)
+            self.discriminator.to(memory_format=torch.channels_last)
+        kind = {"fused": {"fused": True}, "foreach": {"foreach": True}}.get(speed.adam, {})
+        if speed.adam == "plain":
+            kind = {"foreach": False}
+        self.opt_g, self.opt_d = self._optimizers(kind)
+        self._device_type = speed.device.type
+        self._autocast = speed.autocast
+        self._scaler = torch.amp.GradScaler(
+            speed.device.type, enabled=speed.autocast == torch.float16
+        )
+        if speed.compile:
+            self._G, self._D = torch.compile(self.generator), torch.compile(self.discriminator)
 
     def to(self, device: torch.device) -> DCGAN:
         # Called before the first step, while the optimizers hold no state yet.
@@ -51,31 +79,39 @@ class DCGAN(GanModel):
     ) -> torch.Tensor:
         return sample_latent(self.config, n, generator=generator, device=device)
 
+    def _amp(self) -> torch.autocast:
+        return torch.autocast(
+            self._device_type, self._autocast or torch.float32, enabled=self._autocast is not None
+        )
+
     def train_step(self, real: torch.Tensor) -> Mapping[str, torch.Tensor]:
-        G, D = self.generator, self.discriminator
+        G, D, scaler = self._G, self._D, self._scaler
         z = self.sample_latent(real.shape[0], device=real.device)
-        fake = G(z)
 
         # D: maximise log D(x) + log(1 - D(G(z))). Real and fake go through D as separate
         # batches, as the paper's code does, so batchnorm sees each on its own.
         self.opt_d.zero_grad(set_to_none=True)
-        logit_real = D(real)
-        logit_fake = D(fake.detach())
-        loss_d = F.binary_cross_entropy_with_logits(
-            logit_real, torch.ones_like(logit_real)
-        ) + F.binary_cross_entropy_with_logits(logit_fake, torch.zeros_like(logit_fake))
-        loss_d.backward()
-        self.opt_d.step()
+        with self._amp():
+            fake = G(z)
+            logit_real = D(real)
+            logit_fake = D(fake.detach())
+            loss_d = F.binary_cross_entropy_with_logits(
+                logit_real, torch.ones_like(logit_real)
+            ) + F.binary_cross_entropy_with_logits(logit_fake, torch.zeros_like(logit_fake))
+        scaler.scale(loss_d).backward()
+        scaler.step(self.opt_d)
 
         # G: non-saturating, maximise log D(G(z)); or minimax, minimise log(1 - D(G(z))).
         self.opt_g.zero_grad(set_to_none=True)
-        logit_gen = D(fake)
-        if self.config.loss == "non_saturating":
-            loss_g = F.binary_cross_entropy_with_logits(logit_gen, torch.ones_like(logit_gen))
-        else:
-            loss_g = -F.binary_cross_entropy_with_logits(logit_gen, torch.zeros_like(logit_gen))
-        loss_g.backward()
-        self.opt_g.step()
+        with self._amp():
+            logit_gen = D(fake)
+            if self.config.loss == "non_saturating":
+                loss_g = F.binary_cross_entropy_with_logits(logit_gen, torch.ones_like(logit_gen))
+            else:
+                loss_g = -F.binary_cross_entropy_with_logits(logit_gen, torch.zeros_like(logit_gen))
+        scaler.scale(loss_g).backward()
+        scaler.step(self.opt_g)
+        scaler.update()
 
         return {
             "loss_d": loss_d.detach(),
