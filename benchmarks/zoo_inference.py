@@ -31,15 +31,10 @@ def median_seconds(fn: Callable[[], object], repeats: int) -> float:
     return statistics.median(times)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--channels", type=int, default=1)
-    parser.add_argument("--resolution", type=int, default=32)
-    parser.add_argument("--batches", default="1,64")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=30)
-    args = parser.parse_args()
-
+def measure(
+    channels: int, resolution: int, batches: list[int], threads: int, repeats: int
+) -> list[dict]:
+    """onnxruntime (CPU provider) and torch eager on the same generator and latents."""
     import onnxruntime as ort
     import torch
 
@@ -48,21 +43,18 @@ def main() -> None:
     from ganbench.zoo.export import DEFAULT_OPSET, export_onnx
 
     torch.manual_seed(0)
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(threads)
     arch = load_registries().architectures.get("dcgan")
     config = arch.config_class()
-    shape = ImageShape(args.channels, args.resolution)
-    generator = arch.build(config, shape).generator.eval()
+    generator = arch.build(config, ImageShape(channels, resolution)).generator.eval()
     options = ort.SessionOptions()
-    options.intra_op_num_threads = args.threads
+    options.intra_op_num_threads = threads
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "g.onnx"
         export_onnx(generator, config.z_dim, path, DEFAULT_OPSET)
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    size = f"{args.channels}x{args.resolution}x{args.resolution}"
-    print(f"DCGAN generator {size}, CPU, {args.threads} threads, median of {args.repeats}")
-    print("batch  onnxruntime ms  torch eager ms  speed-up  max |diff|")
-    for n in (int(b) for b in args.batches.split(",")):
+    rows = []
+    for n in batches:
         z = np.random.default_rng(0).uniform(-1, 1, (n, config.z_dim)).astype(np.float32)
         zt = torch.from_numpy(z)
 
@@ -74,10 +66,39 @@ def main() -> None:
                 return generator(zt).numpy()
 
         diff = float(np.abs(run_ort() - run_torch()).max())
-        t_ort = median_seconds(run_ort, args.repeats)
-        t_torch = median_seconds(run_torch, args.repeats)
-        speedup = t_torch / t_ort
-        print(f"{n:5d}  {t_ort * 1e3:14.2f}  {t_torch * 1e3:14.2f}  {speedup:7.2f}x  {diff:.1e}")
+        t_ort = median_seconds(run_ort, repeats)
+        t_torch = median_seconds(run_torch, repeats)
+        rows.append(
+            {
+                "image": f"{channels}x{resolution}x{resolution}",
+                "batch": n,
+                "threads": threads,
+                "onnxruntime_ms": t_ort * 1e3,
+                "torch_eager_ms": t_torch * 1e3,
+                "speedup": t_torch / t_ort,
+                "max_abs_diff": diff,
+            }
+        )
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--channels", type=int, default=1)
+    parser.add_argument("--resolution", type=int, default=32)
+    parser.add_argument("--batches", default="1,64")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=30)
+    args = parser.parse_args()
+    batches = [int(b) for b in args.batches.split(",")]
+    rows = measure(args.channels, args.resolution, batches, args.threads, args.repeats)
+    print(f"DCGAN generator, CPU, {args.threads} threads, median of {args.repeats}")
+    print("image     batch  onnxruntime ms  torch eager ms  speed-up  max |diff|")
+    for r in rows:
+        print(
+            f"{r['image']:8s}  {r['batch']:5d}  {r['onnxruntime_ms']:14.2f}"
+            f"  {r['torch_eager_ms']:14.2f}  {r['speedup']:7.2f}x  {r['max_abs_diff']:.1e}"
+        )
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""ganbench's speed suite: ``python -m benchmarks --device cpu|cuda`` (see README.md)."""

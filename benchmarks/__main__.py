@@ -1,0 +1,252 @@
+"""``python -m benchmarks --device cpu|cuda``: the whole speed suite, written as JSON and a
+Markdown table (``benchmarks/results/<device>.json|md``).
+
+Sections: the device's matmul ceiling; training images/s of ganbench against the textbook
+loop (batch 128 and 512, 32x32 and 64x64, plus batch 64 at 32x32), time to the first step
+and peak memory; FID wall time against a plain torch-fidelity call; the Frechet distance
+against ``scipy.linalg.sqrtm``; zoo sampling latency (onnxruntime vs PyTorch eager); the
+probe's SVM fit; ``ganbench --help`` latency. ``--size quick`` (the CPU default) scales the
+expensive sections down and says so in the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchmarks import ceiling, cli_speed, probe_speed, scoring_speed, zoo_inference
+
+SECTIONS = ("ceiling", "train", "fid", "frechet", "zoo", "probe", "help")
+TRAIN_IMPLS = ("ganbench", "ganbench-plain", "textbook", "textbook-on-device")
+
+
+def _versions() -> dict[str, str]:
+    names = ("torch", "torchvision", "torch-fidelity", "onnxruntime-gpu", "onnxruntime", "numpy")
+    out = {}
+    for name in names:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            out[name] = metadata.version(name)
+    out["torch_build"] = torch.__version__
+    return out
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    cpu = platform.processor() or "cpu"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {len(os.sched_getaffinity(0))} cores"
+
+
+def train_section(device: torch.device, size: str, say: Any) -> list[dict]:
+    configs = [(32, 128), (32, 512), (64, 128), (64, 512), (32, 64)]
+    steps = {"quick": 3, "full": 50}[size]
+    flops = {r: ceiling.iteration_flops(3, r)["iteration"] for r in (32, 64)}
+    rows = []
+    for resolution, batch in configs:
+        for impl in TRAIN_IMPLS:
+            say(f"train: {impl} {resolution}px batch {batch}")
+            cmd = [sys.executable, "-m", "benchmarks.train_speed", "--impl", impl]
+            cmd += ["--device", str(device), "--resolution", str(resolution)]
+            cmd += ["--batch", str(batch), "--steps", str(steps)]
+            done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                rows.append({"impl": impl, "resolution": resolution, "batch": batch,
+                             "error": done.stderr.strip().splitlines()[-1]})  # fmt: skip
+                continue
+            row = json.loads(done.stdout.strip().splitlines()[-1])
+            row["gflop_per_image"] = flops[resolution] / 1e9
+            rows.append(row)
+    return rows
+
+
+def run(device: torch.device, size: str, sections: list[str], say: Any) -> dict[str, Any]:
+    results: dict[str, Any] = {
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "device": _device_name(device),
+        "device_type": device.type,
+        "size": size,
+        "python": platform.python_version(),
+        "versions": _versions(),
+    }
+    if "ceiling" in sections:
+        say("ceiling: matmul rate")
+        results["ceiling"] = {"fp32_flops": ceiling.matmul_rate(device, torch.float32)}
+        if device.type == "cuda":
+            results["ceiling"]["bf16_flops"] = ceiling.matmul_rate(device, torch.bfloat16)
+    if "train" in sections:
+        results["train"] = train_section(device, size, say)
+    if "fid" in sections:
+        samples = {"quick": 256, "full": 50_000}[size]
+        say(f"fid: {samples} samples, ganbench vs torch-fidelity")
+        results["fid"] = scoring_speed.fid_evaluation(device, samples)
+    if "frechet" in sections:
+        say("frechet: 2048-d, ganbench vs scipy.linalg.sqrtm")
+        results["frechet"] = scoring_speed.frechet()
+    if "zoo" in sections:
+        say("zoo: onnxruntime vs torch eager")
+        threads = len(os.sched_getaffinity(0))
+        results["zoo"] = zoo_inference.measure(1, 32, [1, 64], threads, 30) + zoo_inference.measure(
+            3, 64, [1, 64], threads, 30
+        )
+    if "probe" in sections:
+        rows = {"quick": 5_000, "full": 50_000}[size]
+        say(f"probe: {rows:,} x 28,672 fit")
+        results["probe"] = {
+            "fit": probe_speed.fit_time(device, rows),
+            "linearsvc": probe_speed.against_linearsvc(),
+        }
+    if "help" in sections:
+        say("help: ganbench --help")
+        results["help"] = cli_speed.help_latency()
+    return results
+
+
+def _fmt(x: float, digits: int = 3) -> str:
+    return f"{x:.{digits}g}"
+
+
+def markdown(r: dict[str, Any]) -> str:
+    lines = [
+        f"### {r['device']} ({r['device_type']}), {r['date']}, size {r['size']}",
+        "",
+        "Versions: "
+        + ", ".join(f"{k} {v}" for k, v in r["versions"].items())
+        + f", Python {r['python']}.",
+        "",
+    ]
+    peak = None
+    if "ceiling" in r:
+        c = r["ceiling"]
+        peak = c.get("bf16_flops") or c["fp32_flops"]
+        rates = ", ".join(f"{k.split('_')[0]} {v / 1e12:.3g} TFLOP/s" for k, v in c.items())
+        lines += [f"Measured matmul ceiling: {rates}.", ""]
+    if "train" in r:
+        lines += [
+            "| training | px | batch | images/s | vs textbook | vs textbook, data on device"
+            " | of ceiling | first step | peak memory |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        by = {(x["impl"], x["resolution"], x["batch"]): x for x in r["train"]}
+        for x in r["train"]:
+            if "error" in x:
+                lines.append(f"| {x['impl']} | {x['resolution']} | {x['batch']} | error:"
+                             f" {x['error']} | | | | | |")  # fmt: skip
+                continue
+            key = (x["resolution"], x["batch"])
+            base = by.get(("textbook", *key), {}).get("images_per_sec")
+            base_dev = by.get(("textbook-on-device", *key), {}).get("images_per_sec")
+            ratio = f"{x['images_per_sec'] / base:.2f}x" if base else ""
+            ratio_dev = f"{x['images_per_sec'] / base_dev:.2f}x" if base_dev else ""
+            frac = ""
+            if peak:
+                frac = f"{x['images_per_sec'] * x['gflop_per_image'] * 1e9 / peak:.1%}"
+            lines.append(
+                f"| {x['impl']} | {x['resolution']} | {x['batch']} | {x['images_per_sec']:,.0f}"
+                f" | {ratio} | {ratio_dev} | {frac} | {x['time_to_first_step_s']:.2f} s"
+                f" | {x['peak_memory_mb']:,.0f} MB |"
+            )
+        lines += ["", "(peak memory: " + r["train"][0].get("peak_memory_kind", "") + ")", ""]
+    if "fid" in r:
+        f = r["fid"]
+        lines += [
+            f"FID of {f['samples']:,} generated {f['resolution']}x{f['resolution']} images"
+            f" (random-init Inception-v3 on both sides): ganbench {f['ganbench_s']:.1f} s"
+            f" (real statistics cached), plain torch_fidelity.calculate_metrics"
+            f" {f['torch_fidelity_s']:.1f} s: **{f['speedup']:.2f}x**. Same uint8 images"
+            f" through both: FID {_fmt(f['fid_same_images_ganbench'], 8)} vs"
+            f" {_fmt(f['fid_same_images_torch_fidelity'], 8)}, relative difference"
+            f" {f['relative_difference_same_images']:.1e}.",
+            "",
+        ]
+    if "frechet" in r:
+        f = r["frechet"]
+        lines += [
+            f"Frechet distance, {f['dim']}-d float64: scipy.linalg.sqrtm {f['scipy_sqrtm_s']:.2f}"
+            f" s; ganbench {f['ganbench_cached_s']:.3f} s with the reference's square root"
+            f" cached (**{f['speedup_cached']:.0f}x**), {f['ganbench_uncached_s']:.3f} s without"
+            f" ({f['speedup_uncached']:.1f}x); relative difference"
+            f" {f['relative_difference']:.1e}.",
+            "",
+        ]
+    if "zoo" in r:
+        lines += [
+            "| zoo sampling | batch | onnxruntime | torch eager | speed-up | max abs diff |",
+            "| --- | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for z in r["zoo"]:
+            lines.append(
+                f"| {z['image']} | {z['batch']} | {z['onnxruntime_ms']:.2f} ms"
+                f" | {z['torch_eager_ms']:.2f} ms | {z['speedup']:.2f}x | {z['max_abs_diff']:.0e} |"
+            )
+        lines.append("")
+    if "probe" in r:
+        p, s = r["probe"]["fit"], r["probe"]["linearsvc"]
+        lines += [
+            f"Probe L2-SVM fit, {p['rows']:,} x {p['dim']:,} synthetic features, C={p['C']:g}:"
+            f" {p['fit_s']:.1f} s ({p['passes']} passes over X, converged {p['converged']})."
+            f" Against LinearSVC ({s['rows']:,} x {s['dim']:,}): accuracy"
+            f" {s['accuracy_ganbench']:.4f} vs {s['accuracy_linearsvc']:.4f}"
+            f" ({s['points_apart']:.2f} points apart).",
+            "",
+        ]
+    if "help" in r:
+        h = r["help"]
+        lines += [
+            f"`ganbench --help`: {h['median_s']:.2f} s median (min {h['min_s']:.2f} s); heavy"
+            f" modules imported: {h['heavy_modules_imported']}.",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--size", choices=("quick", "full"), help="default: quick on CPU")
+    parser.add_argument("--only", help=f"comma-separated sections of {', '.join(SECTIONS)}")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    size = args.size or ("full" if device.type == "cuda" else "quick")
+    sections = args.only.split(",") if args.only else list(SECTIONS)
+    unknown = set(sections) - set(SECTIONS)
+    if unknown:
+        parser.error(f"unknown section(s) {', '.join(sorted(unknown))}; use {', '.join(SECTIONS)}")
+
+    def say(text: str) -> None:
+        print(f"[bench] {text}", file=sys.stderr, flush=True)
+
+    results = run(device, size, sections, say)
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = args.out / f"{device.type}-{size}"
+    for path, text in (
+        (stem.with_suffix(".json"), json.dumps(results, indent=2)),
+        (stem.with_suffix(".md"), markdown(results)),
+    ):
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(text + "\n")
+        os.replace(tmp, path)
+    print(markdown(results))
+    say(f"wrote {stem}.json and {stem}.md")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,151 @@
+"""The baseline: the textbook PyTorch DCGAN loop, as a user would write it.
+
+This follows the PyTorch DCGAN tutorial/example: a ``DataLoader`` over a dataset whose
+``__getitem__`` turns one image into a tensor with ``ToTensor`` and ``Normalize``, two
+workers, fp32 NCHW, a Sigmoid at D's end with ``BCELoss``, Adam without flags,
+``zero_grad``/``backward``/``step``, D on real then on fake, then G. The networks have the
+same layers as ganbench's DCGAN at the same resolution, so only the loop differs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+
+def generator(channels: int, resolution: int, nz: int = 100, ngf: int = 64) -> nn.Sequential:
+    n = int(math.log2(resolution)) - 2
+    width = ngf * 2 ** (n - 1)
+    layers: list[nn.Module] = [
+        nn.ConvTranspose2d(nz, width, 4, 1, 0, bias=False),
+        nn.BatchNorm2d(width),
+        nn.ReLU(True),
+    ]
+    for _ in range(n - 1):
+        layers += [
+            nn.ConvTranspose2d(width, width // 2, 4, 2, 1, bias=False),
+            nn.BatchNorm2d(width // 2),
+            nn.ReLU(True),
+        ]
+        width //= 2
+    layers += [nn.ConvTranspose2d(width, channels, 4, 2, 1, bias=False), nn.Tanh()]
+    return nn.Sequential(*layers)
+
+
+def discriminator(channels: int, resolution: int, ndf: int = 64) -> nn.Sequential:
+    n = int(math.log2(resolution)) - 2
+    layers: list[nn.Module] = [
+        nn.Conv2d(channels, ndf, 4, 2, 1, bias=False),
+        nn.LeakyReLU(0.2, True),
+    ]
+    width = ndf
+    for _ in range(n - 1):
+        layers += [
+            nn.Conv2d(width, width * 2, 4, 2, 1, bias=False),
+            nn.BatchNorm2d(width * 2),
+            nn.LeakyReLU(0.2, True),
+        ]
+        width *= 2
+    layers += [nn.Conv2d(width, 1, 4, 1, 0, bias=False), nn.Sigmoid()]
+    return nn.Sequential(*layers)
+
+
+def weights_init(m: nn.Module) -> None:
+    if "Conv" in type(m).__name__:
+        nn.init.normal_(m.weight.data, 0.0, 0.02)
+    elif "BatchNorm" in type(m).__name__:
+        nn.init.normal_(m.weight.data, 1.0, 0.02)
+        nn.init.constant_(m.bias.data, 0)
+
+
+class ArrayImages(torch.utils.data.Dataset):
+    """Decoded images (uint8 N x H x W x C) served one PIL image at a time, as an
+    ImageFolder does after decoding; the transform runs per image in the workers."""
+
+    def __init__(self, images_nhwc: np.ndarray) -> None:
+        from torchvision import transforms
+
+        self.images = images_nhwc
+        channels = images_nhwc.shape[-1]
+        self.transform = transforms.Compose(
+            [transforms.ToTensor(), transforms.Normalize((0.5,) * channels, (0.5,) * channels)]
+        )
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        image = self.images[i]
+        pil = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
+        return self.transform(pil), 0
+
+
+class TextbookDCGAN:
+    """One training iteration = ``step(real)``, exactly the tutorial's loop body."""
+
+    def __init__(self, channels: int, resolution: int, device: torch.device) -> None:
+        self.device = device
+        self.netG = generator(channels, resolution).to(device)
+        self.netD = discriminator(channels, resolution).to(device)
+        self.netG.apply(weights_init)
+        self.netD.apply(weights_init)
+        self.criterion = nn.BCELoss()
+        self.optimizerD = torch.optim.Adam(self.netD.parameters(), lr=0.0002, betas=(0.5, 0.999))
+        self.optimizerG = torch.optim.Adam(self.netG.parameters(), lr=0.0002, betas=(0.5, 0.999))
+
+    def step(self, real: torch.Tensor) -> tuple[float, float]:
+        b = real.size(0)
+        self.netD.zero_grad()
+        label = torch.full((b,), 1.0, dtype=torch.float, device=self.device)
+        output = self.netD(real).view(-1)
+        errD_real = self.criterion(output, label)
+        errD_real.backward()
+        noise = torch.randn(b, 100, 1, 1, device=self.device)
+        fake = self.netG(noise)
+        label.fill_(0.0)
+        output = self.netD(fake.detach()).view(-1)
+        errD_fake = self.criterion(output, label)
+        errD_fake.backward()
+        self.optimizerD.step()
+        self.netG.zero_grad()
+        label.fill_(1.0)
+        output = self.netD(fake).view(-1)
+        errG = self.criterion(output, label)
+        errG.backward()
+        self.optimizerG.step()
+        # The tutorial reads the losses every iteration for its log line: a host sync.
+        return (errD_real + errD_fake).item(), errG.item()
+
+
+def loader_batches(
+    images_nhwc: np.ndarray, batch_size: int, device: torch.device, workers: int = 2
+) -> Iterator[torch.Tensor]:
+    """The tutorial's data path: DataLoader with workers, batches moved per iteration."""
+    loader = torch.utils.data.DataLoader(
+        ArrayImages(images_nhwc),
+        batch_size=batch_size,
+        shuffle=True,
+        num_workers=workers,
+        drop_last=True,
+        persistent_workers=workers > 0,
+    )
+    while True:
+        for data, _ in loader:
+            yield data.to(device)
+
+
+def device_batches(
+    images_nhwc: np.ndarray, batch_size: int, device: torch.device
+) -> Iterator[torch.Tensor]:
+    """The same loop with the data already normalised on the device: framework overhead
+    alone, no input pipeline."""
+    data = torch.from_numpy(images_nhwc).permute(0, 3, 1, 2).float().div(127.5).sub(1).to(device)
+    while True:
+        order = torch.randperm(len(data), device=device)
+        for i in range(len(data) // batch_size):
+            yield data[order[i * batch_size : (i + 1) * batch_size]]

@@ -1,0 +1,93 @@
+"""The speed suite's own correctness: FLOP counts against PyTorch's counter, the textbook
+baseline is the same architecture, every implementation runs, the report is written.
+(Speeds themselves are benchmarks, never asserted here.)"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from benchmarks import ceiling, textbook, train_speed
+from ganbench.interfaces import ImageShape
+from ganbench.plugins import load_registries
+
+ROOT = Path(__file__).parents[1]
+
+
+@pytest.mark.parametrize("resolution", [32, 64])
+def test_flop_count_matches_pytorchs_flop_counter(resolution):
+    for net, example in (
+        (textbook.generator(3, resolution), torch.zeros(1, 100, 1, 1)),
+        (textbook.discriminator(3, resolution), torch.zeros(1, 3, resolution, resolution)),
+    ):
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            net.eval()(example)
+        assert ceiling.forward_flops(net, example) == counter.get_total_flops()
+    flops = ceiling.iteration_flops(3, 64)
+    # The issue's floor for 64x64: about 0.21 GFLOP per G and per D forward.
+    assert flops["g_forward"] == pytest.approx(0.21e9, rel=0.02)
+    assert flops["d_forward"] == pytest.approx(0.21e9, rel=0.02)
+
+
+@pytest.mark.parametrize("resolution", [32, 64])
+def test_textbook_networks_have_ganbench_dcgans_layers(resolution):
+    arch = load_registries().architectures.get("dcgan")
+    model = arch.build(arch.config_class(), ImageShape(3, resolution))
+    for ours, theirs in (
+        (model.generator, textbook.generator(3, resolution)),
+        (model.discriminator, textbook.discriminator(3, resolution)),
+    ):
+        # The same convolutions and batch norms; only the output layers' biases differ (the
+        # tutorial's last layers have none; ganbench's G output and D logit have one).
+        def layers(net):
+            return [
+                (type(m).__name__, tuple(m.weight.shape))
+                for m in net.modules()
+                if isinstance(m, torch.nn.Conv2d | torch.nn.ConvTranspose2d | torch.nn.BatchNorm2d)
+            ]
+
+        assert layers(ours) == layers(theirs)
+
+
+@pytest.mark.parametrize("impl", train_speed.IMPLS)
+def test_every_training_implementation_runs(impl):
+    result = train_speed.measure(impl, torch.device("cpu"), 32, 8, 3, steps=1)
+    assert result["images_per_sec"] > 0 and result["time_to_first_step_s"] > 0
+    if impl == "ganbench":
+        assert result["speed.channels_last"] == "True" and result["speed.adam"] == "fused"
+
+
+def test_suite_writes_json_and_markdown(tmp_path):
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks",
+            "--device",
+            "cpu",
+            "--only",
+            "help,ceiling",
+            "--out",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    data = json.loads((tmp_path / "cpu-quick.json").read_text())
+    assert data["help"]["heavy_modules_imported"] == "[]"  # help imports no torch or mlflow
+    assert data["ceiling"]["fp32_flops"] > 1e9
+    assert "`ganbench --help`" in (tmp_path / "cpu-quick.md").read_text()
+    bad = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--only", "nope"], cwd=ROOT, capture_output=True
+    )
+    assert bad.returncode == 2 and b"unknown section" in bad.stderr
