@@ -8,19 +8,28 @@ Here the trace term is computed from symmetric matrices only: with A = S1^(1/2),
 and A S2 A is symmetric positive semi-definite: ``eigvalsh`` applies, in float64. A is a
 property of the reference alone, so it is cached with the real statistics and an
 evaluation costs one symmetric eigenvalue problem.
+
+The linear algebra runs in torch (float64): its LAPACK (MKL on x86) solved the 2048-d
+symmetric eigenvalue problem in 1.3 s where NumPy's took 7.7 s on the 2-core box
+(benchmarks/README.md); the results are the same to round-off.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 
 def psd_sqrt(sigma: np.ndarray) -> np.ndarray:
     """The symmetric square root of a covariance matrix (float64; tiny negative
     eigenvalues from round-off are clipped to zero)."""
-    sigma = np.asarray(sigma, dtype=np.float64)
-    values, vectors = np.linalg.eigh((sigma + sigma.T) / 2)
-    return (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
+    s = _float64(sigma)
+    values, vectors = torch.linalg.eigh((s + s.T) / 2)
+    return ((vectors * values.clamp_min(0).sqrt()) @ vectors.T).numpy()
+
+
+def _float64(x: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.array(x, dtype=np.float64))
 
 
 def frechet_distance(
@@ -41,10 +50,10 @@ def frechet_distance(
             f"statistics do not match: mu {mu1.shape} vs {mu2.shape},"
             f" sigma {sigma1.shape} vs {sigma2.shape}"
         )
-    root = psd_sqrt(sigma1) if sigma1_sqrt is None else np.asarray(sigma1_sqrt, np.float64)
-    inner = root @ sigma2 @ root
-    values = np.linalg.eigvalsh((inner + inner.T) / 2)
-    trace_sqrt = float(np.sqrt(np.clip(values, 0, None)).sum())
+    root = _float64(psd_sqrt(sigma1) if sigma1_sqrt is None else sigma1_sqrt)
+    inner = root @ _float64(sigma2) @ root
+    values = torch.linalg.eigvalsh((inner + inner.T) / 2)
+    trace_sqrt = float(values.clamp_min(0).sqrt().sum())
     diff = mu1 - mu2
     return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * trace_sqrt)
 
