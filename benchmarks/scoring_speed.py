@@ -61,6 +61,12 @@ def frechet(dim: int = 2048, rows: int = 10_000, repeats: int = 3) -> dict:
 
 
 def random_inception_weights(folder: Path) -> Path:
+    """torch-fidelity's Inception-v3 at a random initialisation, saved as a weights file.
+
+    He-normal convolutions keep the activations' scale through the ReLUs (PyTorch's default
+    init shrinks them layer by layer until every image gives the same features, and every
+    FID is 0); batch norm stays at identity statistics. The tests use it too.
+    """
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
     class Unloaded(FeatureExtractorInceptionV3):
@@ -79,7 +85,7 @@ def random_inception_weights(folder: Path) -> Path:
     return path
 
 
-class _Tensors(torch.utils.data.Dataset):
+class TensorImages(torch.utils.data.Dataset):
     def __init__(self, images: torch.Tensor) -> None:
         self.images = images
 
@@ -159,7 +165,7 @@ def fid_evaluation(device: torch.device, samples: int, resolution: int = 64) -> 
         wrapped = GenerativeModelModuleWrapper(_Uint8Generator(generator), 100, "uniform_0_1", 0)
         start = time.perf_counter()
         plain = torch_fidelity.calculate_metrics(
-            input1=wrapped, input1_model_num_samples=samples, input2=_Tensors(real), **common
+            input1=wrapped, input1_model_num_samples=samples, input2=TensorImages(real), **common
         )["frechet_inception_distance"]
         t_plain = time.perf_counter() - start
 
@@ -178,7 +184,7 @@ def fid_evaluation(device: torch.device, samples: int, resolution: int = 64) -> 
             sigma1_sqrt=root,
         )
         same_tf = torch_fidelity.calculate_metrics(
-            input1=_Tensors(fake_u8), input2=_Tensors(real), **common
+            input1=TensorImages(fake_u8), input2=TensorImages(real), **common
         )["frechet_inception_distance"]
     return {
         "samples": samples,

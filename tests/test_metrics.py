@@ -15,9 +15,10 @@ import pytest
 import scipy.linalg
 import torch
 import torch_fidelity
-from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 from torch_fidelity.metric_fid import fid_statistics_to_metric
 
+from benchmarks.scoring_speed import TensorImages
+from benchmarks.scoring_speed import random_inception_weights as make_random_inception_weights
 from ganbench.errors import GanbenchError
 from ganbench.metrics.frechet import frechet_distance, gaussian_stats, psd_sqrt
 from ganbench.metrics.reference import stats_from_features
@@ -86,29 +87,9 @@ def test_metric_names_say_the_sample_count(n, label):
     assert metric_name("is_std", n, "inception-v3") == f"is_{label}_std"
 
 
-class _UnloadedInception(FeatureExtractorInceptionV3):
-    """torch-fidelity's Inception-v3 left at PyTorch's random initialisation."""
-
-    def load_state_dict(self, state_dict, strict=True, assign=False):
-        return None
-
-
 @pytest.fixture(scope="module")
 def random_inception_weights(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("inception")
-    empty = folder / "empty.pth"
-    torch.save({}, empty)
-    torch.manual_seed(0)
-    net = _UnloadedInception("random", ["2048"], feature_extractor_weights_path=str(empty))
-    # He-normal convolutions keep the activations' scale through the ReLUs (PyTorch's
-    # default init shrinks them layer by layer until every image gives the same features,
-    # and every FID is 0); batch norm stays at identity statistics.
-    for module in net.modules():
-        if isinstance(module, torch.nn.Conv2d):
-            torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-    path = folder / "random-inception.pth"
-    torch.save(net.state_dict(), path)
-    return path
+    return make_random_inception_weights(tmp_path_factory.mktemp("inception"))
 
 
 def _images(seed: int, n: int, channels: int = 3, size: int = 32) -> torch.Tensor:
@@ -117,17 +98,6 @@ def _images(seed: int, n: int, channels: int = 3, size: int = 32) -> torch.Tenso
     smooth = torch.nn.functional.interpolate(base, size=size, mode="bilinear")
     noise = torch.rand(n, channels, size, size, generator=g) * 40
     return (smooth + noise).clamp(0, 255).to(torch.uint8)
-
-
-class _Images(torch.utils.data.Dataset):
-    def __init__(self, images: torch.Tensor) -> None:
-        self.images = images
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        return self.images[i]
 
 
 def test_inception_extractor_loads_weights_from_a_file(random_inception_weights):
@@ -189,8 +159,8 @@ def test_scores_equal_torch_fidelitys_own_on_the_same_inputs(random_inception_we
         progress=False,
     )
     expected = torch_fidelity.calculate_metrics(
-        input1=_Images(fake_images),
-        input2=_Images(real_images),
+        input1=TensorImages(fake_images),
+        input2=TensorImages(real_images),
         cuda=False,
         batch_size=10,
         fid=True,
