@@ -14,7 +14,7 @@ import click
 
 import ganbench
 from ganbench.cli_data import data, data_options, datasets
-from ganbench.cli_eval import eval_command, extractor_weights, scoring_options
+from ganbench.cli_eval import eval_command, scoring_options
 from ganbench.cli_probe import probe
 from ganbench.cli_zoo import zoo
 from ganbench.errors import GanbenchError
@@ -161,16 +161,12 @@ def run(
 
         scorer = make_scorer(
             registries,
-            plan.dataset,
-            plan.request(data_root),
-            cache_root(cache_dir),
+            plan,
+            data_root=data_root,
+            cache_dir=cache_dir,
             metrics=plan.train.eval_metrics,
             extractor=plan.train.eval_extractor or None,
-            weights=extractor_weights(
-                plan.train.eval_extractor or None,
-                plan.dataset.default_extractor,
-                inception_weights,
-            ),
+            inception_weights=inception_weights,
             samples=plan.train.eval_samples,
             real_samples=None,
             device=torch_device,

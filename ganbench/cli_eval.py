@@ -36,11 +36,6 @@ def tracking_option(f: Callable[..., Any]) -> Callable[..., Any]:
     )(f)
 
 
-def extractor_weights(extractor: str | None, default: str, inception_weights: str | None) -> Any:
-    """The weights flag applies to Inception only; other extractors use their own."""
-    return inception_weights if (extractor or default) == "inception-v3" else None
-
-
 @click.command(name="eval")
 @click.argument("run_ref", metavar="RUN_ID|CHECKPOINT")
 @click.option(
@@ -93,7 +88,6 @@ def eval_command(
     """
     import dataclasses
 
-    from ganbench.data.paths import cache_root
     from ganbench.devices import resolve_device
     from ganbench.metrics.session import make_scorer
     from ganbench.plugins import load_registries
@@ -111,12 +105,12 @@ def eval_command(
         plan = dataclasses.replace(plan, train=dataclasses.replace(plan.train, split=split))
     scorer = make_scorer(
         registries,
-        plan.dataset,
-        plan.request(data_root),
-        cache_root(cache_dir),
+        plan,
+        data_root=data_root,
+        cache_dir=cache_dir,
         metrics=metrics,
         extractor=extractor,
-        weights=extractor_weights(extractor, plan.dataset.default_extractor, inception_weights),
+        inception_weights=inception_weights,
         samples=samples,
         real_samples=real_samples,
         device=torch_device,

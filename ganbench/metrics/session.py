@@ -9,15 +9,13 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from ganbench.data.prepare import BadImagePolicy
 from ganbench.errors import UsageError
 from ganbench.interfaces import (
-    Dataset,
-    DatasetRequest,
     FeatureExtractor,
     GanModel,
     LoadedExtractor,
@@ -27,6 +25,9 @@ from ganbench.interfaces import (
 from ganbench.metrics.features import Sampler, generator_sampler
 from ganbench.metrics.reference import Reference, reference_stats
 from ganbench.metrics.scoring import Evaluation, evaluate, metric_name
+
+if TYPE_CHECKING:
+    from ganbench.training.plan import RunPlan
 
 #: The literature's sample count for FID (and ganbench's default for ``eval``).
 DEFAULT_SAMPLES = 50_000
@@ -88,13 +89,13 @@ class Scorer:
 
 def make_scorer(
     registries: object,
-    dataset: Dataset,
-    request: DatasetRequest,
-    cache: Path,
+    plan: RunPlan,
     *,
+    data_root: str | None,
+    cache_dir: str | None,
     metrics: str,
     extractor: str | None,
-    weights: str | None,
+    inception_weights: str | None,
     samples: int,
     real_samples: int | None,
     device: torch.device,
@@ -103,7 +104,16 @@ def make_scorer(
     progress: bool = True,
     say: Callable[[str], None] = print,
 ) -> Scorer:
-    """Load the extractor and the real statistics (cached) for ``dataset``'s ``request``."""
+    """Load the extractor and the real statistics (cached) of ``plan``'s dataset and split.
+
+    ``inception_weights`` (the flag or its environment variable) applies to Inception-v3
+    only; other extractors ship their own weights.
+    """
+    from ganbench.data.paths import cache_root
+
+    dataset, request, cache = plan.dataset, plan.request(data_root), cache_root(cache_dir)
+    name = extractor or dataset.default_extractor
+    weights = inception_weights if name == "inception-v3" else None
     if samples < 10:
         raise UsageError(f"the number of samples must be at least 10, not {samples}")
     if real_samples is not None and real_samples < 10:
@@ -111,7 +121,7 @@ def make_scorer(
     chosen = [
         registries.metrics.get(n) for n in parse_metric_names(metrics, registries.metrics.names())
     ]
-    ext = registries.extractors.get(extractor or dataset.default_extractor)
+    ext = registries.extractors.get(name)
     loaded = ext.load(weights, device)
     real = reference = None
     if any(m.needs_real for m in chosen):

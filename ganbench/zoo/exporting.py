@@ -82,22 +82,19 @@ def _fresh_scores(
     import onnxruntime as ort
     import torch
 
-    from ganbench.cli_eval import extractor_weights
-    from ganbench.data.paths import cache_root
     from ganbench.devices import resolve_device
     from ganbench.metrics.session import make_scorer
     from ganbench.zoo import scores
 
-    plan = loaded.plan
     torch_device = resolve_device(device)
     scorer = make_scorer(
         registries,
-        plan.dataset,
-        plan.request(data_root),
-        cache_root(cache_dir),
+        loaded.plan,
+        data_root=data_root,
+        cache_dir=cache_dir,
         metrics=metrics,
         extractor=None,
-        weights=extractor_weights(None, plan.dataset.default_extractor, None),
+        inception_weights=None,
         samples=samples,
         real_samples=None,
         device=torch_device,
