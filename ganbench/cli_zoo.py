@@ -88,10 +88,9 @@ def locate(
             raise click.UsageError(f"{ref} does not exist; give a zoo name or an .onnx file")
         return path
     index, cache = _index(index_flag, cache_dir)
-    entry = index.get(ref)
-    if not store.is_cached(entry, cache):
-        say(f"pulling {entry.name} ({entry.size:,} bytes) from {index.resolve(entry.url)}")
-    return store.pull(entry, index, cache, progress=progress, registry_uri=registry, say=say)
+    return store.pull(
+        index.get(ref), index, cache, progress=progress, registry_uri=registry, say=say
+    )
 
 
 def _open(ref: str, provider: str, **where: Any):
@@ -121,7 +120,7 @@ def list_command(index_flag: str | None, cache_dir: str | None) -> None:
         shown = [s for s in i.metrics if not s.name.endswith("_std")][:3]  # `info` has all
         scores = ", ".join(f"{s.name} {s.value:.3g}" for s in shown) or "-"
         image = f"{i.channels}x{i.resolution}x{i.resolution}"
-        cached = "yes" if is_cached(e, cache) else "no"
+        cached = "yes" if is_cached(e, cache, verify=False) else "no"  # `info` re-hashes
         z = f"{i.z_dim} {i.z_distribution}"
         rows.append((e.name, i.dataset, image, z, scores, f"{e.size / 1e6:.1f} MB", cached))
     if len(rows) == 1:

@@ -41,6 +41,18 @@ def file_digest(path: Path, algorithm: str) -> str:
     return h.hexdigest()
 
 
+def check_digest(path: Path, algorithm: str, expected: str, what: str) -> None:
+    """Delete ``path`` and raise, naming both digests, unless it hashes to ``expected``."""
+    got = file_digest(path, algorithm)
+    if got != expected.lower():
+        path.unlink(missing_ok=True)
+        raise DownloadError(
+            f"checksum mismatch for {what}: expected {algorithm} {expected}, got {got};"
+            " the download was deleted. Run the command again; if it keeps failing the file"
+            " at the source has changed"
+        )
+
+
 def verify(path: Path, remote: RemoteFile) -> bool:
     """True when ``path`` exists and matches the checksum (any file, when none is known)."""
     if not path.is_file():
@@ -67,14 +79,7 @@ def download(
         _check_size(part, remote, resumable=not local)
     check = _hasher(remote)
     if check is not None:
-        got = file_digest(part, check[0])
-        if got != check[1]:
-            part.unlink(missing_ok=True)
-            raise DownloadError(
-                f"checksum mismatch for {dest.name} from {remote.url}: expected {check[0]}"
-                f" {check[1]}, got {got}; the download was deleted. Run the command again;"
-                " if it keeps failing the file upstream has changed"
-            )
+        check_digest(part, check[0], check[1], f"{dest.name} from {remote.url}")
     os.replace(part, dest)
     return dest
 

@@ -14,8 +14,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from ganbench.data.download import download, file_digest
-from ganbench.errors import DownloadError
+from ganbench.data.download import check_digest, download, file_digest
 from ganbench.interfaces import RemoteFile
 from ganbench.zoo.index import ZooEntry, ZooIndex
 
@@ -30,10 +29,41 @@ def cached_path(entry: ZooEntry, cache: Path) -> Path:
     return zoo_cache(cache) / entry.name / f"{entry.name}.onnx"
 
 
-def is_cached(entry: ZooEntry, cache: Path) -> bool:
-    """True when a cached file exists and still matches the index (re-hashed)."""
+def is_cached(entry: ZooEntry, cache: Path, verify: bool = True) -> bool:
+    """True when the cached file matches the index: re-hashed, or with ``verify=False``
+    only its size checked (cheap enough to list a whole index)."""
     path = cached_path(entry, cache)
+    if not verify:
+        return path.is_file() and path.stat().st_size == entry.size
     return path.is_file() and file_digest(path, "sha256") == entry.sha256
+
+
+def _cached(path: Path, sha256: str, against: str, say: Callable[[str], None]) -> bool:
+    """True when ``path`` holds the file with ``sha256``; a damaged or outdated copy is
+    deleted, and the user told, so that it is fetched again."""
+    if not path.is_file():
+        return False
+    got = file_digest(path, "sha256")
+    if got == sha256:
+        return True
+    path.unlink()
+    say(
+        f"cached {path} does not match {against} (sha256 {got}, expected {sha256});"
+        " deleted it, fetching it again"
+    )
+    return False
+
+
+def _from_registry(uri: str, path: Path, sha256: str, registry: str | None) -> Path:
+    """A registered model's file, through a temporary folder, checked, then renamed."""
+    from ganbench.zoo.registry import download_registered
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".pull-", dir=path.parent) as tmp:
+        fetched = download_registered(uri, Path(tmp), registry)
+        check_digest(fetched, "sha256", sha256, f"{path.name} from {uri}")
+        os.replace(fetched, path)
+    return path
 
 
 def pull(
@@ -45,47 +75,17 @@ def pull(
     registry_uri: str | None = None,
     say: Callable[[str], None] = print,
 ) -> Path:
-    """The verified cached file of ``entry``, downloaded first when needed.
-
-    A cached file that no longer matches the index (damaged, or the index moved on) is
-    deleted and fetched again, and the user is told.
-    """
+    """The verified cached file of ``entry``, downloaded first when needed (hashed once
+    per use)."""
     path = cached_path(entry, cache)
-    if path.is_file():
-        got = file_digest(path, "sha256")
-        if got == entry.sha256:
-            return path
-        path.unlink()
-        say(
-            f"cached {path} does not match the index (sha256 {got}, index {entry.sha256});"
-            " deleted it, fetching it again"
-        )
-    url = index.resolve(entry.url)
-    if url.startswith("models:/"):
-        from ganbench.zoo.registry import download_registered
-
-        with tempfile.TemporaryDirectory(prefix=".pull-", dir=_ensure(path.parent)) as tmp:
-            fetched = download_registered(url, Path(tmp), registry_uri)
-            _check_fetched(fetched, entry, url)
-            os.replace(fetched, path)
+    if _cached(path, entry.sha256, "the index", say):
         return path
+    url = index.resolve(entry.url)
+    say(f"pulling {entry.name} ({entry.size:,} bytes) from {url}")
+    if url.startswith("models:/"):
+        return _from_registry(url, path, entry.sha256, registry_uri)
     remote = RemoteFile(url, path.name, sha256=entry.sha256, size=entry.size)
     return download(remote, path.parent, progress=progress)
-
-
-def _ensure(folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-def _check_fetched(fetched: Path, entry: ZooEntry, url: str) -> None:
-    got = file_digest(fetched, "sha256")
-    if got != entry.sha256:
-        raise DownloadError(
-            f"checksum mismatch for {entry.name}.onnx from {url}: expected sha256"
-            f" {entry.sha256}, got {got}; the download was deleted. The registered model"
-            " has changed: publish it again or update the index"
-        )
 
 
 def remove(entry: ZooEntry, cache: Path) -> bool:
@@ -105,25 +105,12 @@ def pull_registered(
     The alias is resolved to a version in the registry each time (aliases move); the file
     of each version is cached once and checked against the version's sha256 tag.
     """
-    from ganbench.zoo.registry import download_registered, lookup, parse_models_uri, registry_uri
+    from ganbench.zoo.registry import lookup, parse_models_uri, registry_uri
 
     registry = registry_uri(registry)
     name, _, _ = parse_models_uri(uri)
     version, sha = lookup(uri, registry)
     path = zoo_cache(cache) / "registry" / name / f"v{version}" / f"{name}.onnx"
-    if path.is_file():
-        got = file_digest(path, "sha256")
-        if got == sha:
-            return path
-        path.unlink()
-        say(f"cached {path} does not match the registry (sha256 {got}, tag {sha}); fetching it")
-    with tempfile.TemporaryDirectory(prefix=".pull-", dir=_ensure(path.parent)) as tmp:
-        fetched = download_registered(f"models:/{name}/{version}", Path(tmp), registry)
-        got = file_digest(fetched, "sha256")
-        if got != sha:
-            raise DownloadError(
-                f"checksum mismatch for {uri} (version {version}): the registry's tag says"
-                f" sha256 {sha}, the file has {got}; the download was deleted"
-            )
-        os.replace(fetched, path)
-    return path
+    if _cached(path, sha, "the registry's sha256 tag", say):
+        return path
+    return _from_registry(f"models:/{name}/{version}", path, sha, registry)
