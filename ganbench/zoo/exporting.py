@@ -257,7 +257,9 @@ def publish_to_registry(
         )
     registry = registry_uri(registry_flag)
     tracking = resolve_tracking_uri(options.get("tracking_uri"))
-    check_reachable(tracking)  # before the export's work, not after it
+    # Before the export's work, not after it; a run ID's store is checked when it is opened.
+    if is_checkpoint_file(run_ref):
+        check_reachable(tracking)
     check_reachable(registry)
     with tempfile.TemporaryDirectory(prefix="ganbench-publish-") as tmp:
         done = build(run_ref, Path(tmp), say=say, **options)

@@ -58,7 +58,6 @@ def parse_models_uri(uri: str) -> tuple[str, str | None, str | None]:
 def _client(uri: str):
     from mlflow import MlflowClient
 
-    check_reachable(uri)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
@@ -67,6 +66,7 @@ def lookup(uri: str, registry: str) -> tuple[str, str]:
     from mlflow.exceptions import MlflowException
 
     name, alias, version = parse_models_uri(uri)
+    check_reachable(registry)
     client = _client(registry)
     try:
         mv = (
@@ -89,12 +89,12 @@ def lookup(uri: str, registry: str) -> tuple[str, str]:
 
 
 def download_registered(uri: str, dest: Path, registry: str | None) -> Path:
-    """Download the ONNX file of a registered model into ``dest``; returns its path."""
+    """Download the ONNX file of a registered model into ``dest``; returns its path.
+    (Callers check once, before their work, that the registry answers.)"""
     import mlflow
     from mlflow.exceptions import MlflowException
 
     registry = registry_uri(registry)
-    check_reachable(registry)
     mlflow.set_tracking_uri(registry)
     mlflow.set_registry_uri(registry)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -123,7 +123,8 @@ def publish(
     experiment: str = "ganbench-zoo",
 ) -> RegisteredVersion:
     """Log ``onnx_path`` into the run (or a new run) with MLflow's ONNX flavor, register
-    it as ``info.name``, point ``aliases`` at the new version, and record its sha256."""
+    it as ``info.name``, point ``aliases`` at the new version, and record its sha256.
+    The caller has checked that both stores answer."""
     import mlflow
     import numpy as np
     import onnx
@@ -132,8 +133,6 @@ def publish(
     from mlflow.models import ModelSignature
     from mlflow.types import Schema, TensorSpec
 
-    check_reachable(tracking)
-    check_reachable(registry)
     mlflow.set_tracking_uri(tracking)
     mlflow.set_registry_uri(registry)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")

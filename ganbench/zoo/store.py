@@ -83,7 +83,12 @@ def pull(
     url = index.resolve(entry.url)
     say(f"pulling {entry.name} ({entry.size:,} bytes) from {url}")
     if url.startswith("models:/"):
-        return _from_registry(url, path, entry.sha256, registry_uri)
+        from ganbench.tracking import check_reachable
+        from ganbench.zoo.registry import registry_uri as resolve_registry
+
+        registry = resolve_registry(registry_uri)
+        check_reachable(registry)
+        return _from_registry(url, path, entry.sha256, registry)
     remote = RemoteFile(url, path.name, sha256=entry.sha256, size=entry.size)
     return download(remote, path.parent, progress=progress)
 
