@@ -183,3 +183,17 @@ def test_run_logs_requested_and_resolved_switches(run_cli, tmp_path):
 def test_unknown_switch_value_is_a_usage_error(run_cli):
     result = run_cli("run", "dcgan", "--dataset", "digits", *TINY_RUN, "--set", "precision=fp8")
     assert result.exit_code == 2 and "precision must be one of" in result.output
+
+
+def test_batches_come_in_the_fast_paths_layout_with_the_same_values():
+    import numpy as np
+
+    from ganbench.interfaces import ImageArray
+    from ganbench.training.data import make_batches
+
+    images = np.random.default_rng(0).integers(0, 256, (32, 3, 8, 8), dtype=np.uint8)
+    plain = next(iter(make_batches(ImageArray(images), 8, CPU, 0)))
+    fast = next(iter(make_batches(ImageArray(images), 8, CPU, 0, torch.channels_last)))
+    assert fast.is_contiguous(memory_format=torch.channels_last) and fast.dtype == torch.float32
+    assert not plain.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(fast, plain, rtol=0, atol=0)

@@ -24,7 +24,7 @@ from ganbench.interfaces import GanModel, ImageArray
 from ganbench.metrics.session import Scorer
 from ganbench.progress import TrainingProgress
 from ganbench.tracking import Tracker
-from ganbench.training.data import make_batches
+from ganbench.training.data import DeviceBatches, make_batches
 from ganbench.training.plan import RunPlan
 from ganbench.training.speed import resolve_speed
 
@@ -96,7 +96,7 @@ def train(
                 "num_images": len(data),
                 "total_steps": steps,
                 "dataset_source": data.source,
-                "data_on_device": batches.on_device,
+                "data_on_device": isinstance(batches, DeviceBatches),
                 **speed.params(),
             }
         )
