@@ -239,7 +239,12 @@ def interpolate(
     provider: str,
     **where: Any,
 ) -> None:
-    """Latent walks: each row goes in a straight line between two points of z (Fig. 4)."""
+    """Latent walks: each row goes in a straight line between two points of z (Fig. 4).
+
+    \b
+    Without --between, row r walks from sample 2r to sample 2r+1 of
+    `ganbench zoo sample NAME --seed S` (the same seed).
+    """
     import numpy as np
 
     from ganbench.zoo.pictures import check_output, to_uint8
@@ -252,8 +257,8 @@ def interpolate(
     if pairs:
         z = latents(info, max(max(p) for p in pairs) + 1, seed)
         ends = [(z[i], z[j]) for i, j in pairs]
-    else:
-        z = latents(info, 2 * rows, np.random.SeedSequence([seed, 1]).generate_state(1)[0])
+    else:  # row r walks from sample 2r to sample 2r + 1 of `zoo sample --seed S`
+        z = latents(info, 2 * rows, seed)
         ends = [(z[2 * r], z[2 * r + 1]) for r in range(rows)]
     walks = np.concatenate([walk(a, b, steps) for a, b in ends])
     images = to_uint8(generator.generate(walks), info.output_range)

@@ -229,3 +229,24 @@ def test_grid_layout():
     assert picture.shape == (1 + 3 * 3, 1 + 2 * 3, 3)
     np.testing.assert_array_equal(picture[4:6, 4:6], images[3].transpose(1, 2, 0))
     assert picture[7:9, 4:6].max() == 0  # the missing sixth image is left black
+
+
+def test_random_walks_start_and_end_at_sample_indices(onnx_file, tmp_path):
+    """Row r of `interpolate --seed S` walks from sample 2r to 2r+1 of `sample --seed S`:
+    a 2-step walk is exactly those two samples."""
+    walk_png, sample_png = tmp_path / "w.png", tmp_path / "s.png"
+    f = str(onnx_file)
+    assert (
+        _invoke(
+            "interpolate", f, "--rows", "1", "--steps", "2", "--seed", "4", "-o", str(walk_png)
+        ).exit_code
+        == 0
+    )
+    assert (
+        _invoke(
+            "sample", f, "-n", "2", "--nrow", "2", "--seed", "4", "-o", str(sample_png)
+        ).exit_code
+        == 0
+    )
+    with Image.open(walk_png) as w, Image.open(sample_png) as s:
+        np.testing.assert_array_equal(np.asarray(w), np.asarray(s))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,33 +130,17 @@ def walk(z_from: np.ndarray, z_to: np.ndarray, steps: int) -> np.ndarray:
     return (1 - t) * z_from[None] + t * z_to[None]
 
 
+_GROUP = r"\s*\d+(?:\s*,\s*\d+)*\s*"
+_EXPRESSION = re.compile(rf"{_GROUP}(?:[+-]{_GROUP})+")
+
+
 def parse_arithmetic(expression: str) -> list[tuple[int, list[int]]]:
     """``"1,5,9 - 2,4,6 + 7,8,11"`` -> [(+1, [1, 5, 9]), (-1, [2, 4, 6]), (+1, [7, 8, 11])]."""
-    import re
-
-    tokens = re.findall(r"[+-]|[^+\-\s]+", expression)
-    terms: list[tuple[int, list[int]]] = []
-    sign = 1
-    expect_group = True
-    for token in tokens:
-        if token in "+-":
-            if expect_group and terms:
-                break
-            sign = 1 if token == "+" else -1
-            expect_group = True
-            continue
-        try:
-            indices = [int(i) for i in token.split(",") if i]
-        except ValueError:
-            indices = []
-        if not expect_group or not indices or min(indices) < 0:
-            terms = []
-            break
-        terms.append((sign, indices))
-        expect_group = False
-    if not terms or expect_group or len(terms) < 2:
+    if not _EXPRESSION.fullmatch(expression):
         raise UsageError(
             f"cannot read {expression!r}: write groups of sample indices joined by + and -,"
             ' e.g. "1,5,9 - 2,4,6 + 7,8,11" (the paper averages three samples per concept)'
         )
-    return terms
+    signs = [1] + [1 if op == "+" else -1 for op in re.findall(r"[+-]", expression)]
+    groups = re.split(r"[+-]", expression)
+    return [(sign, [int(i) for i in g.split(",")]) for sign, g in zip(signs, groups, strict=True)]

@@ -56,10 +56,8 @@ class DCGAN(GanModel):
         if speed.channels_last:
             self.generator.to(memory_format=torch.channels_last)
             self.discriminator.to(memory_format=torch.channels_last)
-        kind = {"fused": {"fused": True}, "foreach": {"foreach": True}}.get(speed.adam, {})
-        if speed.adam == "plain":
-            kind = {"foreach": False}
-        self.opt_g, self.opt_d = self._optimizers(kind)
+        kind = {"fused": {"fused": True}, "foreach": {"foreach": True}, "plain": {"foreach": False}}
+        self.opt_g, self.opt_d = self._optimizers(kind[speed.adam])
         self._device_type = speed.device.type
         self._autocast = speed.autocast
         self._scaler = torch.amp.GradScaler(
