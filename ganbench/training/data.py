@@ -12,6 +12,7 @@ import os
 import queue
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,8 +38,8 @@ def device_budget(device: torch.device) -> int:
         return 1 << 30
 
 
-class DeviceBatches:
-    """The whole split on the device; a fresh permutation each epoch, last partial dropped."""
+class _Batches:
+    """What both kinds share: the batch size, epochs of a seeded permutation, the layout."""
 
     def __init__(
         self,
@@ -49,14 +50,25 @@ class DeviceBatches:
         memory_format: torch.memory_format = torch.contiguous_format,
     ) -> None:
         check_batch_size(batch_size, len(data))
-        self.memory_format = memory_format
-        images = data.images
-        if not images.flags.writeable:  # a read-only memory map: read it into memory once
-            images = np.array(images)
-        self.images = torch.from_numpy(np.ascontiguousarray(images)).to(device)
         self.batch_size = batch_size
+        self.device = device
+        self.memory_format = memory_format
         self.steps_per_epoch = len(data) // batch_size
         self._generator = torch.Generator().manual_seed(seed)
+        self.images = self._hold(data.images)
+
+    def _hold(self, images: np.ndarray) -> Any:
+        """Where the images are kept: on the device, or left in their memory map."""
+        raise NotImplementedError
+
+
+class DeviceBatches(_Batches):
+    """The whole split on the device; a fresh permutation each epoch, last partial dropped."""
+
+    def _hold(self, images: np.ndarray) -> torch.Tensor:
+        if not images.flags.writeable:  # a read-only memory map: read it into memory once
+            images = np.array(images)
+        return torch.from_numpy(np.ascontiguousarray(images)).to(self.device)
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         while True:
@@ -67,24 +79,11 @@ class DeviceBatches:
                 yield _scale(self.images[index], self.memory_format)
 
 
-class StreamedBatches:
+class StreamedBatches(_Batches):
     """Batches gathered from a memory-mapped split by a background thread (2 ahead)."""
 
-    def __init__(
-        self,
-        data: ImageArray,
-        batch_size: int,
-        device: torch.device,
-        seed: int,
-        memory_format: torch.memory_format = torch.contiguous_format,
-    ) -> None:
-        check_batch_size(batch_size, len(data))
-        self.memory_format = memory_format
-        self.images = data.images
-        self.batch_size = batch_size
-        self.device = device
-        self.steps_per_epoch = len(data) // batch_size
-        self._generator = torch.Generator().manual_seed(seed)
+    def _hold(self, images: np.ndarray) -> np.ndarray:
+        return images
 
     def _host_batches(self, out: queue.Queue, stop: threading.Event) -> None:
         pin = self.device.type == "cuda"
