@@ -7,6 +7,7 @@ one filesystem) means an interrupted build leaves only a temporary folder behind
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
@@ -18,13 +19,23 @@ from pathlib import Path
 @contextmanager
 def sealed_folder(folder: Path) -> Iterator[Path]:
     """Yield an empty temporary folder beside ``folder``; on success it replaces ``folder``
-    (the caller writes its seal, e.g. a manifest, last); on error it is removed."""
+    (the caller writes its seal, e.g. a manifest, last); on error it is removed.
+
+    Several processes may build the same folder at once (runs started together on a fresh
+    cache): the same inputs give the same content, so a folder that another process sealed
+    while this one was building is kept (it may already be in use) and this one dropped.
+    A folder that was there before (stale, or unsealed) is replaced."""
     folder.parent.mkdir(parents=True, exist_ok=True)
+    stale = folder.exists()
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
         yield tmp
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
+        if stale:
+            shutil.rmtree(folder, ignore_errors=True)
+        try:
+            os.replace(tmp, folder)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

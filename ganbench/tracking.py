@@ -1,8 +1,11 @@
 """Where a run's params, metrics, images and artifacts go: MLflow, or nowhere.
 
 ``MlflowTracker`` talks to any MLflow store through ``MlflowClient`` (no fluent-API global
-run state). ``NullTracker`` keeps the runner free of MLflow for benchmarks and for the GPU
-machines, which do not have it installed.
+run state), synchronously: it creates training runs and serves the short commands (eval,
+probe, zoo). A training run logs through :class:`ganbench.outbox.tracker.OutboxTracker`,
+which journals every record in the run folder and delivers it in the background, so an
+outage of the store never stalls or kills the training. ``NullTracker`` keeps the runner
+free of MLflow for benchmarks and for the GPU machines, which do not have it installed.
 """
 
 from __future__ import annotations
@@ -32,9 +35,15 @@ class Tracker(Protocol):
     def log_params(self, params: Mapping[str, Any]) -> None: ...
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None: ...
     def log_image(self, image: Image, key: str, step: int) -> None: ...
-    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None: ...
+    def log_artifact(
+        self, path: Path, artifact_path: str | None = None, name: str | None = None
+    ) -> None: ...
     def set_tags(self, tags: Mapping[str, str]) -> None: ...
+    def delete_tag(self, key: str) -> None: ...
     def finish(self, status: str) -> None: ...
+    def flush(self) -> None:
+        """Make what was logged so far durable (called before each checkpoint)."""
+
     def describe(self) -> str: ...
 
 
@@ -91,16 +100,18 @@ class MlflowTracker:
         tags: Mapping[str, str] | None = None,
     ) -> None:
         check_reachable(tracking_uri)
-        from mlflow import MlflowClient
+        from ganbench.mlflow_store import experiment_id as get_experiment
+        from ganbench.mlflow_store import open_client, retrying
 
         self.tracking_uri = tracking_uri
         try:
-            self.client = MlflowClient(tracking_uri=tracking_uri)
-            found = self.client.get_experiment_by_name(experiment)
-            experiment_id = (
-                found.experiment_id if found else self.client.create_experiment(experiment)
+            self.client = open_client(tracking_uri)
+            experiment_id = get_experiment(self.client, experiment)
+            run = retrying(
+                lambda: self.client.create_run(
+                    experiment_id, run_name=run_name, tags=dict(tags or {})
+                )
             )
-            run = self.client.create_run(experiment_id, run_name=run_name, tags=dict(tags or {}))
         except Exception as exc:
             raise TrackingError(
                 f"cannot start an MLflow run in {tracking_uri} ({type(exc).__name__}: "
@@ -116,14 +127,15 @@ class MlflowTracker:
     def existing(cls, tracking_uri: str, run_id: str) -> MlflowTracker:
         """The run ``run_id`` (finished or not), to add scores to it after training."""
         check_reachable(tracking_uri)
-        from mlflow import MlflowClient
         from mlflow.exceptions import MlflowException
+
+        from ganbench.mlflow_store import open_client, retrying
 
         self = cls.__new__(cls)
         self.tracking_uri = tracking_uri
-        self.client = MlflowClient(tracking_uri=tracking_uri)
+        self.client = open_client(tracking_uri)
         try:
-            run = self.client.get_run(run_id)
+            run = retrying(lambda: self.client.get_run(run_id))
         except MlflowException:
             raise UsageError(
                 f"no run {run_id!r} in the MLflow store {tracking_uri}; copy the ID from the"
@@ -132,6 +144,7 @@ class MlflowTracker:
         self.experiment_id = run.info.experiment_id
         self.run_id, self.run_name = run.info.run_id, run.info.run_name
         self.artifact_uri = run.info.artifact_uri
+        self.run = run
         self._finished = True  # its status is the training's; scoring does not change it
         return self
 
@@ -152,13 +165,23 @@ class MlflowTracker:
     def log_image(self, image: Image, key: str, step: int) -> None:
         self.client.log_image(self.run_id, image, key=key, step=step)
 
-    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+    def log_artifact(
+        self, path: Path, artifact_path: str | None = None, name: str | None = None
+    ) -> None:
+        if name and name != Path(path).name:
+            raise ValueError("MlflowTracker uploads files under their own names")
         self.client.log_artifact(self.run_id, str(path), artifact_path)
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
         from mlflow.entities import RunTag
 
         self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def delete_tag(self, key: str) -> None:
+        self.client.delete_tag(self.run_id, key)
+
+    def flush(self) -> None:
+        pass  # every call above has reached the store when it returns
 
     def finish(self, status: str) -> None:
         """End the run as FINISHED, FAILED or KILLED (never leave it RUNNING)."""
@@ -190,11 +213,19 @@ class NullTracker:
     def log_image(self, image: Image, key: str, step: int) -> None:
         pass
 
-    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+    def log_artifact(
+        self, path: Path, artifact_path: str | None = None, name: str | None = None
+    ) -> None:
         pass
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
         self.tags.update(tags)
+
+    def delete_tag(self, key: str) -> None:
+        self.tags.pop(key, None)
+
+    def flush(self) -> None:
+        pass
 
     def finish(self, status: str) -> None:
         self.status = status

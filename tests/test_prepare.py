@@ -132,3 +132,18 @@ def test_a_cache_without_its_manifest_is_rebuilt(folder, tmp_path):
     (out / "manifest.json").unlink()  # as if the process died before sealing it
     _, reused = _prepare(folder, tmp_path / "cache")
     assert not reused and (out / "manifest.json").is_file()
+
+
+def test_a_sealed_folder_another_process_placed_meanwhile_is_kept(tmp_path):
+    from ganbench.sealed import sealed_folder
+
+    target = tmp_path / "stats"
+    with sealed_folder(target) as tmp:
+        (tmp / "x").write_text("ours")
+        target.mkdir()  # another process sealed the same folder while this one built
+        (target / "x").write_text("theirs")
+    assert (target / "x").read_text() == "theirs"
+    assert [p.name for p in tmp_path.iterdir()] == ["stats"]  # ours is gone
+    with sealed_folder(target) as tmp:  # a folder that was there before is stale
+        (tmp / "x").write_text("new")
+    assert (target / "x").read_text() == "new"
