@@ -1,7 +1,8 @@
 """Checkpoints and generator files: written atomically, loaded with clear errors.
 
 A crash or Ctrl-C while saving must never leave a half-written file where a good one was,
-so every file is written next to its target and moved into place with ``os.replace``.
+so every file is written next to its target, flushed to disk, moved into place with
+``os.replace``, and the folder itself is flushed so that the rename survives a power cut.
 """
 
 from __future__ import annotations
@@ -21,8 +22,18 @@ CHECKPOINT_FORMAT = "ganbench-checkpoint/1"
 GENERATOR_FORMAT = "ganbench-generator/1"
 
 
+def fsync_folder(folder: Path) -> None:
+    """Flush a folder's entries (a rename is durable only once its folder is)."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def save_atomic(obj: Any, path: Path) -> Path:
-    """``torch.save`` to a temporary file beside ``path``, flushed, then renamed onto it."""
+    """``torch.save`` to a temporary file beside ``path``, fsync, ``os.replace`` onto it,
+    fsync of the folder. Whatever stops it midway, ``path`` is the old file or the new."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -31,6 +42,7 @@ def save_atomic(obj: Any, path: Path) -> Path:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+        fsync_folder(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
     return path
