@@ -100,11 +100,15 @@ class GanModel(ABC):
 
     @abstractmethod
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to resume: networks and optimizer states."""
+        """Everything the next step depends on that the model holds: networks, optimizer
+        states, a gradient scaler, any generator of its own (the runner saves the global
+        random generators, the data order and its own state beside it). A resumed run is
+        exact only if nothing is missing here."""
 
     @abstractmethod
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore what :meth:`state_dict` returned."""
+        """Restore what :meth:`state_dict` returned (called after :meth:`to` and
+        :meth:`accelerate`, so optimizer states land on the device and layout in use)."""
 
 
 class Architecture(ABC):

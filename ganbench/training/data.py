@@ -4,6 +4,10 @@ A split that fits (half the free GPU memory, or half the free RAM for the CPU) m
 the device once as uint8 (4x smaller than float) and every batch is gathered and scaled
 there: no step waits on decoding or host copies. A larger split (a prepared LSUN cache is
 tens of GB) streams from its memory map, a background thread gathering the next batches.
+
+Both keep a cursor (epoch, the order generator's state before that epoch's permutation,
+position in it) that a checkpoint saves, so a resumed run draws exactly the batches the
+interrupted one would have.
 """
 
 from __future__ import annotations
@@ -55,11 +59,32 @@ class _Batches:
         self.memory_format = memory_format
         self.steps_per_epoch = len(data) // batch_size
         self._generator = torch.Generator().manual_seed(seed)
+        #: (epoch, generator state before its permutation, position of the next batch)
+        self._cursor: tuple[int, torch.Tensor, int] = (0, self._generator.get_state(), 0)
         self.images = self._hold(data.images)
 
     def _hold(self, images: np.ndarray) -> Any:
         """Where the images are kept: on the device, or left in their memory map."""
         raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where the next batch comes from (saved in checkpoints)."""
+        epoch, rng, position = self._cursor
+        return {"epoch": epoch, "rng": rng.clone(), "position": position}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from a saved cursor; call before iterating."""
+        self._cursor = (int(state["epoch"]), state["rng"], int(state["position"]))
+
+    def _epochs(self) -> Iterator[tuple[int, torch.Tensor, torch.Tensor, int]]:
+        """(epoch, generator state, permutation, first position) from the cursor on: a
+        fresh permutation per epoch from one running generator."""
+        epoch, rng, start = self._cursor
+        self._generator.set_state(rng)
+        while True:
+            rng = self._generator.get_state()
+            yield epoch, rng, torch.randperm(len(self.images), generator=self._generator), start
+            epoch, start = epoch + 1, 0
 
 
 class DeviceBatches(_Batches):
@@ -71,11 +96,11 @@ class DeviceBatches(_Batches):
         return torch.from_numpy(np.ascontiguousarray(images)).to(self.device)
 
     def __iter__(self) -> Iterator[torch.Tensor]:
-        while True:
-            order = torch.randperm(len(self.images), generator=self._generator)
+        for epoch, rng, order, start in self._epochs():
             order = order.to(self.images.device)
-            for i in range(self.steps_per_epoch):
+            for i in range(start, self.steps_per_epoch):
                 index = order[i * self.batch_size : (i + 1) * self.batch_size]
+                self._cursor = (epoch, rng, i + 1)
                 yield _scale(self.images[index], self.memory_format)
 
 
@@ -87,12 +112,12 @@ class StreamedBatches(_Batches):
 
     def _host_batches(self, out: queue.Queue, stop: threading.Event) -> None:
         pin = self.device.type == "cuda"
-        while not stop.is_set():
-            order = torch.randperm(len(self.images), generator=self._generator).numpy()
-            for i in range(self.steps_per_epoch):
+        for epoch, rng, order, start in self._epochs():
+            order = order.numpy()
+            for i in range(start, self.steps_per_epoch):
                 index = np.sort(order[i * self.batch_size : (i + 1) * self.batch_size])
                 batch = torch.from_numpy(self.images[index])  # sorted: sequential page reads
-                out.put(batch.pin_memory() if pin else batch)
+                out.put((batch.pin_memory() if pin else batch, (epoch, rng, i + 1)))
                 if stop.is_set():
                     return
 
@@ -103,8 +128,9 @@ class StreamedBatches(_Batches):
         worker.start()
         try:
             while True:
-                batch = ready.get().to(self.device, non_blocking=True)
-                yield _scale(batch, self.memory_format)
+                batch, cursor = ready.get()
+                self._cursor = cursor  # the thread runs ahead; the cursor is what was used
+                yield _scale(batch.to(self.device, non_blocking=True), self.memory_format)
         finally:
             stop.set()
 

@@ -119,11 +119,14 @@ class DCGAN(GanModel):
         }
 
     def state_dict(self) -> dict[str, Any]:
+        # The scaler's scale and growth tracker decide whether the next fp16 steps are
+        # skipped: an exact resume needs them (empty when the scaler is off).
         return {
             "generator": self.generator.state_dict(),
             "discriminator": self.discriminator.state_dict(),
             "opt_g": self.opt_g.state_dict(),
             "opt_d": self.opt_d.state_dict(),
+            "scaler": self._scaler.state_dict(),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -131,3 +134,5 @@ class DCGAN(GanModel):
         self.discriminator.load_state_dict(state["discriminator"])
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
+        if state.get("scaler") and self._scaler.is_enabled():
+            self._scaler.load_state_dict(state["scaler"])
