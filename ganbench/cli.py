@@ -6,7 +6,6 @@ Heavy imports (torch, mlflow) happen inside the commands that need them, so that
 
 from __future__ import annotations
 
-import functools
 import sys
 from typing import Any
 
@@ -16,16 +15,39 @@ import ganbench
 from ganbench.cli_data import data, data_options, datasets
 from ganbench.cli_eval import eval_command, scoring_options
 from ganbench.cli_probe import probe
+from ganbench.cli_runs import resume, resume_options, run_folder_option, runs, sync
 from ganbench.cli_zoo import zoo
 from ganbench.errors import GanbenchError
+
+
+class _Stopped(click.ClickException):
+    """A run stopped by a signal: its line is news, not an error, and the exit code is
+    128 + the signal, as a shell reports a process killed by it (SLURM scripts test it)."""
+
+    def show(self, file: Any = None) -> None:
+        click.echo(self.format_message(), err=True)
 
 
 class _Group(click.Group):
     """Turns ganbench's errors into click's one-line ``Error: ...`` and exit code."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        from ganbench.training.signals import Preempted, StopNow
+
         try:
             return super().invoke(ctx)
+        except Preempted as exc:
+            stopped = _Stopped(str(exc))
+            stopped.exit_code = exc.exit_code
+            raise stopped from None
+        except StopNow as exc:
+            stopped = _Stopped(f"stopped at once by a second {exc}; {exc.note}")
+            stopped.exit_code = 128 + exc.signum
+            raise stopped from None
+        except KeyboardInterrupt:
+            stopped = _Stopped("interrupted")
+            stopped.exit_code = 130
+            raise stopped from None
         except GanbenchError as exc:
             error = click.ClickException(str(exc))
             error.exit_code = exc.exit_code
@@ -76,6 +98,15 @@ def cli() -> None:
 @click.option("--eval-samples", type=int, help="Generated images per score (default 10000).")
 @click.option("--metrics", "eval_metrics", help="Metrics scored with --eval-every (default fid).")
 @scoring_options
+@run_folder_option
+@click.option(
+    "--resume",
+    "resume_ref",
+    metavar="RUN_ID|RUN_DIR",
+    help="Continue this run instead of starting one (its settings must match; see"
+    " `ganbench resume`).",
+)
+@resume_options
 @click.option("--progress/--no-progress", default=True, help="Show the progress bar.")
 def run(
     architecture: str,
@@ -101,24 +132,29 @@ def run(
     eval_metrics: str | None,
     extractor: str | None,
     inception_weights: str | None,
+    run_dir: str | None,
+    resume_ref: str | None,
+    tracking_wait: float,
+    force: bool,
     progress: bool,
 ) -> None:
     """Train ARCHITECTURE on a dataset and log everything to MLflow.
 
     \b
+    The run's folder (checkpoints, heartbeat, tracking journal) is CACHE/runs/RUN_ID or
+    --run-dir. SIGTERM, SIGINT or SIGUSR1 checkpoint at the next step and exit with
+    128 + the signal; `ganbench resume` continues the run exactly.
     Example:
       ganbench run dcgan --dataset digits
       ganbench run dcgan --dataset digits --steps 200 --set lr=0.001 --set beta1=0.9
     """
     from ganbench import config as cfg
-    from ganbench.data.loading import load_images
-    from ganbench.data.paths import cache_root
+    from ganbench.cli_runs import resume_run, start_run
     from ganbench.devices import resolve_device
+    from ganbench.mlflow_store import quiet_mlflow
     from ganbench.plugins import load_registries
-    from ganbench.tracking import MlflowTracker, resolve_tracking_uri
-    from ganbench.training.data import check_batch_size
+    from ganbench.training.launch import DataOptions
     from ganbench.training.plan import plan_run
-    from ganbench.training.runner import train
 
     if steps is not None and epochs is not None:
         raise click.UsageError("give --steps or --epochs, not both")
@@ -140,60 +176,40 @@ def run(
         layers.append((config_file, cfg.load_toml(config_file)))
     layers.append(("--set", cfg.parse_assignments(assignments)))
     layers.append(("the command line", {k: v for k, v in flags.items() if v is not None}))
+    quiet_mlflow()
     registries = load_registries()
     plan = plan_run(registries, architecture, dataset, layers)
     torch_device = resolve_device(device)
-    uri = resolve_tracking_uri(tracking_uri)
-    say = functools.partial(click.echo, err=True)
-    # Data first: a missing or broken dataset is reported before any MLflow run exists.
-    data = load_images(
-        plan.dataset,
-        plan.request(data_root),
-        cache_root(cache_dir),
-        bad_images=bad_images,
-        progress=progress,
-        say=say,
-    )
-    check_batch_size(plan.train.batch_size, len(data))
-    scorer = None
-    if plan.train.eval_every:  # extractor and real statistics before the run exists, too
-        from ganbench.metrics.session import make_scorer
-
-        scorer = make_scorer(
+    options = DataOptions(data_root, cache_dir, bad_images, inception_weights)
+    if resume_ref:
+        if run_dir or run_name or experiment != "ganbench":
+            raise click.UsageError(
+                "--resume continues a run: drop --run-dir, --run-name, --experiment"
+            )
+        resume_run(
+            resume_ref,
             registries,
-            plan,
-            data_root=data_root,
-            cache_dir=cache_dir,
-            metrics=plan.train.eval_metrics,
-            extractor=plan.train.eval_extractor or None,
-            inception_weights=inception_weights,
-            samples=plan.train.eval_samples,
-            real_samples=None,
+            options,
+            plan=plan,
+            tracking_uri=tracking_uri,
             device=torch_device,
-            seed=plan.train.seed + 3,
-            bad_images=bad_images,
+            tracking_wait=tracking_wait,
+            force=force,
             progress=progress,
-            say=say,
         )
-    tracker = MlflowTracker(uri, experiment, run_name, tags=_provenance())
-    click.echo(
-        f"{tracker.describe()}: {plan.architecture.name} on {plan.dataset.name}"
-        f" at {plan.train.resolution}px, {torch_device}",
-        err=True,
+        return
+    start_run(
+        registries,
+        plan,
+        options,
+        tracking_uri=tracking_uri,
+        experiment=experiment,
+        run_name=run_name,
+        run_dir=run_dir,
+        device=torch_device,
+        tracking_wait=tracking_wait,
+        progress=progress,
     )
-    result = train(plan, data, tracker, torch_device, show_progress=progress, scorer=scorer)
-    click.echo(f"finished {result.steps} steps: run {result.run_id}")
-    click.echo(
-        f"artifacts: {tracker.artifact_uri} (samples_final.png, loss_curves.png,"
-        " generator.pt, checkpoints/last.pt)"
-    )
-    click.echo(f"compare runs: mlflow ui --backend-store-uri {uri}")
-
-
-def _provenance() -> dict[str, str]:
-    from ganbench.provenance import run_tags
-
-    return run_tags()
 
 
 @cli.command()
@@ -214,6 +230,9 @@ cli.add_command(datasets)
 cli.add_command(data)
 cli.add_command(eval_command)
 cli.add_command(probe)
+cli.add_command(runs)
+cli.add_command(resume)
+cli.add_command(sync)
 
 
 def main() -> None:

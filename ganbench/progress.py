@@ -18,14 +18,14 @@ from rich.progress import (
 class TrainingProgress:
     """Context manager; ``enabled=False`` makes every call a no-op (tests, benchmarks)."""
 
-    def __init__(self, total: int, description: str, enabled: bool = True) -> None:
+    def __init__(self, total: int, description: str, enabled: bool = True, start: int = 0) -> None:
         self.enabled = enabled
         self.total = total
         console = Console(stderr=True)
         # Without a terminal (CI logs, pipes) a live bar cannot redraw: print a plain line
         # at every tenth of the run instead.
         self._plain = enabled and not console.is_terminal
-        self._tenths_done = 0
+        self._tenths_done = start * 10 // max(total, 1)
         self._progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -37,7 +37,7 @@ class TrainingProgress:
             console=console,
             disable=not enabled or self._plain,
         )
-        self._task = self._progress.add_task(description, total=total, stats="")
+        self._task = self._progress.add_task(description, total=total, completed=start, stats="")
 
     def __enter__(self) -> TrainingProgress:
         self._progress.start()

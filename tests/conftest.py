@@ -2,7 +2,22 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _test_cache(tmp_path_factory):
+    """Runs started without --cache-dir keep their folders (and statistics) in a cache of
+    the test session's, not in the user's ~/.cache/ganbench."""
+    if "GANBENCH_CACHE_DIR" in os.environ:
+        yield
+        return
+    os.environ["GANBENCH_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    del os.environ["GANBENCH_CACHE_DIR"]
+
 
 # Small enough to run in seconds on 2 CPU cores, big enough to exercise every code path:
 # two sample grids before the final one, an intermediate checkpoint, several log points.

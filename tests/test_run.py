@@ -112,6 +112,7 @@ def test_artifacts_sample_grids_checkpoint_and_generator(finished_run):
         "discriminator",
         "opt_g",
         "opt_d",
+        "scaler",
     }
     gen = checkpoint.load_file(local / "generator.pt", checkpoint.GENERATOR_FORMAT)
     assert gen["architecture"] == "dcgan" and gen["image_shape"] == [1, 32]
@@ -123,6 +124,24 @@ def test_artifacts_sample_grids_checkpoint_and_generator(finished_run):
     for k, v in gen["state_dict"].items():
         assert torch.equal(v, ckpt["state"]["generator"][k])
     assert ImageShape(*gen["image_shape"]) == ImageShape(1, 32)
+
+
+def test_the_run_folder_holds_the_checkpoints_and_nothing_waits(finished_run):
+    _, run, result, _ = finished_run
+    folder = Path(run.data.tags["ganbench.run_dir"])
+    assert f"run folder: {folder}" in result.output
+    assert folder.parent.name == "runs" and folder.name == run.info.run_id
+    assert sorted(p.name for p in (folder / "checkpoints").iterdir()) == [
+        "best.pt",  # the digits preset scores at the end
+        "step-000000004.pt",
+        "step-000000006.pt",
+    ]
+    assert (folder / "generator.pt").is_file() and (folder / "samples_final.png").is_file()
+    assert not list((folder / "outbox" / "files").iterdir())  # grids deleted once delivered
+    assert (folder / "outbox" / "delivered.json").is_file()
+    from ganbench.outbox.journal import pending_in
+
+    assert pending_in(folder / "outbox") == 0
 
 
 def test_same_seed_same_run(run_cli, tracking_uri, finished_run):
@@ -159,3 +178,34 @@ def test_mlflow_tracking_uri_environment_variable(run_cli, tmp_path, monkeypatch
     result = run_cli("run", "dcgan", "--dataset", "digits", *TINY_RUN)
     assert result.exit_code == 0, result.output
     assert (tmp_path / "env.db").is_file() and not (tmp_path / "mlflow.db").exists()
+
+
+def _checkpoint_uploads(folder: Path) -> list[int]:
+    """Steps of the checkpoints a run wrote, from its journal's uploads of last.pt."""
+    import json
+
+    ops = [json.loads(line) for line in (folder / "outbox" / "journal.jsonl").open()]
+    names = [Path(op["path"]).name for op in ops if op.get("name") == "last.pt"]
+    return [int(name.split("-")[1].split(".")[0]) for name in names]
+
+
+@pytest.mark.parametrize(("minutes", "expected"), [("0", [6]), ("0.0001", [1, 2, 3, 4, 5, 6])])
+def test_checkpoints_follow_the_clock_unless_steps_are_given(run_cli, tmp_path, minutes, expected):
+    args = list(TINY_RUN)
+    at = args.index("checkpoint_every=4")
+    del args[at - 1 : at + 1]  # and its --set
+    run_dir = tmp_path / "run"
+    result = run_cli(
+        "run", "dcgan", "--dataset", "digits", *args, "--set", f"checkpoint_minutes={minutes}",
+        "--run-dir", str(run_dir), "--set", "eval_every=0",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert _checkpoint_uploads(run_dir) == expected  # 0.006 s: one at every step boundary
+    assert len(list((run_dir / "checkpoints").glob("step-*.pt"))) == min(2, len(expected))
+
+
+def test_runs_names_an_unknown_experiment(run_cli, tracking_uri):
+    run_cli("run", "dcgan", "--dataset", "digits", *TINY_RUN, "--tracking-uri", tracking_uri)
+    result = run_cli("runs", "--experiment", "nope", "--tracking-uri", tracking_uri)
+    assert result.exit_code == 2
+    assert "no experiment 'nope'" in result.output and "ganbench" in result.output

@@ -89,3 +89,13 @@ def test_run_logs_over_http(run_cli, mlflow_server, tmp_path):
     assert [m.step for m in client.get_metric_history(run.info.run_id, "loss_g")] == [2, 4, 6]
     names = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"generator.pt", "samples_final.png", "checkpoints"} <= names
+
+
+def test_four_runs_at_once_against_one_server(mlflow_server, tmp_path):
+    from test_concurrent_runs import all_finished, run_four
+
+    # a new experiment: the four also race to create it
+    printed = run_four(tmp_path, mlflow_server, "--experiment", "concurrent")
+    all_finished(mlflow_server, "concurrent")
+    for text in printed:  # MLflow's run links and tracebacks stay off the terminal
+        assert "View run" not in text and "Traceback" not in text and "INFO" not in text

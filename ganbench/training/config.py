@@ -25,8 +25,11 @@ class TrainConfig:
     log_every: int = 10
     #: Sample grid from the fixed z every this many steps; 0 = ten times per run.
     sample_every: int = 0
-    #: Checkpoint every this many steps; 0 = only at the end.
+    #: Checkpoint every this many steps; 0 = every ``checkpoint_minutes`` (and at the end).
     checkpoint_every: int = 0
+    #: Minutes of training between checkpoints when checkpoint_every is 0; 0 = only at
+    #: the end. A run stopped any other way than by a signal loses at most this much.
+    checkpoint_minutes: float = 10.0
     #: Number of images in a sample grid (from a fixed z, the same all run).
     grid_size: int = 64
     #: Score the generator every this many steps (and at the end); 0 = never.

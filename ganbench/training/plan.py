@@ -118,6 +118,11 @@ def _validate(arch: Architecture, data: Dataset, train: TrainConfig) -> None:
     for key in ("sample_every", "checkpoint_every"):
         if getattr(train, key) < 0:
             raise UsageError(f"{key} must be 0 (automatic) or more, not {getattr(train, key)}")
+    if train.checkpoint_minutes < 0:
+        raise UsageError(
+            "checkpoint_minutes must be 0 (only at the end) or more,"
+            f" not {train.checkpoint_minutes}"
+        )
     if train.steps is not None and train.steps < 1:
         raise UsageError(f"steps must be at least 1, not {train.steps}")
     if train.epochs is not None and train.epochs <= 0:

@@ -1,11 +1,15 @@
 """The training loop: data on the device, alternating updates, tracking, checkpoints.
 
 The model owns its training step; this module owns the loop around it: what is logged
-when, where pictures and checkpoints go, and that a run always ends with a status.
+when, where pictures and checkpoints go, that a run always ends with a status, and that
+it can stop at any step boundary and later continue from its checkpoint exactly as if it
+had never stopped (same weights, same metrics, bit for bit on the CPU).
 """
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import math
 import tempfile
 import time
@@ -23,12 +27,20 @@ from ganbench.images import loss_curves, sample_grid
 from ganbench.interfaces import GanModel, ImageArray
 from ganbench.metrics.session import Scorer
 from ganbench.progress import TrainingProgress
+from ganbench.runfolder import RunFolder, host
 from ganbench.tracking import Tracker
+from ganbench.training import rng
 from ganbench.training.data import DeviceBatches, make_batches
 from ganbench.training.plan import RunPlan
+from ganbench.training.signals import Preempted, StopNow, StopSignals, signal_name
 from ganbench.training.speed import resolve_speed
 
 SAMPLES_KEY = "samples"
+#: How often the run folder's heartbeat file is rewritten, and the MLflow tag sent.
+HEARTBEAT_SECONDS = 5.0
+HEARTBEAT_TAG_SECONDS = 60.0
+#: Params that describe where a run trains, not what it is: they may differ at a resume.
+ENVIRONMENT_PARAMS = ("device", "dataset_source", "data_on_device")
 
 
 @dataclass
@@ -39,14 +51,46 @@ class RunResult:
     steps: int
     history: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
     final_metrics: dict[str, float] = field(default_factory=dict)
+    folder: Path | None = None
+
+
+@dataclass
+class Resume:
+    """A checkpoint to continue from (``ganbench.training.resume`` finds and checks it)."""
+
+    checkpoint: dict[str, Any]
+    path: Path
+    #: This is the run's Nth resume.
+    number: int
+    #: The params the run logged when it started (environment ones are compared here).
+    logged: dict[str, str]
+
+    @property
+    def step(self) -> int:
+        return int(self.checkpoint["step"])
+
+    def tags(self, environment: dict[str, Any]) -> dict[str, str]:
+        """The resume's record: when, from which step, on which host; and what differs
+        from where the run started (device, speed settings, data path)."""
+        changed = [
+            f"{k} {v} (was {self.logged[k]})"
+            for k, v in environment.items()
+            if k in self.logged and str(v) != self.logged[k]
+        ]
+        when = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+        text = f"{when} from step {self.step} ({self.path.name}) on host {host()}"
+        if changed:
+            text += "; " + ", ".join(changed)
+        return {f"ganbench.resume.{self.number}": text, "ganbench.resumes": str(self.number)}
 
 
 @contextmanager
 def tracked(tracker: Tracker) -> Iterator[Tracker]:
-    """End the run FINISHED on success, KILLED on Ctrl-C, FAILED on any error."""
+    """End the run FINISHED on success, KILLED when stopped (signal, Ctrl-C), FAILED on
+    any error."""
     try:
         yield tracker
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, StopNow, Preempted):
         tracker.finish("KILLED")
         raise
     except BaseException:
@@ -69,9 +113,22 @@ def train(
     device: torch.device,
     show_progress: bool = True,
     scorer: Scorer | None = None,
+    *,
+    folder: RunFolder | None = None,
+    resume: Resume | None = None,
+    stop: StopSignals | None = None,
+    say: Any = print,
 ) -> RunResult:
-    """Train ``plan`` on ``data`` on ``device``, logging to ``tracker``; ends with a status."""
-    with tracked(tracker), tempfile.TemporaryDirectory(prefix="ganbench-") as tmp:
+    """Train ``plan`` on ``data`` on ``device``, logging to ``tracker``; ends with a status.
+
+    Checkpoints go to ``folder`` (a temporary one when None, for benchmarks); ``resume``
+    continues from a checkpoint; ``stop`` is checked at every step boundary.
+    """
+    with contextlib.ExitStack() as stack:
+        if folder is None:
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ganbench-")))
+            folder = RunFolder(tmp, {"run_id": tracker.run_id})
+        stack.enter_context(tracked(tracker))
         cfg = plan.train
         torch.manual_seed(cfg.seed)
         speed = resolve_speed(
@@ -89,22 +146,28 @@ def train(
             data, cfg.batch_size, device, seed=cfg.seed + 1, memory_format=speed.memory_format
         )
         steps = total_steps(plan, batches.steps_per_epoch)
-        tracker.log_params(
-            {
-                **plan.params(),
-                "device": str(device),
-                "num_images": len(data),
-                "total_steps": steps,
-                "dataset_source": data.source,
-                "data_on_device": isinstance(batches, DeviceBatches),
-                **speed.params(),
-            }
-        )
-        tracker.set_tags(
-            {"ganbench.architecture": plan.architecture.name, "ganbench.dataset": plan.dataset.name}
-        )
-        loop = _Loop(plan, model, data, tracker, device, Path(tmp), steps, scorer)
-        return loop.run(iter(batches), show_progress)
+        environment = {
+            "device": str(device),
+            "dataset_source": data.source,
+            "data_on_device": isinstance(batches, DeviceBatches),
+            **speed.params(),
+        }
+        loop = _Loop(plan, model, data, tracker, device, folder, steps, scorer, batches)
+        if resume is None:
+            tracker.log_params(
+                {**plan.params(), "num_images": len(data), "total_steps": steps, **environment}
+            )
+            tracker.set_tags(
+                {
+                    "ganbench.architecture": plan.architecture.name,
+                    "ganbench.dataset": plan.dataset.name,
+                }
+            )
+        else:
+            tracker.set_tags(resume.tags(environment))
+            for note in loop.restore(resume):
+                say(f"note: {note}")
+        return loop.run(show_progress, stop)
 
 
 class _Loop:
@@ -117,46 +180,144 @@ class _Loop:
         data: ImageArray,
         tracker: Tracker,
         device: torch.device,
-        workdir: Path,
+        folder: RunFolder,
         steps: int,
-        scorer: Scorer | None = None,
+        scorer: Scorer | None,
+        batches: Any,
     ) -> None:
         self.plan, self.model, self.data, self.tracker = plan, model, data, tracker
-        self.device, self.workdir, self.steps = device, workdir, steps
+        self.device, self.folder, self.steps, self.batches = device, folder, steps, batches
         self.scorer = scorer if plan.train.eval_every else None
         self.best: tuple[float, int] | None = None  # (FID, step) of checkpoints/best.pt
         cfg = plan.train
         self.sample_every = cfg.sample_every or max(1, steps // 10)
-        self.checkpoint_every = cfg.checkpoint_every or steps
         fixed = torch.Generator().manual_seed(cfg.seed + 2)
         self.fixed_z = model.sample_latent(cfg.grid_size, generator=fixed).to(device)
         self.history: dict[str, list[tuple[int, float]]] = {}
+        self.step = 0
+        #: Step of the newest checkpoint on disk (None before the first).
+        self.checkpointed: int | None = None
+        now = time.monotonic()
+        self._next_checkpoint = now + cfg.checkpoint_minutes * 60
+        self._next_beat = self._next_tag_beat = now
 
-    def run(self, batches: Iterator[torch.Tensor], show_progress: bool) -> RunResult:
+    # ---- resuming -----------------------------------------------------------------------
+    def restore(self, resume: Resume) -> list[str]:
+        """Load everything the next step depends on; the random generators go last, so
+        that nothing between here and the first step draws from them."""
+        saved = resume.checkpoint["resume"]
+        self.model.load_state_dict(resume.checkpoint["state"])
+        self.batches.load_state_dict(saved["data"])
+        self.fixed_z = saved["fixed_z"].to(self.device)
+        best = saved["best"]
+        self.best = (float(best["value"]), int(best["step"])) if best else None
+        self.history = {
+            k: [(int(s), v) for s, v in h.tolist()] for k, h in saved["history"].items()
+        }
+        self.step = self.checkpointed = resume.step
+        return rng.restore(saved["rng"])
+
+    def state(self, step: int, scores: dict[str, float] | None = None) -> dict[str, Any]:
+        """A checkpoint: the model, and everything the loop needs to continue exactly."""
+        return {
+            "format": checkpoint.CHECKPOINT_FORMAT,
+            "step": step,
+            "plan": self.plan.params(),
+            "state": self.model.state_dict(),
+            "scores": dict(scores or {}),
+            "resume": {
+                "rng": rng.capture(),
+                "data": self.batches.state_dict(),
+                "fixed_z": self.fixed_z.detach().cpu(),
+                "best": {"value": self.best[0], "step": self.best[1]} if self.best else None,
+                # (step, value) pairs as float64 tensors: compact for long runs, and
+                # exact (steps below 2^53, values logged as Python floats).
+                "history": {
+                    k: torch.tensor(h, dtype=torch.float64) for k, h in self.history.items()
+                },
+                "scorer_seed": self.scorer.seed if self.scorer else None,
+                "total_steps": self.steps,
+            },
+        }
+
+    # ---- the loop -----------------------------------------------------------------------
+    def run(self, show_progress: bool, stop: StopSignals | None) -> RunResult:
         cfg = self.plan.train
         desc = f"{self.plan.architecture.name} on {self.plan.dataset.name}"
-        last = {}
-        with TrainingProgress(self.steps, desc, enabled=show_progress) as progress:
-            mark, mark_step = time.perf_counter(), 0
-            for step in range(1, self.steps + 1):
-                stats = self.model.train_step(next(batches))
-                if step % cfg.log_every == 0 or step == self.steps:
-                    now = time.perf_counter()
-                    last = self._log(
-                        stats, step, (step - mark_step) * cfg.batch_size / (now - mark)
-                    )
-                    mark, mark_step = now, step
-                    progress.advance(step, last)
-                else:
-                    progress.advance(step)
-                if step % self.sample_every == 0 and step != self.steps:
-                    self.tracker.log_image(self._grid(), SAMPLES_KEY, step)
-                if step % self.checkpoint_every == 0 and step != self.steps:
-                    self._checkpoint(step)
-                if self.scorer and (step % cfg.eval_every == 0 or step == self.steps):
-                    self._evaluate(step)
-        self._finish()
-        return RunResult(self.tracker.run_id, self.steps, self.history, last)
+        last: dict[str, float] = {}
+        batches = iter(self.batches)
+        try:
+            with TrainingProgress(
+                self.steps, desc, enabled=show_progress, start=self.step
+            ) as progress:
+                mark, mark_step = time.perf_counter(), self.step
+                for step in range(self.step + 1, self.steps + 1):
+                    stats = self.model.train_step(next(batches))
+                    self.step = step
+                    if step % cfg.log_every == 0 or step == self.steps:
+                        now = time.perf_counter()
+                        rate = (step - mark_step) * cfg.batch_size / (now - mark)
+                        last = self._log(stats, step, rate)
+                        mark, mark_step = now, step
+                        progress.advance(step, last)
+                    else:
+                        progress.advance(step)
+                    if step % self.sample_every == 0 and step != self.steps:
+                        self.tracker.log_image(self._grid(), SAMPLES_KEY, step)
+                    if self.scorer and (step % cfg.eval_every == 0 or step == self.steps):
+                        self._evaluate(step)
+                    self._beat(step)
+                    if step == self.steps:
+                        break  # the end: _finish writes the last checkpoint
+                    if stop is not None and stop.received is not None:
+                        self._stop(stop.received, step)
+                    if self._checkpoint_due(step):
+                        self._checkpoint(step)
+            self._finish()
+        except (Preempted, StopNow, KeyboardInterrupt) as exc:
+            self._mark_resumable()
+            if isinstance(exc, StopNow):
+                exc.note = (
+                    f"resumable from step {self.checkpointed}: ganbench resume {self.folder.path}"
+                    if self.checkpointed is not None
+                    else "no checkpoint was written yet: start the run again"
+                )
+            raise
+        return RunResult(self.tracker.run_id, self.steps, self.history, last, self.folder.path)
+
+    def _checkpoint_due(self, step: int) -> bool:
+        cfg = self.plan.train
+        if cfg.checkpoint_every:
+            return step % cfg.checkpoint_every == 0
+        return cfg.checkpoint_minutes > 0 and time.monotonic() >= self._next_checkpoint
+
+    def _stop(self, signum: int, step: int) -> None:
+        path = self._checkpoint(step)
+        raise Preempted(
+            signum,
+            f"stopped by {signal_name(signum)} at step {step} of {self.steps}: checkpoint"
+            f" {path} written, run {self.tracker.run_id} marked KILLED. Resume it with:"
+            f" ganbench resume {self.folder.path}",
+        )
+
+    def _mark_resumable(self) -> None:
+        if self.checkpointed is not None:
+            self.tracker.set_tags(
+                {
+                    "ganbench.resumable": f"from step {self.checkpointed}:"
+                    f" ganbench resume {self.tracker.run_id}"
+                }
+            )
+
+    def _beat(self, step: int) -> None:
+        now = time.monotonic()
+        if now >= self._next_beat:
+            self.folder.beat(step)
+            self._next_beat = now + HEARTBEAT_SECONDS
+        if now >= self._next_tag_beat:
+            when = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+            self.tracker.set_tags({"ganbench.heartbeat": f"{when} step {step} on {host()}"})
+            self._next_tag_beat = now + HEARTBEAT_TAG_SECONDS
 
     def _log(self, stats: Any, step: int, images_per_sec: float) -> dict[str, float]:
         # The only host sync of the interval: all scalars come back in one transfer.
@@ -204,7 +365,8 @@ class _Loop:
         fid = result.scores.get(fid_name) if fid_name else None
         if fid is not None and math.isfinite(fid) and (self.best is None or fid < self.best[0]):
             self.best = (fid, step)
-            self._checkpoint(step, "best.pt", {fid_name: fid})
+            path = self.folder.write_best(self.state(step, {fid_name: fid}))
+            self.tracker.log_artifact(path, "checkpoints")
             self.tracker.set_tags(
                 {
                     "checkpoint.best": f"checkpoints/best.pt: step {step}, {fid_name} {fid:.6g}",
@@ -212,32 +374,33 @@ class _Loop:
                 }
             )
 
-    def _checkpoint(
-        self, step: int, name: str = "last.pt", scores: dict[str, float] | None = None
-    ) -> Path:
-        path = checkpoint.save_atomic(
+    def _checkpoint(self, step: int) -> Path:
+        """Write the step's checkpoint into the run folder, then have it uploaded as the
+        run's ``checkpoints/last.pt``. The journal is made durable first, so that what
+        the checkpoint's steps logged survives anything that survives the checkpoint."""
+        self.tracker.flush()
+        path = self.folder.write_checkpoint(self.state(step), step)
+        self.folder.beat(step)
+        self.checkpointed = step
+        self._next_checkpoint = time.monotonic() + self.plan.train.checkpoint_minutes * 60
+        self.tracker.log_artifact(path, "checkpoints", name="last.pt")
+        self.tracker.set_tags(
             {
-                "format": checkpoint.CHECKPOINT_FORMAT,
-                "step": step,
-                "plan": self.plan.params(),
-                "state": self.model.state_dict(),
-                "torch_rng": torch.get_rng_state(),
-                "scores": dict(scores or {}),
-            },
-            self.workdir / name,
+                "checkpoint.last": f"checkpoints/last.pt: step {step}",
+                "checkpoint.last_step": str(step),
+            }
         )
-        self.tracker.log_artifact(path, "checkpoints")
         return path
 
     def _finish(self) -> None:
         grid = self._grid()
         self.tracker.log_image(grid, SAMPLES_KEY, self.steps)
-        grid_path = self.workdir / "samples_final.png"
+        grid_path = self.folder.path / "samples_final.png"
         grid.save(grid_path)
         self.tracker.log_artifact(grid_path)
-        self.tracker.log_artifact(loss_curves(self.history, self.workdir / "loss_curves.png"))
+        curves = loss_curves(self.history, self.folder.path / "loss_curves.png")
+        self.tracker.log_artifact(curves)
         self._checkpoint(self.steps)
-        self.tracker.set_tags({"checkpoint.last": f"checkpoints/last.pt: step {self.steps}"})
         generator = checkpoint.save_atomic(
             {
                 "format": checkpoint.GENERATOR_FORMAT,
@@ -247,6 +410,7 @@ class _Loop:
                 "steps": self.steps,
                 "state_dict": self.model.generator.state_dict(),
             },
-            self.workdir / "generator.pt",
+            self.folder.path / "generator.pt",
         )
         self.tracker.log_artifact(generator)
+        self.tracker.delete_tag("ganbench.resumable")
