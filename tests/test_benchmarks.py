@@ -91,3 +91,14 @@ def test_suite_writes_json_and_markdown(tmp_path):
         [sys.executable, "-m", "benchmarks", "--only", "nope"], cwd=ROOT, capture_output=True
     )
     assert bad.returncode == 2 and b"unknown section" in bad.stderr
+
+
+def test_the_resilience_benchmark_measures_a_checkpoint_and_reports_it():
+    from benchmarks import resilience
+    from benchmarks.__main__ import _resilience_lines
+
+    cost = resilience.checkpoint_cost(torch.device("cpu"), repeats=1, resolution=16, batch=8)
+    assert cost["size_mb"] > 1 and cost["write_s"] > 0 and cost["checkpoint_in_steps"] > 0
+    tracking = {"error": "not measured: no mlflow"}
+    text = "\n".join(_resilience_lines({"checkpoint": cost, "tracking": tracking}))
+    assert "3x16x16" in text and "written atomically" in text and "not measured" in text
