@@ -15,6 +15,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 GANBENCH = str(Path(sys.executable).with_name("ganbench"))
+#: A digits run that logs every 5 steps and scores every 100 (100 samples): a few seconds
+#: of training per 100 steps on 2 CPU cores, long enough to be stopped in the middle.
+SMALL_RUN = (
+    *("run", "dcgan", "--dataset", "digits", "--batch-size", "16", "--resolution", "16"),
+    *("--set", "ngf=8", "--set", "ndf=8", "--set", "log_every=5", "--no-progress"),
+    *("--eval-every", "100", "--eval-samples", "100"),
+)
 MLFLOW = str(Path(sys.executable).with_name("mlflow"))
 
 

@@ -12,42 +12,17 @@ from pathlib import Path
 import pytest
 import torch
 from mlflow import MlflowClient
-from processes import finish, ganbench, logged_steps, wait_for
+from processes import SMALL_RUN, finish, ganbench, logged_steps, wait_for
 
 from ganbench import checkpoint
 
 FMT = checkpoint.CHECKPOINT_FORMAT
 STEPS = 300
 CHECKPOINT_EVERY = 25
-#: Long enough to be killed in the middle, small enough for 2 CPU cores (~8 s of training).
 LONG_RUN = (
-    "run",
-    "dcgan",
-    "--dataset",
-    "digits",
-    "--steps",
-    str(STEPS),
-    "--batch-size",
-    "16",
-    "--resolution",
-    "16",
-    "--set",
-    "ngf=8",
-    "--set",
-    "ndf=8",
-    "--set",
-    "log_every=5",
-    "--set",
-    "sample_every=40",
-    "--set",
-    f"checkpoint_every={CHECKPOINT_EVERY}",
-    "--eval-every",
-    "100",
-    "--eval-samples",
-    "100",
-    "--metrics",
-    "fid,is",
-    "--no-progress",
+    *SMALL_RUN,
+    *("--steps", str(STEPS), "--metrics", "fid,is", "--set", "sample_every=40"),
+    *("--set", f"checkpoint_every={CHECKPOINT_EVERY}"),
 )
 #: Logged every step, but a wall-clock rate: the one metric a resume cannot reproduce.
 TIMING = "images_per_sec"

@@ -7,35 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from mlflow import MlflowClient
-from processes import MlflowServer, finish, ganbench, logged_steps, wait_for
+from processes import SMALL_RUN, MlflowServer, finish, ganbench, logged_steps, wait_for
 
-RUN = (
-    "run",
-    "dcgan",
-    "--dataset",
-    "digits",
-    "--batch-size",
-    "16",
-    "--resolution",
-    "16",
-    "--set",
-    "ngf=8",
-    "--set",
-    "ndf=8",
-    "--set",
-    "log_every=5",
-    "--set",
-    "sample_every=50",
-    "--set",
-    "checkpoint_every=50",
-    "--set",
-    "threads=1",
-    "--eval-every",
-    "100",
-    "--eval-samples",
-    "100",
-    "--no-progress",
-)
+RUN = (*SMALL_RUN, "--set", "sample_every=50", "--set", "checkpoint_every=50", "--set", "threads=1")
 
 
 def _arrived(uri: str, steps: int) -> MlflowClient:
