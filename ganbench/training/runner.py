@@ -215,7 +215,11 @@ class _Loop:
             k: [(int(s), v) for s, v in h.tolist()] for k, h in saved["history"].items()
         }
         self.step = self.checkpointed = resume.step
-        return rng.restore(saved["rng"])
+        notes = []
+        seed = saved.get("scorer_seed")
+        if self.scorer and seed is not None and seed != self.scorer.seed:
+            notes.append(f"the scores use latent seed {self.scorer.seed}, the run used {seed}")
+        return notes + rng.restore(saved["rng"])
 
     def state(self, step: int, scores: dict[str, float] | None = None) -> dict[str, Any]:
         """A checkpoint: the model, and everything the loop needs to continue exactly."""
