@@ -182,7 +182,8 @@ def run(
     torch_device = resolve_device(device)
     options = DataOptions(data_root, cache_dir, bad_images, inception_weights)
     if resume_ref:
-        if run_dir or run_name or experiment != "ganbench":
+        given = click.get_current_context().get_parameter_source
+        if run_dir or run_name or given("experiment") != click.core.ParameterSource.DEFAULT:
             raise click.UsageError(
                 "--resume continues a run: drop --run-dir, --run-name, --experiment"
             )

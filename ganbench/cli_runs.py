@@ -135,11 +135,11 @@ def start_run(
         info |= {"command": sys.argv, **options.record()}
         folder = RunFolder.create(path, info)
         folder.lock()
+        route_mlflow_logs(folder.path / "logs" / "mlflow.log")
+        tracker = OutboxTracker(run, folder, say)
     except BaseException:
-        run.finish("FAILED")
+        run.finish("FAILED")  # never left RUNNING by a run that could not start
         raise
-    route_mlflow_logs(folder.path / "logs" / "mlflow.log")
-    tracker = OutboxTracker(run, folder, say)
     _train(plan, data, scorer, tracker, folder, device, None, progress, tracking_wait, "")
 
 

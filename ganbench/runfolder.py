@@ -131,7 +131,8 @@ class RunFolder:
                     raise RunInUse(self._in_use_message()) from None
                 time.sleep(0.1)
         self._lock_fh = fh
-        self.beat(self.heartbeat().step if self.heartbeat() else 0)
+        last = self.heartbeat()
+        self.beat(last.step if last else 0)
 
     def unlock(self) -> None:
         if self._lock_fh is not None:

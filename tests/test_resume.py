@@ -15,6 +15,7 @@ from mlflow import MlflowClient
 from processes import SMALL_RUN, finish, ganbench, logged_steps, wait_for
 
 from ganbench import checkpoint
+from ganbench.runfolder import RunFolder
 
 FMT = checkpoint.CHECKPOINT_FORMAT
 STEPS = 300
@@ -163,7 +164,7 @@ def test_kill_9_at_a_random_step_then_resume_is_bit_exact(reference, tmp_path):
 
 
 def _checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
-    return [(int(p.stem.split("-")[1]), p) for p in (run_dir / "checkpoints").glob("step-*.pt")]
+    return RunFolder.open(run_dir).checkpoints()
 
 
 @pytest.fixture(scope="module")

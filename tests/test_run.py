@@ -182,10 +182,10 @@ def test_mlflow_tracking_uri_environment_variable(run_cli, tmp_path, monkeypatch
 
 def _checkpoint_uploads(folder: Path) -> list[int]:
     """Steps of the checkpoints a run wrote, from its journal's uploads of last.pt."""
-    import json
+    from ganbench.outbox.journal import read_ops
 
-    ops = [json.loads(line) for line in (folder / "outbox" / "journal.jsonl").open()]
-    names = [Path(op["path"]).name for op in ops if op.get("name") == "last.pt"]
+    ops = read_ops(folder / "outbox", b'"name":"last.pt"')
+    names = [Path(op["path"]).name for op in ops]
     return [int(name.split("-")[1].split(".")[0]) for name in names]
 
 

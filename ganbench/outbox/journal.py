@@ -24,7 +24,7 @@ class Journal:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "files").mkdir(exist_ok=True)
         self.path = folder / "journal.jsonl"
-        self._cursor = folder / "delivered.json"
+        self._cursor = folder / "delivered.json"  # written here, read by delivered_offset
         self._repair()
         self._fh = self.path.open("ab")
         self._lock = threading.Lock()
@@ -86,20 +86,14 @@ class Journal:
 
     def ops(self) -> Iterator[Op]:
         """Every op ever journaled for the run, in order."""
-        with self.path.open("rb") as fh:
-            for line in fh:
-                if line.endswith(b"\n"):
-                    yield json.loads(line)
+        return read_ops(self.folder)
 
     def size(self) -> int:
         return self.path.stat().st_size
 
     # ---- how far MLflow has it ----------------------------------------------------------
     def delivered(self) -> int:
-        try:
-            return int(json.loads(self._cursor.read_text())["offset"])
-        except (OSError, ValueError, KeyError):
-            return 0
+        return delivered_offset(self.folder)
 
     def mark_delivered(self, offset: int) -> None:
         tmp = self._cursor.with_name(f".{self._cursor.name}.tmp")
@@ -113,15 +107,34 @@ class Journal:
         return pending_in(self.folder)
 
 
+# Readers that need no lock: `ganbench runs` looks into the folders of live runs.
+
+
+def delivered_offset(folder: Path) -> int:
+    """How far into ``folder``'s journal MLflow has it (bytes)."""
+    try:
+        return int(json.loads((folder / "delivered.json").read_text())["offset"])
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def read_ops(folder: Path, containing: bytes = b"") -> Iterator[Op]:
+    """The complete ops of ``folder``'s journal, in order; only the lines that contain
+    ``containing`` are parsed (a long run's journal is tens of MB)."""
+    path = folder / "journal.jsonl"
+    if not path.exists():
+        return
+    with path.open("rb") as fh:
+        for line in fh:
+            if line.endswith(b"\n") and containing in line:
+                yield json.loads(line)
+
+
 def pending_in(folder: Path) -> int:
     """Undelivered ops in ``folder`` (an outbox folder) without opening it for writing."""
     path = folder / "journal.jsonl"
     if not path.exists():
         return 0
-    try:
-        offset = int(json.loads((folder / "delivered.json").read_text())["offset"])
-    except (OSError, ValueError, KeyError):
-        offset = 0
     with path.open("rb") as fh:
-        fh.seek(offset)
+        fh.seek(delivered_offset(folder))
         return sum(1 for line in fh if line.endswith(b"\n"))
