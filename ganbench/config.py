@@ -83,11 +83,16 @@ def convert(value: Any, annotation: Any, key: str) -> Any:
         if isinstance(value, bool):
             raise ConfigError(f"{key} must be a number; got {value!r}")
         try:
-            number = annotation(value) if not isinstance(value, str) else _parse_number(value)
+            # A TOML value is already a number: convert only after the whole-number check
+            # (int(1.5) would silently make 1 of it).
+            if isinstance(value, str):
+                number = _parse_number(value)
+            else:
+                number = value if isinstance(value, (int, float)) else float(value)
         except (TypeError, ValueError):
             raise ConfigError(f"{key} must be {annotation.__name__}; got {value!r}") from None
         if annotation is int:
-            if float(number) != int(number):
+            if isinstance(number, float) and not number.is_integer():
                 raise ConfigError(f"{key} must be a whole number; got {value!r}")
             return int(number)
         return float(number)

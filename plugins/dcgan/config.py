@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import typing
+from dataclasses import dataclass, fields
 from typing import Literal
+
+from ganbench.errors import ConfigError
 
 #: Powers of two from 16 up: each stride-2 layer doubles (G) or halves (D) the size.
 RESOLUTIONS = (16, 32, 64, 128, 256)
@@ -35,3 +38,37 @@ class DCGANConfig:
     batchnorm: bool = True
     bn_g_output: bool = False
     bn_d_input: bool = False
+    #: Ablation of Sec. 3's "replace any pooling layers with strided convolutions
+    #: (discriminator)": "strided" (the paper) halves with 4x4 stride-2 convs; "maxpool" /
+    #: "avgpool" use a 3x3 stride-1 conv instead, its block (batchnorm, LeakyReLU) then a
+    #: 2x2 stride-2 pooling: the same feature map sizes.
+    downsample: Literal["strided", "maxpool", "avgpool"] = "strided"
+    #: Ablation of "... and fractional-strided convolutions (generator)": "transposed" (the
+    #: paper) doubles with 4x4 stride-2 transposed convs; "nearest" with a nearest-neighbour
+    #: 2x upsampling then a 3x3 stride-1 conv (the output layer too; the projection of z to
+    #: 4x4 stays).
+    upsample: Literal["transposed", "nearest"] = "transposed"
+    #: Ablation of "remove fully connected hidden layers": 0 (the paper) has none; N adds one
+    #: hidden layer of N units between z and G's projection, and between D's last 4x4 map
+    #: and its logit.
+    fc_hidden: int = 0
+
+    def __post_init__(self) -> None:
+        # `--set` and TOML values are checked as they are converted (ganbench.config); this
+        # also catches a config built in code, and the values no type can rule out.
+        hints = typing.get_type_hints(type(self))
+        for f in fields(self):
+            if typing.get_origin(hints[f.name]) is Literal:
+                allowed = typing.get_args(hints[f.name])
+                value = getattr(self, f.name)
+                if value not in allowed:
+                    raise ConfigError(
+                        f"{f.name} must be one of {', '.join(map(str, allowed))}; got {value!r}"
+                    )
+        if isinstance(self.fc_hidden, bool) or not isinstance(self.fc_hidden, int):
+            raise ConfigError(f"fc_hidden must be a whole number; got {self.fc_hidden!r}")
+        if self.fc_hidden < 0:
+            raise ConfigError(
+                "fc_hidden must be 0 (no fully connected hidden layer, the paper) or a number"
+                f" of units; got {self.fc_hidden}"
+            )

@@ -4,6 +4,12 @@ The paper's guidelines (Sec. 3): strided convolutions in D and fractionally-stri
 instead of pooling; batchnorm in both except G's output and D's input layer; no fully
 connected hidden layers; ReLU in G with a Tanh output; LeakyReLU(0.2) in D. The number of
 layers follows from the resolution: each 4x4 stride-2 layer doubles (G) or halves (D) it.
+
+Each guideline can be undone by a config switch, for the ablations (``DCGANConfig``):
+``upsample="nearest"`` (2x nearest-neighbour upsampling + 3x3 conv in G),
+``downsample="maxpool"``/``"avgpool"`` (3x3 conv + 2x2 pooling in D), ``fc_hidden=N`` (one
+fully connected hidden layer of N units in each network), ``batchnorm``/``bn_g_output``/
+``bn_d_input``. At the defaults the networks are the paper's, module for module.
 """
 
 from __future__ import annotations
@@ -15,6 +21,9 @@ from torch import nn
 
 from ganbench_plugins.dcgan.config import RESOLUTIONS, DCGANConfig
 
+#: Output side of the first generator layer and of the last discriminator block.
+BASE = 4
+
 
 def num_stride2_layers(resolution: int) -> int:
     """Stride-2 layers between 4x4 and ``resolution`` (3 for 32, 4 for 64, 5 for 128)."""
@@ -23,8 +32,23 @@ def num_stride2_layers(resolution: int) -> int:
     return int(math.log2(resolution)) - 2
 
 
+def _upsampling(config: DCGANConfig, c_in: int, c_out: int, bias: bool) -> list[nn.Module]:
+    """The layer that doubles the size: the paper's fractionally-strided 4x4 conv, or
+    ``upsample="nearest"``'s 2x nearest-neighbour upsampling followed by a 3x3 conv."""
+    if config.upsample == "nearest":
+        return [
+            nn.Upsample(scale_factor=2, mode="nearest"),
+            nn.Conv2d(c_in, c_out, 3, 1, 1, bias=bias),
+        ]
+    return [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=bias)]
+
+
 class Generator(nn.Module):
-    """z -> project to 4x4 -> fractionally-strided 4x4 convs doubling -> Tanh image."""
+    """z -> project to 4x4 -> fractionally-strided 4x4 convs doubling -> Tanh image.
+
+    With ``fc_hidden=N`` z first goes through a fully connected hidden layer of N units
+    (``self.fc``: Linear, BatchNorm1d when ``batchnorm``, ReLU), which is then projected.
+    """
 
     def __init__(self, config: DCGANConfig, channels: int, resolution: int) -> None:
         super().__init__()
@@ -32,30 +56,43 @@ class Generator(nn.Module):
         n = num_stride2_layers(resolution)
         width = config.ngf * 2 ** (n - 1)
         bn = config.batchnorm
+        # Registered first (its parameters come first, in forward order); None at the
+        # paper's settings, so the module and parameter order is the paper's network's.
+        self.fc: nn.Sequential | None = None
+        if config.fc_hidden:
+            self.fc = nn.Sequential(
+                nn.Linear(config.z_dim, config.fc_hidden, bias=not bn),
+                *([nn.BatchNorm1d(config.fc_hidden)] if bn else []),
+                nn.ReLU(inplace=True),
+            )
+        #: What the projection takes: z, or the hidden layer's units.
+        self.projected = config.fc_hidden or config.z_dim
         # The projection of z to a 4x4 map is a matrix multiply, written as a 4x4 transposed
         # convolution of a 1x1 input (as the paper's reference code does): no hidden FC layer.
         layers: list[nn.Module] = [
-            nn.ConvTranspose2d(config.z_dim, width, 4, 1, 0, bias=not bn),
+            nn.ConvTranspose2d(self.projected, width, BASE, 1, 0, bias=not bn),
             *([nn.BatchNorm2d(width)] if bn else []),
             nn.ReLU(inplace=True),
         ]
         for _ in range(n - 1):
             layers += [
-                nn.ConvTranspose2d(width, width // 2, 4, 2, 1, bias=not bn),
+                *_upsampling(config, width, width // 2, bias=not bn),
                 *([nn.BatchNorm2d(width // 2)] if bn else []),
                 nn.ReLU(inplace=True),
             ]
             width //= 2
         out_bn = bn and config.bn_g_output
         layers += [
-            nn.ConvTranspose2d(width, channels, 4, 2, 1, bias=not out_bn),
+            *_upsampling(config, width, channels, bias=not out_bn),
             *([nn.BatchNorm2d(channels)] if out_bn else []),
             nn.Tanh(),
         ]
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(z.view(z.shape[0], self.z_dim, 1, 1))
+        if self.fc is not None:
+            z = self.fc(z)
+        return self.net(z.view(z.shape[0], self.projected, 1, 1))
 
 
 class Discriminator(nn.Module):
@@ -63,6 +100,13 @@ class Discriminator(nn.Module):
 
     The sigmoid lives in the loss (``binary_cross_entropy_with_logits``) for numerical
     stability; ``torch.sigmoid(logit)`` is the paper's D(x).
+
+    ``downsample="maxpool"``/``"avgpool"``: each block is a 3x3 stride-1 conv (padding 1),
+    its batchnorm and LeakyReLU, then a 2x2 stride-2 pooling (pooling after the
+    nonlinearity, where conventional conv nets and Springenberg et al.'s all-convolutional
+    baselines put it), so every block's output has the paper's size. ``fc_hidden=N``: the
+    head is the last 4x4 map flattened, Linear to N units, BatchNorm1d when ``batchnorm``,
+    LeakyReLU, Linear to the logit.
     """
 
     def __init__(self, config: DCGANConfig, channels: int, resolution: int) -> None:
@@ -70,29 +114,45 @@ class Discriminator(nn.Module):
         n = num_stride2_layers(resolution)
         bn = config.batchnorm
         in_bn = bn and config.bn_d_input
-        blocks = [
-            nn.Sequential(
-                nn.Conv2d(channels, config.ndf, 4, 2, 1, bias=not in_bn),
-                *([nn.BatchNorm2d(config.ndf)] if in_bn else []),
-                nn.LeakyReLU(config.leaky_slope, inplace=True),
-            )
-        ]
+        blocks = [self._block(config, channels, config.ndf, in_bn)]
         width = config.ndf
         for _ in range(n - 1):
-            blocks.append(
-                nn.Sequential(
-                    nn.Conv2d(width, width * 2, 4, 2, 1, bias=not bn),
-                    *([nn.BatchNorm2d(width * 2)] if bn else []),
-                    nn.LeakyReLU(config.leaky_slope, inplace=True),
-                )
-            )
+            blocks.append(self._block(config, width, width * 2, bn))
             width *= 2
         #: The feature layers, one per stride-2 conv (what the paper's probe pools).
         self.blocks = nn.ModuleList(blocks)
-        self.head = nn.Conv2d(width, 1, 4, 1, 0)
+        self.head: nn.Module
+        if config.fc_hidden:
+            self.head = nn.Sequential(
+                nn.Flatten(),
+                nn.Linear(width * BASE * BASE, config.fc_hidden, bias=not bn),
+                *([nn.BatchNorm1d(config.fc_hidden)] if bn else []),
+                nn.LeakyReLU(config.leaky_slope, inplace=True),
+                nn.Linear(config.fc_hidden, 1),
+            )
+        else:
+            self.head = nn.Conv2d(width, 1, BASE, 1, 0)
+
+    @staticmethod
+    def _block(config: DCGANConfig, c_in: int, c_out: int, bn: bool) -> nn.Sequential:
+        """One layer halving the size: a strided conv, or a conv then a pooling."""
+        pooled = config.downsample != "strided"
+        conv = (
+            nn.Conv2d(c_in, c_out, 3, 1, 1, bias=not bn)
+            if pooled
+            else nn.Conv2d(c_in, c_out, 4, 2, 1, bias=not bn)
+        )
+        pool = {"maxpool": nn.MaxPool2d, "avgpool": nn.AvgPool2d}
+        return nn.Sequential(
+            conv,
+            *([nn.BatchNorm2d(c_out)] if bn else []),
+            nn.LeakyReLU(config.leaky_slope, inplace=True),
+            *([pool[config.downsample](2, 2)] if pooled else []),
+        )
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """The activation of every conv layer (before the final logit)."""
+        """The activation of every conv layer (before the final logit; pooled, with
+        ``downsample`` pooling), one map per block, each half the size of the one before."""
         out = []
         for block in self.blocks:
             x = block(x)
@@ -107,12 +167,13 @@ class Discriminator(nn.Module):
 
 @torch.no_grad()
 def init_weights(module: nn.Module, std: float) -> None:
-    """Sec. 4: conv weights from N(0, std); batchnorm scale N(1, std), shifts zero."""
+    """Sec. 4: conv and linear weights from N(0, std), biases zero; batchnorm scale
+    N(1, std), shifts zero."""
     for m in module.modules():
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
             nn.init.normal_(m.weight, 0.0, std)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
+        elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)):
             nn.init.normal_(m.weight, 1.0, std)
             nn.init.zeros_(m.bias)
