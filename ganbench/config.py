@@ -21,13 +21,13 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
 
-def parse_assignments(items: Iterable[str]) -> dict[str, str]:
+def parse_assignments(items: Iterable[str], option: str = "--set") -> dict[str, str]:
     """``["lr=0.001", "z_dim=64"]`` -> ``{"lr": "0.001", "z_dim": "64"}``."""
     out: dict[str, str] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"--set expects key=value, got {item!r} (e.g. --set lr=0.0002)")
+            raise ConfigError(f"{option} expects key=value, got {item!r} (e.g. {option} lr=0.0002)")
         out[key.strip()] = value.strip()
     return out
 

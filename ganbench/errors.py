@@ -55,7 +55,10 @@ class ConfigError(UsageError):
 
 
 class TrainingDiverged(GanbenchError):
-    """Losses became NaN or infinite: the run cannot continue meaningfully."""
+    """Losses became NaN or infinite: the run cannot continue meaningfully. Its own exit
+    code, so that a study records a diverged trial as a result, not as a crash."""
+
+    exit_code = 3
 
 
 class TrackingError(GanbenchError):
@@ -64,6 +67,13 @@ class TrackingError(GanbenchError):
 
 class CheckpointError(GanbenchError):
     """A checkpoint or generator file is missing, truncated or not ours."""
+
+
+class NothingToResume(CheckpointError):
+    """The run stopped before its first checkpoint: it can only be started again (a
+    study does so for its trials; its own exit code tells it apart from a broken one)."""
+
+    exit_code = 4
 
 
 class DatasetNotFoundError(GanbenchError):

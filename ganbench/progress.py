@@ -100,7 +100,12 @@ class ItemProgress:
     """A bar over items (images decoded, files checked): count, rate and ETA."""
 
     def __init__(
-        self, total: int, description: str, unit: str = "img", enabled: bool = True
+        self,
+        total: int,
+        description: str,
+        unit: str = "img",
+        enabled: bool = True,
+        start: int = 0,
     ) -> None:
         self._progress = Progress(
             TextColumn("[bold]{task.description}"),
@@ -114,7 +119,7 @@ class ItemProgress:
             disable=not enabled,
         )
         self._unit = unit
-        self._task = self._progress.add_task(description, total=total, rate="")
+        self._task = self._progress.add_task(description, total=total, completed=start, rate="")
 
     def __enter__(self) -> ItemProgress:
         self._progress.start()
@@ -126,5 +131,11 @@ class ItemProgress:
     def advance(self, n: int = 1) -> None:
         task = self._progress.tasks[0]
         speed = task.speed
-        rate = f"{speed:,.0f} {self._unit}/s" if speed else ""
+        rate = ""
+        if speed:  # slow items (a study's trials) read better per minute
+            rate = (
+                f"{speed:,.0f} {self._unit}/s"
+                if speed >= 1
+                else f"{speed * 60:.2g} {self._unit}/min"
+            )
         self._progress.update(self._task, advance=n, rate=rate)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -51,11 +52,24 @@ def test_eval_every_logs_scores_with_their_step_and_provenance(evaluated_run):
     assert [m.step for m in fid] == [3, 6] and all(m.value > 0 for m in fid)
     is_ = client.get_metric_history(run.info.run_id, "digits-cnn/is_200")
     assert [m.step for m in is_] == [3, 6] and all(1 <= m.value <= 10 for m in is_)
+    # One short tag per score; every detail in one JSON artifact per scoring.
     tags = run.data.tags
-    assert tags["digits-cnn/fid_200.extractor"] == "digits-cnn"
-    assert tags["digits-cnn/fid_200.real_samples"] == "1437"
-    assert tags["digits-cnn/fid_200.reference"] == "digits train at 32px"
-    assert len(tags["digits-cnn/fid_200.extractor_weights_sha256"]) == 64
+    assert sorted(k for k in tags if k.startswith("digits-cnn/")) == [
+        "digits-cnn/fid_200.how",
+        "digits-cnn/is_200.how",
+        "digits-cnn/is_200_std.how",
+    ]
+    assert tags["digits-cnn/fid_200.how"].startswith("digits-cnn, 200 generated vs 1437 real")
+    listed = [a.path for a in client.list_artifacts(run.info.run_id, "scoring")]
+    assert listed == ["scoring/step-000000003.json", "scoring/step-000000006.json"]
+    path = client.download_artifacts(run.info.run_id, listed[-1], str(evaluated_run[0]))
+    record = json.loads(Path(path).read_text())
+    assert record["step"] == 6 and record["scores"]["digits-cnn/fid_200"] == fid[-1].value
+    how = record["how"]["digits-cnn/fid_200"]
+    assert how["extractor"] == "digits-cnn" and how["real_samples"] == "1437"
+    assert how["reference"] == "digits train at 32px"
+    assert len(how["extractor_weights_sha256"]) == 64
+    assert "reference" not in record["how"]["digits-cnn/is_200"]
     assert run.data.params["eval_every"] == "3" and run.data.params["eval_samples"] == "200"
 
 

@@ -188,9 +188,10 @@ def test_scores_equal_torch_fidelitys_own_on_the_same_inputs(random_inception_we
     assert scores["kid_10"] == pytest.approx(tf["kernel_inception_distance_mean"], rel=1e-4)
     assert scores["precision_10"] == pytest.approx(tf["precision"], abs=1e-6)
     assert scores["recall_10"] == pytest.approx(tf["recall"], abs=1e-6)
-    assert got.tags["fid_10.extractor"] == "inception-v3"
-    assert got.tags["fid_10.real_samples"] == "12" and got.tags["fid_10.fake_samples"] == "10"
-    assert got.tags["fid_10.extractor_weights_sha256"] == loaded.weights_sha256
-    assert "299" in got.tags["fid_10.resizer"] and "reference" not in {
-        k.split(".", 1)[1] for k in got.tags if k.startswith("is_10.")
-    }
+    how = got.provenance
+    assert how["fid_10"]["extractor"] == "inception-v3"
+    assert how["fid_10"]["real_samples"] == "12" and how["fid_10"]["fake_samples"] == "10"
+    assert how["fid_10"]["extractor_weights_sha256"] == loaded.weights_sha256
+    assert "299" in how["fid_10"]["resizer"] and "reference" not in how["is_10"]
+    assert set(got.tags) == {f"{name}.how" for name in scores}
+    assert got.tags["fid_10.how"].startswith("inception-v3, 10 generated vs 12 real")

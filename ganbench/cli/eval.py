@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from ganbench.cli_data import data_options
+from ganbench.cli.data import data_options
 
 
 def scoring_options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -124,6 +124,15 @@ def eval_command(
     for line in result.lines():
         click.echo(line)
     if tracker is not None:
+        import tempfile
+        from pathlib import Path
+
+        from ganbench.metrics.scoring import PROVENANCE_DIR, provenance_name
+
         tracker.log_metrics(result.scores, loaded.step)
         tracker.set_tags(result.tags)
+        with tempfile.TemporaryDirectory() as tmp:
+            how = Path(tmp) / provenance_name(loaded.step)
+            result.write_provenance(how, step=loaded.step, source=loaded.source)
+            tracker.log_artifact(how, PROVENANCE_DIR)
         click.echo(f"logged into {tracker.describe()} at step {loaded.step}")

@@ -10,8 +10,8 @@ import functools
 
 import click
 
-from ganbench.cli_data import data_options
-from ganbench.cli_eval import tracking_option
+from ganbench.cli.data import data_options
+from ganbench.cli.eval import tracking_option
 
 
 def probe_metrics(prefix: str, result: object) -> dict[str, float]:

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ganbench.cli_data import data_options
-from ganbench.cli_eval import tracking_option
+from ganbench.cli.data import data_options
+from ganbench.cli.eval import tracking_option
 
 if TYPE_CHECKING:
     import torch
@@ -113,6 +113,7 @@ def start_run(
     device: torch.device,
     tracking_wait: float,
     progress: bool,
+    tags: dict[str, str] | None = None,
 ) -> None:
     """A new run: data first, then the MLflow run and its folder, then training."""
     from ganbench.data.paths import cache_root
@@ -128,7 +129,7 @@ def start_run(
     if run_dir:
         check_free(Path(run_dir).expanduser().resolve())
     data, scorer = prepare(registries, plan, options, device, progress=progress, say=say)
-    run = MlflowTracker(uri, experiment, run_name, tags=run_tags())
+    run = MlflowTracker(uri, experiment, run_name, tags={**run_tags(), **(tags or {})})
     try:
         path = Path(run_dir) if run_dir else default_path(cache_root(options.cache_dir), run.run_id)
         info = {"run_id": run.run_id, "tracking_uri": uri, "experiment_id": run.experiment_id}

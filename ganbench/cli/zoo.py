@@ -14,8 +14,8 @@ from typing import Any
 
 import click
 
-from ganbench.cli_data import data_options
-from ganbench.cli_eval import tracking_option
+from ganbench.cli.data import data_options
+from ganbench.cli.eval import tracking_option
 
 say = functools.partial(click.echo, err=True)
 

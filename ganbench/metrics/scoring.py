@@ -3,13 +3,20 @@
 Metric names say what they are: ``fid_50k`` is FID on 50,000 generated images through
 Inception-v3, as the literature reports it; with another extractor its name leads
 (``digits-cnn/fid_2k``), so a score is never plotted against another extractor's. Every
-score's provenance goes to tags beside it (``fid_50k.extractor`` ...).
+score's full provenance (extractor weights and their sha256, resizer, feature, sample
+counts, reference, seed, generator) goes into one JSON artifact per scoring
+(``scoring/step-N.json``), and one short tag per score says it in a line (``NAME.how``):
+a run page stays readable with several scores.
 """
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -36,15 +43,47 @@ def metric_name(base: str, count: int, extractor: str) -> str:
     return name if extractor == INCEPTION else f"{extractor}/{name}"
 
 
+#: The artifact folder of the provenance files, and the short tag's suffix.
+PROVENANCE_DIR = "scoring"
+HOW = "how"
+
+
 @dataclass
 class Evaluation:
-    """Scores by MLflow metric name, and tags saying how each was computed."""
+    """Scores by MLflow metric name, and how each was computed."""
 
     scores: dict[str, float] = field(default_factory=dict)
-    tags: dict[str, str] = field(default_factory=dict)
+    #: Every fact of how each score was computed, by score name (the JSON artifact).
+    provenance: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    @property
+    def tags(self) -> dict[str, str]:
+        """One short tag per score (``NAME.how``); the details are in the artifact."""
+        return {f"{name}.{HOW}": summary(how) for name, how in self.provenance.items()}
 
     def lines(self) -> list[str]:
         return [f"{name} = {value:.6g}" for name, value in self.scores.items()]
+
+    def write_provenance(self, path: Path, **context: Any) -> Path:
+        """The provenance JSON (with ``context``, e.g. the step), written atomically."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({**context, "scores": self.scores, "how": self.provenance},
+                                  indent=2, sort_keys=True))  # fmt: skip
+        os.replace(tmp, path)
+        return path
+
+
+def provenance_name(step: int | None) -> str:
+    return f"step-{step:09d}.json" if step is not None else "eval.json"
+
+
+def summary(how: dict[str, str]) -> str:
+    """One line: extractor, sample counts, reference, seed."""
+    text = f"{how.get('extractor')}, {how.get('fake_samples')} generated"
+    if how.get("reference"):
+        text += f" vs {how.get('real_samples')} real ({how['reference']})"
+    return text + f", latent seed {how.get('seed')}; details in {PROVENANCE_DIR}/*.json"
 
 
 def check_metrics(metrics: Sequence[Metric], reference: Reference | None) -> None:
@@ -85,7 +124,7 @@ def evaluate(
         for base, value in values.items():
             name = metric_name(base, count, extractor.name)
             out.scores[name] = float(value)
-            out.tags.update({f"{name}.{k}": v for k, v in how.items()})
+            out.provenance[name] = dict(how)
     return out
 
 

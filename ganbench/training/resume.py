@@ -8,7 +8,6 @@ and (image, step) records the interrupted process already logged, so none is log
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 import time
@@ -17,9 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ganbench import checkpoint
-from ganbench.errors import CheckpointError, ConfigError, UsageError
+from ganbench.errors import CheckpointError, ConfigError, NothingToResume, UsageError
 from ganbench.outbox.delivery import logged_images
-from ganbench.outbox.journal import Journal, pending_in
+from ganbench.outbox.journal import Journal, pending_in, read_ops
 from ganbench.runfolder import RunFolder, RunInUse, default_path
 from ganbench.training.runner import ENVIRONMENT_PARAMS, Resume
 
@@ -102,13 +101,13 @@ def fetch_last(client: MlflowClient, run_id: str, folder: RunFolder, say: Callab
         try:
             got = Path(client.download_artifacts(run_id, "checkpoints", tmp))
         except (MlflowException, OSError) as exc:
-            raise CheckpointError(
+            raise NothingToResume(
                 f"run {run_id} has no local folder here and no checkpoint in its artifacts"
                 f" ({str(exc).splitlines()[0]}); it cannot be resumed"
             ) from None
         last = got / "last.pt"
         if not last.is_file():
-            raise CheckpointError(f"run {run_id} has no checkpoints/last.pt; it cannot be resumed")
+            raise NothingToResume(f"run {run_id} has no checkpoints/last.pt; it cannot be resumed")
         step = int(checkpoint.load_file(last, checkpoint.CHECKPOINT_FORMAT)["step"])
         folder.checkpoint_dir.mkdir(exist_ok=True)
         shutil.move(last, folder.checkpoint_dir / f"step-{step:09d}.pt")
@@ -131,7 +130,7 @@ def newest_intact(folder: RunFolder, say: Callable[[str], None]) -> tuple[Path, 
                 " needs (random generators, data order); start a new run"
             )
         return path, data
-    raise CheckpointError(
+    raise NothingToResume(
         f"no intact checkpoint in {folder.checkpoint_dir}: the run stopped before its first"
         " one; start it again with `ganbench run`"
     )
@@ -197,15 +196,8 @@ def resume_point(folder: RunFolder, run: Run, say: Callable[[str], None]) -> Res
 
 def journaled_status(folder: RunFolder) -> str | None:
     """The last status the run's processes journaled (delivered or not)."""
-    journal_path = folder.path / "outbox" / "journal.jsonl"
-    if not journal_path.exists():
-        return None
-    last = None
-    with journal_path.open("rb") as fh:
-        for line in fh:
-            if b'"op":"status"' in line and line.endswith(b"\n"):
-                last = line
-    return json.loads(last)["status"] if last else None
+    statuses = [op["status"] for op in read_ops(folder.path / "outbox", b'"op":"status"')]
+    return statuses[-1] if statuses else None
 
 
 def refuse_finished_locally(folder: RunFolder) -> None:

@@ -25,6 +25,7 @@ from ganbench import checkpoint
 from ganbench.errors import TrainingDiverged
 from ganbench.images import loss_curves, sample_grid
 from ganbench.interfaces import GanModel, ImageArray
+from ganbench.metrics.scoring import PROVENANCE_DIR, provenance_name
 from ganbench.metrics.session import Scorer
 from ganbench.progress import TrainingProgress
 from ganbench.runfolder import RunFolder, host
@@ -240,7 +241,6 @@ class _Loop:
                     k: torch.tensor(h, dtype=torch.float64) for k, h in self.history.items()
                 },
                 "scorer_seed": self.scorer.seed if self.scorer else None,
-                "total_steps": self.steps,
             },
         }
 
@@ -333,6 +333,8 @@ class _Loop:
         if bad:
             self.tracker.log_metrics({k: v for k, v in values.items() if k not in bad}, step)
             which = ", ".join(f"{k}={v}" for k, v in bad.items())
+            # A study reads this tag: a diverged trial is a result, with its step.
+            self.tracker.set_tags({"ganbench.diverged": f"step {step}: {which}"})
             raise TrainingDiverged(
                 f"training diverged at step {step}: {which}. Lower the learning rate"
                 " (--set lr=...) or check the data; the run is marked FAILED"
@@ -363,6 +365,8 @@ class _Loop:
         result = self.scorer.score(self.model, f"training step {step}")
         self.tracker.log_metrics(result.scores, step)
         self.tracker.set_tags(result.tags)
+        how = self.folder.path / PROVENANCE_DIR / provenance_name(step)
+        self.tracker.log_artifact(result.write_provenance(how, step=step), PROVENANCE_DIR)
         for k, v in result.scores.items():
             self.history.setdefault(k, []).append((step, v))
         fid_name = self.scorer.fid_name()

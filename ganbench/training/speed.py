@@ -35,9 +35,15 @@ def resolve_speed(
     compile: str = "off",
     threads: int = 0,
 ) -> Speed:
-    """The concrete settings for ``device``; sets torch's CPU thread count (0 = one per
-    core this process may use)."""
-    torch.set_num_threads(threads or len(os.sched_getaffinity(0)))
+    """The concrete settings for ``device``; sets torch's CPU thread count (0 = the
+    environment's OMP_NUM_THREADS when set, as a study gives each of its parallel trials a
+    share of the cores, else one per core this process may use)."""
+    omp = os.environ.get("OMP_NUM_THREADS", "")
+    torch.set_num_threads(
+        threads
+        or (int(omp) if omp.isdigit() and int(omp) > 0 else 0)
+        or len(os.sched_getaffinity(0))
+    )
     cuda = device.type == "cuda"
     if precision == "auto":
         precision = "fp32"

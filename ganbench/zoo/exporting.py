@@ -111,7 +111,7 @@ def _fresh_scores(
         return torch.from_numpy(session.run(["images"], {"z": z})[0]).to(torch_device)
 
     result = scorer.score_sampler(sample, "the exported ONNX file, run by onnxruntime")
-    return scores.from_values(result.scores, result.tags)
+    return scores.from_values(result.scores, result.provenance)
 
 
 def build(

@@ -1,0 +1,177 @@
+"""``ganbench run``: train an architecture on a dataset, tracked in MLflow."""
+
+from __future__ import annotations
+
+import click
+
+from ganbench.cli.data import data_options
+from ganbench.cli.eval import scoring_options
+from ganbench.cli.runs import resume_options, run_folder_option
+
+
+@click.command()
+@click.argument("architecture")
+@click.option(
+    "--dataset", "-d", required=True, help="Dataset plugin name (see `ganbench plugins`)."
+)
+@click.option("--resolution", "-r", type=int, help="Image size (default: the dataset's).")
+@click.option("--steps", type=int, help="Training steps (overrides epochs).")
+@click.option("--epochs", type=float, help="Passes over the split (overrides steps).")
+@click.option("--batch-size", "-b", type=int, help="Mini-batch size (DCGAN default: 128).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
+@click.option("--seed", type=int, help="Seed for weights, data order and samples (default 0).")
+@click.option(
+    "--set",
+    "assignments",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override any hyperparameter; repeatable.",
+)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    help="TOML file of hyperparameters (applied before --set).",
+)
+@click.option("--split", help="Dataset split to train on (default: train).")
+@click.option("--category", help="Dataset sub-set(s), comma-separated (LSUN: bedroom,...).")
+@data_options
+@click.option("--experiment", default="ganbench", show_default=True, help="MLflow experiment.")
+@click.option("--run-name", help="MLflow run name (default: MLflow picks one).")
+@click.option(
+    "--tag",
+    "tag_items",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="MLflow tag set when the run is created; repeatable (mlflow.parentRunId=RUN_ID"
+    " nests it under another run, as a study's trials are).",
+)
+@click.option(
+    "--tracking-uri",
+    envvar="MLFLOW_TRACKING_URI",
+    help="MLflow store or server. [default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db]",
+)
+@click.option("--eval-every", type=int, help="Score the generator every N steps (and at the end).")
+@click.option("--eval-samples", type=int, help="Generated images per score (default 10000).")
+@click.option("--metrics", "eval_metrics", help="Metrics scored with --eval-every (default fid).")
+@scoring_options
+@run_folder_option
+@click.option(
+    "--resume",
+    "resume_ref",
+    metavar="RUN_ID|RUN_DIR",
+    help="Continue this run instead of starting one (its settings must match; see"
+    " `ganbench resume`).",
+)
+@resume_options
+@click.option("--progress/--no-progress", default=True, help="Show the progress bar.")
+def run(
+    architecture: str,
+    dataset: str,
+    resolution: int | None,
+    steps: int | None,
+    epochs: float | None,
+    batch_size: int | None,
+    device: str,
+    seed: int | None,
+    assignments: tuple[str, ...],
+    config_file: str | None,
+    split: str | None,
+    category: str | None,
+    data_root: str | None,
+    cache_dir: str | None,
+    bad_images: str,
+    experiment: str,
+    run_name: str | None,
+    tag_items: tuple[str, ...],
+    tracking_uri: str | None,
+    eval_every: int | None,
+    eval_samples: int | None,
+    eval_metrics: str | None,
+    extractor: str | None,
+    inception_weights: str | None,
+    run_dir: str | None,
+    resume_ref: str | None,
+    tracking_wait: float,
+    force: bool,
+    progress: bool,
+) -> None:
+    """Train ARCHITECTURE on a dataset and log everything to MLflow.
+
+    \b
+    The run's folder (checkpoints, heartbeat, tracking journal) is CACHE/runs/RUN_ID or
+    --run-dir. SIGTERM, SIGINT or SIGUSR1 checkpoint at the next step and exit with
+    128 + the signal; `ganbench resume` continues the run exactly.
+    Example:
+      ganbench run dcgan --dataset digits
+      ganbench run dcgan --dataset digits --steps 200 --set lr=0.001 --set beta1=0.9
+    """
+    from ganbench import config as cfg
+    from ganbench.cli.runs import resume_run, start_run
+    from ganbench.devices import resolve_device
+    from ganbench.mlflow_store import quiet_mlflow
+    from ganbench.plugins import load_registries
+    from ganbench.training.launch import DataOptions
+    from ganbench.training.plan import plan_run
+
+    if steps is not None and epochs is not None:
+        raise click.UsageError("give --steps or --epochs, not both")
+    flags = {
+        "category": category,
+        "resolution": resolution,
+        "steps": steps,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "seed": seed,
+        "split": split,
+        "eval_every": eval_every,
+        "eval_samples": eval_samples,
+        "eval_metrics": eval_metrics,
+        "eval_extractor": extractor,
+    }
+    layers = []
+    if config_file:
+        layers.append((config_file, cfg.load_toml(config_file)))
+    layers.append(("--set", cfg.parse_assignments(assignments)))
+    layers.append(("the command line", {k: v for k, v in flags.items() if v is not None}))
+    quiet_mlflow()
+    registries = load_registries()
+    plan = plan_run(registries, architecture, dataset, layers)
+    torch_device = resolve_device(device)
+    options = DataOptions(data_root, cache_dir, bad_images, inception_weights)
+    if resume_ref:
+        given = click.get_current_context().get_parameter_source
+        if (
+            run_dir
+            or run_name
+            or tag_items
+            or given("experiment") != click.core.ParameterSource.DEFAULT
+        ):
+            raise click.UsageError(
+                "--resume continues a run: drop --run-dir, --run-name, --tag, --experiment"
+            )
+        resume_run(
+            resume_ref,
+            registries,
+            options,
+            plan=plan,
+            tracking_uri=tracking_uri,
+            device=torch_device,
+            tracking_wait=tracking_wait,
+            force=force,
+            progress=progress,
+        )
+        return
+    start_run(
+        registries,
+        plan,
+        options,
+        tracking_uri=tracking_uri,
+        experiment=experiment,
+        run_name=run_name,
+        tags=cfg.parse_assignments(tag_items, option="--tag"),
+        run_dir=run_dir,
+        device=torch_device,
+        tracking_wait=tracking_wait,
+        progress=progress,
+    )

@@ -1,0 +1,1 @@
+"""Studies: variants x seeds as MLflow parent and nested runs, on Optuna."""

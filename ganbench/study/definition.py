@@ -1,0 +1,290 @@
+"""A study as data: a TOML file of base settings, variants (or axes), datasets and seeds.
+
+The file is the whole definition; command-line overrides (``--dataset``, ``--seeds``,
+``--steps``, ``--set``) are applied to it and the result is what the study is, recorded in
+the Optuna study and the MLflow parent run. A later run of the same name must resolve to
+the same definition, so that trials of two different studies are never mixed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ganbench.errors import ConfigError, UsageError
+
+#: Keys of a study file's top level; anything else is a typo and refused.
+_TOP_KEYS = {
+    "name",
+    "summary",
+    "architecture",
+    "datasets",
+    "seeds",
+    "baseline",
+    "settings",
+    "variants",
+    "axes",
+    "search",
+    "claims",
+}
+_SEARCH_KEYS = {"low", "high", "log", "step", "choices"}
+
+
+@dataclass(frozen=True)
+class Point:
+    """One trial of a grid: a variant of the settings, on a dataset, from a seed."""
+
+    variant: str
+    dataset: str
+    seed: int
+
+    def label(self) -> str:
+        return f"{self.variant} / {self.dataset} / seed {self.seed}"
+
+    def params(self) -> dict[str, Any]:
+        return {"variant": self.variant, "dataset": self.dataset, "seed": self.seed}
+
+
+@dataclass
+class Study:
+    """A resolved study: every value explicit, ready to be turned into runs."""
+
+    name: str
+    architecture: str
+    datasets: list[str]
+    seeds: list[int]
+    settings: dict[str, Any]
+    variants: dict[str, dict[str, Any]]
+    baseline: str | None = None
+    summary: str = ""
+    #: Ranges for ``--trials N`` searches: name -> {low, high, log} or {choices}.
+    search: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: What each variant tests, by variant name (shown in the report).
+    claims: dict[str, str] = field(default_factory=dict)
+
+    def points(self) -> list[Point]:
+        """Every (variant, dataset, seed), variants in file order, seeds innermost."""
+        return [
+            Point(v, d, s)
+            for v, d, s in itertools.product(self.variants, self.datasets, self.seeds)
+        ]
+
+    def trial_settings(self, variant: str) -> dict[str, Any]:
+        """The ``--set`` values of one variant: base settings, then the variant's own."""
+        return {**self.settings, **self.variants[variant]}
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "summary": self.summary,
+            "architecture": self.architecture,
+            "datasets": self.datasets,
+            "seeds": self.seeds,
+            "baseline": self.baseline,
+            "settings": self.settings,
+            "variants": self.variants,
+            "search": self.search,
+            "claims": self.claims,
+        }
+
+    def identity(self) -> str:
+        """What makes two runs of a study the same study (summary and claims are prose)."""
+        data = {k: v for k, v in self.as_dict().items() if k not in {"summary", "claims"}}
+        text = json.dumps(data, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def differences(self, other: Mapping[str, Any]) -> list[str]:
+        """What differs from another resolution of the study (for a clear refusal)."""
+        mine = self.as_dict()
+        return [
+            f"{key} {other.get(key)!r} -> {mine[key]!r}"
+            for key in mine
+            if key not in {"summary", "claims"} and other.get(key) != mine[key]
+        ]
+
+
+def builtin_names() -> list[str]:
+    return sorted(
+        p.name.removesuffix(".toml")
+        for p in resources.files("ganbench.study.builtin").iterdir()
+        if p.name.endswith(".toml")
+    )
+
+
+def builtin_text(name: str) -> str:
+    return resources.files("ganbench.study.builtin").joinpath(f"{name}.toml").read_text()
+
+
+def read_source(ref: str) -> tuple[str, str]:
+    """(TOML text, where it came from) for a study file path or a built-in name."""
+    path = Path(ref).expanduser()
+    if path.suffix == ".toml" or path.exists():
+        try:
+            return path.read_text(), str(path.resolve())
+        except FileNotFoundError:
+            raise UsageError(f"study file {path} does not exist") from None
+        except OSError as exc:
+            raise UsageError(f"cannot read study file {path}: {exc.strerror}") from None
+    if ref in builtin_names():
+        return builtin_text(ref), f"built-in study {ref}"
+    raise UsageError(
+        f"no study file or built-in study named {ref!r}; built-in: {', '.join(builtin_names())}"
+        " (ganbench study list)"
+    )
+
+
+def parse(text: str, where: str) -> Study:
+    """A study from TOML text; every mistake is one line naming the key and the fix."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{where} is not valid TOML: {exc}") from None
+    unknown = set(raw) - _TOP_KEYS
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(sorted(unknown))}; a study has"
+            f" {', '.join(sorted(_TOP_KEYS))}"
+        )
+    for key in ("name", "architecture"):
+        if not isinstance(raw.get(key), str) or not raw[key]:
+            raise ConfigError(f"{where}: '{key}' must be a non-empty string")
+    datasets = raw.get("datasets", [])
+    if isinstance(datasets, str):
+        datasets = [datasets]
+    if not datasets or not all(isinstance(d, str) for d in datasets):
+        raise ConfigError(f"{where}: 'datasets' must list dataset names, e.g. [\"digits\"]")
+    settings = _table(raw.get("settings", {}), "settings", where)
+    if "seed" in settings:
+        raise ConfigError(f"{where}: seeds are the study's 'seeds', not a setting")
+    variants = _variants(raw, where)
+    baseline = raw.get("baseline")
+    if baseline is not None and baseline not in variants:
+        raise ConfigError(
+            f"{where}: baseline {baseline!r} is not a variant ({', '.join(variants)})"
+        )
+    search = {
+        k: _search_range(k, v, where)
+        for k, v in _table(raw.get("search", {}), "search", where).items()
+    }
+    claims = {str(k): str(v) for k, v in _table(raw.get("claims", {}), "claims", where).items()}
+    return Study(
+        name=raw["name"],
+        architecture=raw["architecture"],
+        datasets=list(datasets),
+        seeds=seed_list(raw.get("seeds", 1), where),
+        settings=settings,
+        variants=variants,
+        baseline=baseline if baseline is not None else next(iter(variants)),
+        summary=str(raw.get("summary", "")),
+        search=search,
+        claims=claims,
+    )
+
+
+def seed_list(value: Any, where: str) -> list[int]:
+    """``3`` -> [0, 1, 2]; a list is taken as it is."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{where}: 'seeds' is a count or a list of integers")
+    if isinstance(value, int):
+        if value < 1:
+            raise ConfigError(f"{where}: 'seeds' must be at least 1, got {value}")
+        return list(range(value))
+    if isinstance(value, list) and value and all(isinstance(s, int) for s in value):
+        if len(set(value)) != len(value):
+            raise ConfigError(f"{where}: 'seeds' lists a seed twice: {value}")
+        return list(value)
+    raise ConfigError(f"{where}: 'seeds' is a count or a list of integers, got {value!r}")
+
+
+def _table(value: Any, key: str, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: '{key}' must be a table")
+    return dict(value)
+
+
+def _variants(raw: Mapping[str, Any], where: str) -> dict[str, dict[str, Any]]:
+    """Named variants, the product of axes, or (neither) one variant of the base settings."""
+    named = _table(raw.get("variants", {}), "variants", where)
+    axes = _table(raw.get("axes", {}), "axes", where)
+    if named and axes:
+        raise ConfigError(f"{where}: give 'variants' or 'axes', not both")
+    if axes:
+        for key, values in axes.items():
+            if not isinstance(values, list) or not values:
+                raise ConfigError(f"{where}: axis '{key}' must list its values")
+        combos = itertools.product(*axes.values())
+        return {
+            ",".join(f"{k}={v}" for k, v in zip(axes, combo, strict=True)): dict(
+                zip(axes, combo, strict=True)
+            )
+            for combo in combos
+        }
+    if not named:
+        return {"base": {}}
+    out = {}
+    for name, values in named.items():
+        if not isinstance(values, dict):
+            raise ConfigError(f"{where}: variant '{name}' must be a table of settings")
+        if "seed" in values:
+            raise ConfigError(f"{where}: variant '{name}' sets 'seed'; seeds are the study's")
+        out[str(name)] = dict(values)
+    return out
+
+
+def _search_range(key: str, value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict) or set(value) - _SEARCH_KEYS:
+        raise ConfigError(
+            f"{where}: search range '{key}' must be a table of low/high[/log/step] or choices"
+        )
+    if "choices" in value:
+        if not isinstance(value["choices"], list) or not value["choices"]:
+            raise ConfigError(f"{where}: search '{key}': 'choices' must be a non-empty list")
+        return dict(value)
+    if "low" not in value or "high" not in value or not value["low"] < value["high"]:
+        raise ConfigError(f"{where}: search '{key}' needs low < high")
+    return dict(value)
+
+
+def apply_overrides(
+    study: Study,
+    *,
+    datasets: Sequence[str] = (),
+    seeds: int | None = None,
+    steps: int | None = None,
+    epochs: float | None = None,
+    assignments: Mapping[str, str] | None = None,
+    name: str | None = None,
+) -> Study:
+    """The command line's changes: they make another study, so the name records them."""
+    if datasets:
+        study.datasets = list(datasets)
+    if seeds is not None:
+        study.seeds = seed_list(seeds, "--seeds")
+    settings = dict(study.settings)
+    if steps is not None:
+        settings.pop("epochs", None)
+        settings["steps"] = steps
+    if epochs is not None:
+        settings.pop("steps", None)
+        settings["epochs"] = epochs
+    for key, value in (assignments or {}).items():
+        if key == "seed":
+            raise ConfigError("--set seed=...: a study's seeds are --seeds")
+        settings[key] = value
+    study.settings = settings
+    if name:
+        study.name = name
+    return study
+
+
+def load(ref: str) -> tuple[Study, str]:
+    """(study, its TOML text) from a file or a built-in name."""
+    text, where = read_source(ref)
+    return parse(text, where), text

@@ -1,0 +1,285 @@
+"""The report's figures (matplotlib PNGs) and its two pages: HTML with every figure inlined
+as base64 (it opens offline and carries no CDN link) and Markdown beside the PNGs."""
+
+from __future__ import annotations
+
+import base64
+import html as htmllib
+import math
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ganbench.study.report import StudyReport, VariantRow, fmt
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}
+table{border-collapse:collapse;margin:1em 0;font-size:14px}
+th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}
+th{background:#f2f2f2}td.l,th.l{text-align:left}
+.worse{color:#b00}.better{color:#070}.same{color:#666}
+figure{display:inline-block;margin:0.5em;text-align:center}
+figure img{max-width:100%}.grids img{width:220px;image-rendering:pixelated}
+code{background:#f5f5f5;padding:1px 3px}
+"""
+
+# Counts what rendered, for people and for the test that opens the page in Chromium.
+_CHECK = """
+window.addEventListener('load', function () {
+  var imgs = Array.prototype.slice.call(document.images);
+  var ok = imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length;
+  var rows = document.querySelectorAll('table tbody tr').length;
+  document.body.setAttribute('data-images', ok + '/' + imgs.length);
+  document.body.setAttribute('data-table-rows', String(rows));
+});
+"""
+
+
+def figures(client: MlflowClient, data: StudyReport, folder: Path) -> dict[str, Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    out = {}
+    out["fid_vs_step"] = _fid_band(data, folder / "fid_vs_step.png")
+    out["curves"] = _curves(data, folder / "curves.png")
+    out["differences"] = _forest(data, folder / "differences.png")
+    for row in data.rows:
+        path = _grid(client, row, folder / f"samples_{_slug(row.name)}.png")
+        if path is not None:
+            out[f"samples:{row.name}"] = path
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def _fid_band(data: StudyReport, path: Path) -> Path | None:
+    import matplotlib.pyplot as plt
+
+    if not data.fid_name:
+        return None
+    fig, ax = plt.subplots(figsize=(9, 5))
+    for row in data.rows:
+        steps, mean, low, high = _band([r.fid for r in row.scored])
+        if steps.size == 0:
+            continue
+        (line,) = ax.plot(steps, mean, marker="o", ms=3, label=f"{row.name} (n={len(row.scored)})")
+        ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.15)
+    ax.set_xlabel("step")
+    ax.set_ylabel(data.fid_name)
+    ax.set_title("FID over training: mean over seeds, band = min..max")
+    ax.legend(fontsize=8, ncol=2)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def _band(series: list[list[tuple[int, float]]]) -> tuple[np.ndarray, ...]:
+    """Mean, min and max over runs at the steps every run has."""
+    if not series:
+        return (np.array([]),) * 4
+    common = sorted(set.intersection(*(set(s for s, _ in run) for run in series)))
+    values = np.array([[dict(run)[s] for s in common] for run in series], dtype=np.float64)
+    if values.size == 0:
+        return (np.array([]),) * 4
+    return np.array(common), values.mean(0), values.min(0), values.max(0)
+
+
+def _curves(data: StudyReport, path: Path) -> Path | None:
+    import matplotlib.pyplot as plt
+
+    keys = [("loss_d", "D loss"), ("loss_g", "G loss"), ("d_real", "D(x)"), ("d_fake", "D(G(z))")]
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7), sharex=True)
+    drawn = False
+    for ax, (key, title) in zip(axes.flat, keys, strict=True):
+        for row in data.rows:
+            steps, mean, _, _ = _band([r.history[key] for r in row.runs if r.history.get(key)])
+            if steps.size:
+                ax.plot(steps, mean, lw=1, label=row.name)
+                drawn = True
+        ax.set_title(f"{title} (mean over seeds)")
+        ax.grid(alpha=0.3)
+    if not drawn:
+        plt.close(fig)
+        return None
+    axes[0, 0].legend(fontsize=7, ncol=2)
+    for ax in axes[1]:
+        ax.set_xlabel("step")
+    return _save(fig, path)
+
+
+def _forest(data: StudyReport, path: Path) -> Path | None:
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in data.rows if r.difference is not None]
+    if not rows:
+        return None
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.2))
+    for i, row in enumerate(rows):
+        d = row.difference
+        assert d is not None
+        low = d.low if math.isfinite(d.low) else d.estimate
+        high = d.high if math.isfinite(d.high) else d.estimate
+        color = "#666" if not d.distinguishable else ("#070" if d.estimate < 0 else "#b00")
+        ax.plot([low, high], [i, i], color=color, lw=2)
+        ax.plot([d.estimate], [i], "o", color=color)
+    ax.axvline(0, color="k", lw=0.8)
+    ax.set_yticks(range(len(rows)), [r.name for r in rows])
+    ax.invert_yaxis()
+    ax.set_xlabel(f"final {data.fid_name} minus {data.baseline}'s (95% Welch interval)")
+    ax.grid(alpha=0.3, axis="x")
+    return _save(fig, path)
+
+
+def _grid(client: MlflowClient, row: VariantRow, path: Path) -> Path | None:
+    """The final sample grid of the variant's first seed that finished."""
+    for run in row.scored or row.runs:
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                got = Path(client.download_artifacts(run.run_id, "samples_final.png", tmp))
+            except Exception:
+                continue
+            path.write_bytes(got.read_bytes())
+            return path
+    return None
+
+
+def _save(fig: object, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()  # type: ignore[attr-defined]
+    fig.savefig(path, dpi=100)  # type: ignore[attr-defined]
+    plt.close(fig)  # type: ignore[arg-type]
+    return path
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def _spread(s: object) -> str:
+    if s is None:
+        return "-"
+    return f"{fmt(s.mean)} ± {fmt(s.std)} (min {fmt(s.min)})"  # type: ignore[attr-defined]
+
+
+def _verdict(row: VariantRow, baseline: str | None) -> tuple[str, str, str]:
+    """(difference text, interval text, verdict) for the table."""
+    if row.name == baseline:
+        return "baseline", "", ""
+    d = row.difference
+    if d is None:
+        return "-", "-", "no scored seeds"
+    interval = f"[{fmt(d.low)}, {fmt(d.high)}]" if math.isfinite(d.low) else "(one seed)"
+    return f"{d.estimate:+.3g}", interval, d.verdict()
+
+
+def _table_rows(data: StudyReport) -> list[list[str]]:
+    rows = []
+    for row in data.rows:
+        diff, interval, verdict = _verdict(row, data.baseline)
+        diverged = ", ".join(f"seed {s} @ {st}" for s, st in row.diverged) or "0"
+        rows.append(
+            [
+                row.name,
+                ", ".join(str(r.seed) for r in row.runs),
+                _spread(row.final_fid),
+                _spread(row.best_fid),
+                _spread(row.final_is),
+                diff,
+                interval,
+                verdict,
+                diverged,
+                fmt(row.wall_seconds, 3) + (" s" if row.wall_seconds else ""),
+                fmt(row.images_per_sec, 3),
+            ]
+        )
+    return rows
+
+
+HEADERS = [
+    "variant",
+    "seeds",
+    "final FID mean ± std (min)",
+    "best FID mean ± std (min)",
+    "final IS mean ± std (min)",
+    "Δ final FID vs baseline",
+    "95% interval",
+    "verdict",
+    "diverged",
+    "wall time",
+    "images/s",
+]
+
+
+def _img(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+
+
+def html(data: StudyReport, figs: dict[str, Path]) -> str:
+    e = htmllib.escape
+    head = "".join(
+        f"<th class='l'>{e(h)}</th>" if i == 0 else f"<th>{e(h)}</th>"
+        for i, h in enumerate(HEADERS)
+    )
+    body = []
+    for cells, row in zip(_table_rows(data), data.rows, strict=True):
+        cls = {"better": "better", "worse": "worse"}.get(cells[7].split(" ")[0], "same")
+        tds = [f"<td class='l'>{e(cells[0])}</td>"] + [f"<td>{e(c)}</td>" for c in cells[1:7]]
+        tds += [f"<td class='{cls}'>{e(cells[7])}</td>"] + [f"<td>{e(c)}</td>" for c in cells[8:]]
+        body.append(f"<tr title='{e(row.claim)}'>{''.join(tds)}</tr>")
+    claims = "".join(
+        f"<tr><td class='l'>{e(r.name)}</td><td class='l'>{e(r.claim)}</td></tr>"
+        for r in data.rows
+        if r.claim
+    )
+    plots = "".join(
+        f"<figure><img alt='{k}' src='{_img(p)}'><figcaption>{e(k)}</figcaption></figure>"
+        for k, p in figs.items()
+        if not k.startswith("samples:")
+    )
+    grids = "".join(
+        f"<figure><img alt='{e(k[8:])}' src='{_img(p)}'>"
+        f"<figcaption>{e(k[8:])}</figcaption></figure>"
+        for k, p in figs.items()
+        if k.startswith("samples:")
+    )
+    protocol = "".join(f"<li>{e(line)}</li>" for line in data.protocol)
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>study {e(data.name)}</title>
+<style>{_CSS}</style><script>{_CHECK}</script></head>
+<body>
+<h1>Study <code>{e(data.name)}</code></h1>
+<p>{e(data.summary)}</p>
+<p>Parent run <code>{e(data.parent_run_id)}</code>; datasets {e(", ".join(data.datasets))};
+baseline <code>{e(data.baseline or "-")}</code>.</p>
+<h2>Variants</h2>
+<table id="variants"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>
+<p>Δ is the variant's mean final FID minus the baseline's (lower FID is better), with a 95%
+Welch t interval over seeds: independent samples with unequal spreads, and the t
+distribution for so few seeds. Where the interval contains zero, the difference is not
+distinguishable with that many seeds.</p>
+<h2>Figures</h2>{plots}
+<h2>Final samples (first finished seed)</h2><div class="grids">{grids}</div>
+<h2>What each variant tests</h2><table id="claims"><tbody>{claims}</tbody></table>
+<h2>Scoring protocol</h2><ul>{protocol}</ul>
+</body></html>
+"""
+
+
+def markdown(data: StudyReport, figs: dict[str, Path]) -> str:
+    lines = [f"# Study `{data.name}`", "", data.summary, ""]
+    lines += [f"Parent run `{data.parent_run_id}`; baseline `{data.baseline}`.", ""]
+    lines += ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
+    lines += ["| " + " | ".join(cells) + " |" for cells in _table_rows(data)]
+    lines += [
+        "",
+        "Δ: mean final FID minus the baseline's, with a 95% Welch t interval over seeds;"
+        " an interval that contains zero is *not distinguishable* with that many seeds.",
+        "",
+    ]
+    for key, path in figs.items():
+        lines.append(f"![{key}]({path.name})")
+    lines += ["", "## Scoring protocol", ""] + [f"- {line}" for line in data.protocol]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,149 @@
+"""The study's Optuna storage: where trials are recorded and claimed.
+
+Optuna is the engine (trial records, atomic hand-out of waiting trials, heartbeats of
+running ones, grid and TPE/random sampling); this module opens its storage, checks that a
+stored study is the same study, and reads the state of each point of the grid from the
+trials. The embedded default is a SQLite file in the cache; any SQLAlchemy URL (PostgreSQL,
+MySQL) lets workers on several machines share one study.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ganbench.errors import UsageError
+
+if TYPE_CHECKING:
+    import optuna
+    from optuna.trial import FrozenTrial
+
+#: Environment variable naming the storage for every ``ganbench study`` command.
+STORAGE_ENV = "GANBENCH_STUDY_STORAGE"
+#: Seconds between a running trial's heartbeats, and after which a silent one is stale
+#: (its worker died on another machine; same-host deaths are seen at once by pid).
+HEARTBEAT_SECONDS = 30
+GRACE_SECONDS = 180
+
+
+def default_storage(cache: Path) -> str:
+    return f"sqlite:///{cache / 'studies' / 'optuna.db'}"
+
+
+def resolve_storage(url: str | None, cache: Path) -> str:
+    url = url or os.environ.get(STORAGE_ENV) or default_storage(cache)
+    if url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite:///")).expanduser().resolve()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        url = f"sqlite:///{path}"
+    return url
+
+
+def safe_url(url: str) -> str:
+    """The URL without a password, for logs and MLflow params."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url.split("@")[-1]
+
+
+def open_storage(url: str) -> optuna.storages.RDBStorage:
+    import warnings
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # Heartbeats are "experimental" in Optuna 4-5 but are its documented way to fail the
+    # trials of dead workers; the warning would be noise on every command.
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    try:
+        return optuna.storages.RDBStorage(
+            url,
+            heartbeat_interval=HEARTBEAT_SECONDS,
+            grace_period=GRACE_SECONDS,
+            engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {},
+        )
+    except Exception as exc:
+        raise UsageError(
+            f"cannot open the study storage {safe_url(url)} ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0]}); check --storage"
+        ) from None
+
+
+def trial_params_key(params: dict[str, Any]) -> str:
+    return json.dumps(params, sort_keys=True, default=str)
+
+
+@dataclass
+class PointState:
+    """Every trial of one point (one set of params) and what they add up to."""
+
+    params: dict[str, Any]
+    trials: list[FrozenTrial] = field(default_factory=list)
+
+    def _with(self, *states: Any) -> list[FrozenTrial]:
+        return [t for t in self.trials if t.state in states]
+
+    @property
+    def result(self) -> FrozenTrial | None:
+        """The trial that finished this point (the first, should two ever have)."""
+        from optuna.trial import TrialState
+
+        done = self._with(TrialState.COMPLETE)
+        return min(done, key=lambda t: t.number) if done else None
+
+    @property
+    def status(self) -> str:
+        """done | diverged | running | waiting | failed | pending."""
+        from optuna.trial import TrialState
+
+        result = self.result
+        if result is not None:
+            return "diverged" if result.user_attrs.get("outcome") == "diverged" else "done"
+        if self._with(TrialState.RUNNING):
+            return "running"
+        if self._with(TrialState.WAITING):
+            return "waiting"
+        if self._with(TrialState.FAIL):
+            return "failed"
+        return "pending"
+
+    @property
+    def last_run(self) -> FrozenTrial | None:
+        """The newest trial that started an MLflow run (to resume it)."""
+        started = [t for t in self.trials if t.user_attrs.get("run_id")]
+        return max(started, key=lambda t: t.number) if started else None
+
+
+def point_states(
+    trials: Iterable[FrozenTrial], grid: list[dict[str, Any]] | None = None
+) -> dict[str, PointState]:
+    """Trials grouped by their params (duplicates set aside), grid points first."""
+    from optuna.trial import TrialState
+
+    states: dict[str, PointState] = {}
+    for params in grid or []:
+        states[trial_params_key(params)] = PointState(dict(params))
+    for trial in trials:
+        if trial.state == TrialState.PRUNED:  # duplicates, set aside by the guard
+            continue
+        # A waiting (or just popped) trial has its params only as the enqueued fixed ones.
+        params = trial.params or trial.system_attrs.get("fixed_params") or {}
+        if not params:  # a trial between its start and its first suggestion
+            continue
+        key = trial_params_key(params)
+        states.setdefault(key, PointState(dict(params))).trials.append(trial)
+    return states
+
+
+def counts(states: dict[str, PointState]) -> dict[str, int]:
+    out = dict.fromkeys(("done", "diverged", "running", "waiting", "failed", "pending"), 0)
+    for state in states.values():
+        out[state.status] += 1
+    return out

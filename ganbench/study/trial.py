@@ -1,0 +1,177 @@
+"""One trial as a process: ``ganbench run`` (or ``ganbench resume``) started the way a user
+starts it, nested under the study's MLflow parent run through ``mlflow.parentRunId``.
+
+A separate process per trial, not a thread: each installs its own signal handlers and
+checkpoints on SIGTERM, a crash or an out-of-memory kill of one trial leaves the study and
+the other trials standing, and the memory of a finished trial is given back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ganbench.errors import NothingToResume, TrainingDiverged
+
+#: How often a waiting worker looks at its trial's run folder (for the MLflow run id).
+POLL_SECONDS = 0.5
+
+
+@dataclass
+class Outcome:
+    """How a trial's process ended."""
+
+    returncode: int
+    run_id: str | None
+    last_line: str
+    stopped: bool = False
+
+    @property
+    def finished(self) -> bool:
+        return self.returncode == 0
+
+    @property
+    def diverged(self) -> bool:
+        return self.returncode == TrainingDiverged.exit_code
+
+    @property
+    def cannot_resume(self) -> bool:
+        return self.returncode == CANNOT_RESUME
+
+
+#: Exit code of ``ganbench resume`` when the run has no checkpoint to continue from.
+CANNOT_RESUME = NothingToResume.exit_code
+
+
+def run_command(
+    architecture: str,
+    dataset: str,
+    seed: int,
+    settings: Mapping[str, Any],
+    *,
+    run_dir: Path,
+    device: str,
+    tracking_uri: str,
+    experiment: str,
+    run_name: str,
+    tags: Mapping[str, str],
+    data_args: Sequence[str],
+) -> list[str]:
+    """The ``ganbench run`` command line of a fresh trial."""
+    cmd = [sys.executable, "-m", "ganbench", "run", architecture, "--dataset", dataset]
+    cmd += ["--seed", str(seed), "--device", device, "--run-dir", str(run_dir)]
+    cmd += ["--tracking-uri", tracking_uri, "--experiment", experiment, "--run-name", run_name]
+    for key, value in settings.items():
+        cmd += ["--set", f"{key}={_text(value)}"]
+    for key, value in tags.items():
+        cmd += ["--tag", f"{key}={value}"]
+    return [*cmd, *data_args, "--no-progress"]
+
+
+def resume_command(
+    ref: str, *, device: str, tracking_uri: str, data_args: Sequence[str]
+) -> list[str]:
+    cmd = [sys.executable, "-m", "ganbench", "resume", ref, "--device", device]
+    return [*cmd, "--tracking-uri", tracking_uri, *data_args, "--no-progress"]
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
+class Launcher:
+    """Starts trial processes and stops them all, once, when the study is stopped."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: set[subprocess.Popen[bytes]] = set()
+        self.stop_signal: int | None = None
+
+    def stop(self, signum: int) -> None:
+        """Pass one SIGTERM to every trial: each checkpoints and exits, resumable."""
+        with self._lock:
+            first = self.stop_signal is None
+            self.stop_signal = self.stop_signal or signum
+            procs = list(self._running)
+        for proc in procs:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, signal.SIGTERM if first else signal.SIGKILL)
+
+    def run(
+        self,
+        cmd: list[str],
+        log_path: Path,
+        *,
+        run_dir: Path | None,
+        on_run_id: Callable[[str], None],
+        env: Mapping[str, str],
+    ) -> Outcome:
+        """Run ``cmd`` to its end with its output in ``log_path``; report the MLflow run
+        id as soon as the run folder names it (so a study killed now can resume it)."""
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("ab") as log:
+            log.write(f"$ {' '.join(cmd)}\n".encode())
+            log.flush()
+            with self._lock:
+                if self.stop_signal is not None:
+                    return Outcome(128 + self.stop_signal, None, "not started", stopped=True)
+                # Its own session: a Ctrl-C at the terminal reaches the study, which passes
+                # exactly one SIGTERM on (two signals would stop a trial without a checkpoint).
+                proc = subprocess.Popen(
+                    cmd,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env={**os.environ, **env},
+                    start_new_session=True,
+                )
+                self._running.add(proc)
+            run_id = None
+            try:
+                while proc.poll() is None:
+                    if run_id is None and run_dir is not None:
+                        run_id = _run_id(run_dir)
+                        if run_id:
+                            on_run_id(run_id)
+                    time.sleep(POLL_SECONDS)
+            finally:
+                with self._lock:
+                    self._running.discard(proc)
+        if run_id is None and run_dir is not None:
+            run_id = _run_id(run_dir)
+            if run_id:
+                on_run_id(run_id)
+        return Outcome(
+            proc.returncode,
+            run_id,
+            _last_line(log_path),
+            stopped=self.stop_signal is not None,
+        )
+
+
+def _run_id(run_dir: Path) -> str | None:
+    try:
+        return str(json.loads((run_dir / "run.json").read_text())["run_id"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _last_line(path: Path) -> str:
+    try:
+        lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines()]
+    except OSError:
+        return ""
+    lines = [ln for ln in lines if ln]
+    return lines[-1] if lines else ""

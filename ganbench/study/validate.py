@@ -1,0 +1,63 @@
+"""Before a study starts anything: every variant resolves, every dataset is prepared.
+
+A misspelt setting in the ninth variant must fail now, in one line, not after eight
+variants' worth of training; and the trials must not all prepare the same dataset cache at
+once (the first would write it while the others wait).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ganbench.errors import GanbenchError
+from ganbench.study.definition import Study
+
+
+def _plan(registries: Any, study: Study, dataset: str, settings: dict[str, Any]) -> Any:
+    from ganbench.training.plan import plan_run
+
+    layers = [(f"study {study.name}", {k: str(v) for k, v in settings.items()})]
+    return plan_run(registries, study.architecture, dataset, layers)
+
+
+def check_study(study: Study) -> Any:
+    """Resolve every (variant, dataset); returns the plugin registries."""
+    from ganbench.plugins import load_registries
+
+    registries = load_registries()
+    for variant in study.variants:
+        for dataset in study.datasets:
+            try:
+                _plan(registries, study, dataset, study.trial_settings(variant))
+            except GanbenchError as exc:
+                raise type(exc)(f"study {study.name}, variant {variant!r}: {exc}") from None
+    for key, spec in study.search.items():
+        low = spec["choices"][0] if "choices" in spec else spec["low"]
+        try:
+            _plan(registries, study, study.datasets[0], {**study.settings, key: low})
+        except GanbenchError as exc:
+            raise type(exc)(f"study {study.name}, search range {key!r}: {exc}") from None
+    return registries
+
+
+def prepare_data(
+    registries: Any,
+    study: Study,
+    data_root: str | None,
+    cache_dir: str,
+    bad_images: str,
+    *,
+    progress: bool,
+    say: Callable[[str], None],
+) -> None:
+    """Prepare each dataset (and its reference statistics) once, here, on the CPU."""
+    import torch
+
+    from ganbench.training.launch import DataOptions, prepare
+
+    options = DataOptions(data_root, cache_dir, bad_images, None)
+    first = next(iter(study.variants))
+    for dataset in study.datasets:
+        plan = _plan(registries, study, dataset, study.trial_settings(first))
+        prepare(registries, plan, options, torch.device("cpu"), progress=progress, say=say)

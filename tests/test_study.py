@@ -1,0 +1,401 @@
+"""Studies: the TOML definition, the Welch interval, and real ``ganbench study run`` processes
+on a real Optuna storage and MLflow store (nested runs, divergence, re-runs, kills, two
+workers), with the report checked against the runs' own metric histories and opened in
+headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+from mlflow import MlflowClient
+from optuna.trial import TrialState
+from processes import finish, ganbench
+from scipy import stats
+
+from ganbench.errors import ConfigError, UsageError
+from ganbench.study import definition
+from ganbench.study.stats import welch_difference
+
+#: Trials of a few steps at 16 px, scored once at the end on 100 samples.
+TINY_SETTINGS = """
+[settings]
+steps = 8
+batch_size = 16
+resolution = 16
+ngf = 8
+ndf = 8
+log_every = 2
+sample_every = 4
+eval_every = 8
+eval_samples = 100
+eval_metrics = "fid,is"
+"""
+
+
+def _study_file(folder: Path, name: str, variants: str, seeds: int = 2, steps: int = 8) -> Path:
+    text = f'name = "{name}"\narchitecture = "dcgan"\ndatasets = ["digits"]\n'
+    text += f'seeds = {seeds}\nbaseline = "base"\n'
+    text += TINY_SETTINGS.replace("steps = 8", f"steps = {steps}").replace(
+        "eval_every = 8", f"eval_every = {steps}"
+    )
+    text += "\n[variants]\n" + textwrap.dedent(variants)
+    path = folder / f"{name}.toml"
+    path.write_text(text)
+    return path
+
+
+def _study_args(path: Path, folder: Path, *extra: str) -> list[str]:
+    return [
+        *("study", "run", str(path), "--cache-dir", str(folder / "cache")),
+        *("--storage", f"sqlite:///{folder / 'optuna.db'}"),
+        *("--tracking-uri", f"sqlite:///{folder / 'mlflow.db'}", "--no-progress", *extra),
+    ]
+
+
+def _trials(folder: Path, name: str) -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{folder / 'optuna.db'}").trials
+
+
+def _children(folder: Path, name: str) -> tuple[MlflowClient, object, list]:
+    client = MlflowClient(tracking_uri=f"sqlite:///{folder / 'mlflow.db'}")
+    exp = client.get_experiment_by_name(f"study-{name}")
+    runs = client.search_runs([exp.experiment_id])
+    [parent] = [r for r in runs if r.data.tags.get("ganbench.study.role") == "parent"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    return client, parent, children
+
+
+# ---- the definition -------------------------------------------------------------------
+
+
+def test_a_study_file_resolves_variants_axes_and_seeds(tmp_path):
+    spec = definition.parse(
+        textwrap.dedent("""
+            name = "s"
+            architecture = "dcgan"
+            datasets = "digits"
+            seeds = [3, 7]
+            [settings]
+            steps = 10
+            [axes]
+            lr = [0.0002, 0.001]
+            beta1 = [0.5, 0.9]
+        """),
+        "s.toml",
+    )
+    assert spec.seeds == [3, 7] and spec.datasets == ["digits"]
+    assert list(spec.variants) == [
+        "lr=0.0002,beta1=0.5",
+        "lr=0.0002,beta1=0.9",
+        "lr=0.001,beta1=0.5",
+        "lr=0.001,beta1=0.9",
+    ]
+    assert spec.trial_settings("lr=0.001,beta1=0.9") == {"steps": 10, "lr": 0.001, "beta1": 0.9}
+    assert len(spec.points()) == 8 and spec.baseline == "lr=0.0002,beta1=0.5"
+    before = spec.identity()
+    definition.apply_overrides(spec, seeds=3, steps=20)
+    assert spec.seeds == [0, 1, 2] and spec.settings["steps"] == 20
+    assert spec.identity() != before
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('name="s"\narchitecture="dcgan"\ndatasets=["digits"]\nsedes=3', "unknown key(s) sedes"),
+        ('name="s"\narchitecture="dcgan"\ndatasets=["digits"]\nbaseline="x"', "baseline 'x'"),
+        ('name="s"\narchitecture="dcgan"\ndatasets=["digits"]\nseeds=0', "at least 1"),
+        ('name="s"\narchitecture="dcgan"\n[variants]\na={}', "'datasets' must list"),
+        (
+            'name="s"\narchitecture="dcgan"\ndatasets=["digits"]\n[variants]\na={seed=1}',
+            "seeds are the study's",
+        ),
+        ('name="s"\narchitecture="dcgan"\ndatasets=["digits"]\n[axes]\nlr=0.1', "must list"),
+    ],
+)
+def test_a_bad_study_file_is_refused_in_one_line(text, message):
+    with pytest.raises(ConfigError, match=None) as info:
+        definition.parse(text, "s.toml")
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_an_unknown_study_name_lists_the_built_in_ones():
+    with pytest.raises(UsageError, match="built-in: paper-ablations, seeds"):
+        definition.load("paper-ablation")
+
+
+def test_every_built_in_study_resolves_against_the_plugins():
+    from ganbench.study.validate import check_study
+
+    for name in definition.builtin_names():
+        spec, _ = definition.load(name)
+        check_study(spec)  # every variant's settings exist and convert
+    spec, _ = definition.load("paper-ablations")
+    assert len(spec.variants) == 10 and spec.baseline == "paper"
+    assert spec.variants["pooling"] == {"downsample": "maxpool", "upsample": "nearest"}
+
+
+# ---- the interval ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_welch_interval_matches_scipy(seed):
+    rng = np.random.default_rng(seed)
+    a = rng.normal(40, 3, size=3 + seed)
+    b = rng.normal(42, 8, size=4)
+    got = welch_difference(a.tolist(), b.tolist())
+    ref = stats.ttest_ind(a, b, equal_var=False)
+    low, high = ref.confidence_interval(0.95)
+    assert got.estimate == pytest.approx(a.mean() - b.mean(), rel=1e-12)
+    assert (got.low, got.high) == (pytest.approx(low, rel=1e-9), pytest.approx(high, rel=1e-9))
+    assert got.p_value == pytest.approx(ref.pvalue, rel=1e-9)
+    assert got.distinguishable == (ref.pvalue < 0.05)
+
+
+def test_one_seed_gives_no_interval():
+    got = welch_difference([30.0], [31.0, 33.0])
+    assert math.isinf(got.low) and "not distinguishable" in got.verdict()
+
+
+# ---- a real study ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_study(tmp_path_factory):
+    """3 variants x 2 seeds, 2 jobs: the baseline, a lower learning rate, and a learning
+    rate that blows the weights up at step 2."""
+    folder = tmp_path_factory.mktemp("study")
+    path = _study_file(
+        folder,
+        "tiny",
+        """
+        base = {}
+        low-lr = { lr = 0.00005 }
+        hot = { lr = 1e30 }
+        """,
+    )
+    proc = ganbench(*_study_args(path, folder, "--jobs", "2"), cwd=folder, name="first")
+    assert finish(proc, 600) == 0, (folder / "first.err").read_text()
+    return folder, path
+
+
+def test_every_trial_is_a_nested_run_with_its_params(tiny_study):
+    folder, _ = tiny_study
+    client, parent, children = _children(folder, "tiny")
+    assert parent.info.status == "FINISHED" and parent.data.params["seeds"] == "0,1"
+    assert len(children) == 6
+    seen = {(r.data.tags["ganbench.study.variant"], r.data.params["seed"]) for r in children}
+    assert seen == {(v, s) for v in ("base", "low-lr", "hot") for s in ("0", "1")}
+    for run in children:
+        lr = {"base": "0.0002", "low-lr": "5e-05", "hot": "1e+30"}
+        assert run.data.params["lr"] == lr[run.data.tags["ganbench.study.variant"]]
+        assert run.data.params["steps"] == "8" and run.data.params["resolution"] == "16"
+    # The study file and progress are on the parent.
+    assert [a.path for a in client.list_artifacts(parent.info.run_id, "study")] == [
+        "study/resolved.toml",
+        "study/study.toml",
+    ]
+    progress = client.get_metric_history(parent.info.run_id, "trials_done")
+    assert progress[-1].value == 4
+    assert client.get_metric_history(parent.info.run_id, "trials_diverged")[-1].value == 2
+
+
+def test_a_diverged_trial_is_a_result_and_the_study_finishes(tiny_study):
+    folder, _ = tiny_study
+    _, _, children = _children(folder, "tiny")
+    hot = [r for r in children if r.data.tags["ganbench.study.variant"] == "hot"]
+    assert [r.data.tags["ganbench.diverged"][:6] for r in hot] == ["step 2"] * 2
+    assert all(r.info.status == "FAILED" for r in hot)
+    trials = _trials(folder, "tiny")
+    assert sorted(t.state.name for t in trials) == ["COMPLETE"] * 6
+    diverged = [t for t in trials if t.user_attrs["outcome"] == "diverged"]
+    assert len(diverged) == 2 and {t.user_attrs["diverged_step"] for t in diverged} == {2}
+    assert all(t.value == math.inf for t in diverged)
+    out = subprocess.run(
+        [*_status_cmd(folder), "tiny"], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.count("diverged@2") == 2 and "6 of 6 finished (4 done, 2 diverged)" in out
+
+
+def _status_cmd(folder: Path) -> list[str]:
+    from processes import GANBENCH
+
+    return [GANBENCH, "study", "status", "--storage", f"sqlite:///{folder / 'optuna.db'}"]
+
+
+def test_running_a_finished_study_again_runs_nothing(tiny_study):
+    folder, path = tiny_study
+    before = {r.info.run_id for r in _children(folder, "tiny")[2]}
+    proc = ganbench(*_study_args(path, folder), cwd=folder, name="again")
+    assert finish(proc, 300) == 0
+    assert "this worker ran 0" in (folder / "again.out").read_text()
+    assert {r.info.run_id for r in _children(folder, "tiny")[2]} == before
+    assert len(_trials(folder, "tiny")) == 6
+
+
+def test_a_changed_study_under_the_same_name_is_refused(tiny_study):
+    folder, path = tiny_study
+    proc = ganbench(*_study_args(path, folder, "--steps", "9"), cwd=folder, name="changed")
+    assert finish(proc, 300) == 2
+    err = (folder / "changed.err").read_text().strip().splitlines()[-1]
+    assert "was run with other settings" in err and "--name" in err
+
+
+def test_the_report_equals_the_runs_metric_histories(tiny_study):
+    from ganbench.study.report import collect
+
+    folder, _ = tiny_study
+    client, parent, children = _children(folder, "tiny")
+    report = collect(client, parent.info.run_id)
+    rows = {row.name: row for row in report.rows}
+    assert list(rows) == ["base", "low-lr", "hot"] and report.fid_name == "digits-cnn/fid_100"
+
+    def finals(variant: str) -> np.ndarray:
+        ids = [r.info.run_id for r in children if r.data.tags["ganbench.study.variant"] == variant]
+        return np.array(
+            [client.get_metric_history(i, "digits-cnn/fid_100")[-1].value for i in ids],
+            dtype=np.float64,
+        )
+
+    for variant in ("base", "low-lr"):
+        x = finals(variant)
+        assert rows[variant].final_fid.mean == pytest.approx(x.mean(), rel=1e-12)
+        assert rows[variant].final_fid.std == pytest.approx(x.std(ddof=1), rel=1e-12)
+        assert rows[variant].final_fid.min == pytest.approx(x.min(), rel=1e-12)
+    ref = stats.ttest_ind(finals("low-lr"), finals("base"), equal_var=False)
+    d = rows["low-lr"].difference
+    assert (d.low, d.high) == tuple(pytest.approx(v, rel=1e-9) for v in ref.confidence_interval())
+    assert rows["hot"].final_fid is None and rows["hot"].diverged == [(0, 2), (1, 2)]
+    assert rows["hot"].difference is None
+    # Logged into the parent, with the figures.
+    logged = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
+    assert {"report/report.html", "report/report.md", "report/fid_vs_step.png"} <= logged
+    md = (folder / "cache" / "studies" / "tiny" / "report" / "report.md").read_text()
+    assert f"{rows['base'].final_fid.mean:.3g}" in md and "seed 0 @ 2, seed 1 @ 2" in md
+    assert "digits-cnn/fid_100: digits-cnn, 100 generated vs 1437 real" in md
+
+
+def _chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    raise AssertionError(
+        "headless Chromium is needed to check the report page: apt-get install chromium"
+        " (`make test` and .ci/run install it)"
+    )
+
+
+def test_the_report_page_renders_offline_in_headless_chromium(tiny_study, tmp_path):
+    folder, _ = tiny_study
+    page = folder / "cache" / "studies" / "tiny" / "report" / "report.html"
+    text = page.read_text()
+    assert "http://" not in text and "https://" not in text  # nothing fetched: opens offline
+    alone = tmp_path / "report.html"  # no PNG beside it: everything is inlined
+    alone.write_text(text)
+    dom = subprocess.run(
+        [
+            _chromium(),
+            *("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"),
+            *("--virtual-time-budget=5000", "--dump-dom", alone.as_uri()),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+        env={**os.environ, "HOME": str(tmp_path)},
+    ).stdout
+    images = dom.split('data-images="', 1)[1].split('"', 1)[0]
+    ok, total = map(int, images.split("/"))
+    assert total >= 5 and ok == total, images  # 3 figures, 2 sample grids, all decoded
+    assert 'data-table-rows="' in dom
+    rows = int(dom.split('data-table-rows="', 1)[1].split('"', 1)[0])
+    assert rows >= 3  # the variants' table (and the claims' rows)
+    assert "not distinguishable" in dom or "than the baseline" in dom
+
+
+# ---- kills and workers ----------------------------------------------------------------
+
+
+def _pids_running(marker: str) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if marker in cmd:
+                pids.append(int(entry.name))
+    return pids
+
+
+def test_two_workers_never_duplicate_and_a_killed_one_is_finished_by_a_rerun(tmp_path):
+    """Two workers share one storage; one is killed (-9, with its trial) mid-way; the other
+    goes on; a re-run finishes only what is missing, each (variant, seed) once."""
+    path = _study_file(tmp_path, "pair", "base = {}\nlow-lr = { lr = 0.0001 }\n", steps=40)
+    a = ganbench(*_study_args(path, tmp_path, "--jobs", "1"), cwd=tmp_path, name="a")
+    b = ganbench(*_study_args(path, tmp_path, "--jobs", "1"), cwd=tmp_path, name="b")
+
+    def a_is_training() -> bool:
+        if not (tmp_path / "optuna.db").exists():
+            return False
+        try:
+            trials = _trials(tmp_path, "pair")
+        except KeyError:
+            return False
+        mine = [t for t in trials if t.state == TrialState.RUNNING and t.user_attrs.get("run_id")]
+        return any(t.user_attrs.get("pid") == a.pid for t in mine)
+
+    deadline = time.monotonic() + 300
+    while not a_is_training():  # polled gently: each look opens the storage
+        assert a.poll() is None and time.monotonic() < deadline, "worker a never trained"
+        time.sleep(0.5)
+    [trial] = [
+        t
+        for t in _trials(tmp_path, "pair")
+        if t.state == TrialState.RUNNING and t.user_attrs.get("pid") == a.pid
+    ]
+    a.send_signal(signal.SIGKILL)
+    for pid in _pids_running(trial.user_attrs["run_dir"]):
+        os.kill(pid, signal.SIGKILL)  # the machine went down: its trial too
+    a.wait()
+    assert finish(b, 600) == 0, (tmp_path / "b.err").read_text()
+    killed_run = trial.user_attrs["run_id"]
+    done_before = {
+        t.user_attrs["run_id"] for t in _trials(tmp_path, "pair") if t.state == TrialState.COMPLETE
+    }
+    again = ganbench(*_study_args(path, tmp_path), cwd=tmp_path, name="again")
+    assert finish(again, 600) == 0, (tmp_path / "again.err").read_text()
+
+    trials = _trials(tmp_path, "pair")
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    points = [(t.params["variant"], t.params["seed"]) for t in complete]
+    assert sorted(points) == [("base", 0), ("base", 1), ("low-lr", 0), ("low-lr", 1)]
+    # What was finished before the re-run was not run again.
+    assert done_before <= {t.user_attrs["run_id"] for t in complete}
+    assert "this worker ran" in (tmp_path / "again.out").read_text()
+    # The killed trial's point was finished by the re-run, resuming or starting its run over.
+    client, parent, children = _children(tmp_path, "pair")
+    live = [r for r in children if "ganbench.study.superseded_by" not in r.data.tags]
+    assert sorted((r.data.tags["ganbench.study.variant"], r.data.params["seed"]) for r in live) == [
+        ("base", "0"),
+        ("base", "1"),
+        ("low-lr", "0"),
+        ("low-lr", "1"),
+    ]
+    assert all(r.info.status == "FINISHED" for r in live)
+    killed = client.get_run(killed_run)
+    assert killed.info.status in ("FINISHED", "KILLED")
+    assert parent.info.status == "FINISHED"
+    json.dumps([t.number for t in trials])  # the records are plain data
