@@ -30,8 +30,7 @@ def frechet(dim: int = 2048, rows: int = 10_000, repeats: int = 3) -> dict:
     (mu1, s1), (mu2, s2) = gaussian_stats(a), gaussian_stats(b)
 
     def scipy_fid() -> float:
-        covmean, _ = linalg.sqrtm(s1 @ s2, disp=False)
-        covmean = covmean.real
+        covmean = linalg.sqrtm(s1 @ s2).real  # no disp=: scipy 1.18 removed it
         diff = mu1 - mu2
         return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean))
 
