@@ -67,11 +67,13 @@ def main(store: str, experiment: str, out: Path) -> None:
             except OSError:
                 time.sleep(0.5)
         out.mkdir(parents=True, exist_ok=True)
-        _shoot(f"{base}/#/experiments/{exp.experiment_id}", out / "mlflow_study_runs.png")
+        # MLflow 3's UI opens in its GenAI view unless told (or once clicked) otherwise.
+        ml = "workflowType=machine_learning"
+        _shoot(f"{base}/#/experiments/{exp.experiment_id}/runs?{ml}", out / "mlflow_study_runs.png")
         runs_json = urllib.parse.quote(json.dumps(list(first.values())))
         exps_json = urllib.parse.quote(json.dumps([exp.experiment_id]))
         _shoot(
-            f"{base}/#/compare-runs?runs={runs_json}&experiments={exps_json}",
+            f"{base}/#/compare-runs?runs={runs_json}&experiments={exps_json}&{ml}",
             out / "mlflow_study_compare.png",
             size="1600,1400",
         )

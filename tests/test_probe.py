@@ -224,6 +224,9 @@ def random_d() -> torch.nn.Module:
     return DCGAN(DCGANConfig(ngf=32, ndf=32), ImageShape(1, 32)).discriminator
 
 
+# Slow (80-200 s on 2 cores: 40 probe fits with the hand-written SVM); back in the default
+# run once the probe is at least as fast as liblinear (issue 15).
+@pytest.mark.slow
 def test_trained_discriminator_beats_random_init(digits):
     train, test = digits
     torch.manual_seed(0)

@@ -145,6 +145,26 @@ def test_every_built_in_study_resolves_against_the_plugins():
     assert spec.variants["pooling"] == {"downsample": "maxpool", "upsample": "nearest"}
 
 
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["seeds", "--dataset", "digitz"], 2, "Error: unknown dataset 'digitz'. Did you mean"),
+        (["seeds", "--set", "lrr=0.1"], 2, "Error: study seeds, variant 'base': unknown hyper"),
+        (["nosuch"], 2, "Error: no study file or built-in study named 'nosuch'; built-in:"),
+        (["seeds", "--trials", "3"], 2, "Error: --trials needs a study file with a [search] table"),
+        (["seeds", "--tracking-uri", "http://127.0.0.1:9"], 1, "Error: cannot reach the MLflow"),
+    ],
+)  # fmt: skip
+def test_bad_study_runs_fail_in_one_line_before_anything_runs(
+    run_cli, tmp_path, args, code, message
+):
+    result = run_cli("study", "run", *args, "--cache-dir", str(tmp_path / "c"))
+    assert result.exit_code == code, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and errors[0].startswith(message), result.output
+    assert not (tmp_path / "c" / "studies").exists()  # nothing was created
+
+
 # ---- the interval ---------------------------------------------------------------------
 
 
@@ -399,3 +419,82 @@ def test_two_workers_never_duplicate_and_a_killed_one_is_finished_by_a_rerun(tmp
     assert killed.info.status in ("FINISHED", "KILLED")
     assert parent.info.status == "FINISHED"
     json.dumps([t.number for t in trials])  # the records are plain data
+
+
+def test_report_command_writes_and_logs_the_report_and_refuses_other_runs(tiny_study, tmp_path):
+    from processes import GANBENCH
+
+    folder, _ = tiny_study
+    _, parent, children = _children(folder, "tiny")
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    done = subprocess.run(
+        [GANBENCH, "report", "study-tiny", "--tracking-uri", uri, "--out", str(tmp_path / "r")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "r" / "report.html").is_file() and (tmp_path / "r" / "report.md").is_file()
+    assert f"logged into run {parent.info.run_id}" in done.stdout
+    wrong = subprocess.run(
+        [GANBENCH, "report", children[0].info.run_id, "--tracking-uri", uri],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert wrong.returncode == 2
+    assert wrong.stderr.strip().splitlines()[-1] == (
+        f"Error: run {children[0].info.run_id} is not a study's parent run"
+    )
+
+
+def test_a_search_samples_its_ranges_with_optuna(tiny_study):
+    """``--trials N``: Optuna's random sampler draws lr from the file's range, N trials."""
+    folder, _ = tiny_study
+    path = _study_file(folder, "search", "base = {}\n", seeds=1)
+    path.write_text(
+        path.read_text().replace("\n[variants]\nbase = {}\n", "")
+        + "\n[search]\nlr = { low = 1e-5, high = 1e-3, log = true }\n"
+    )
+    proc = ganbench(
+        *_study_args(path, folder, "--trials", "2", "--sampler", "random"),
+        cwd=folder,
+        name="search",
+    )
+    assert finish(proc, 600) == 0, (folder / "search.err").read_text()
+    trials = _trials(folder, "search")
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
+    lrs = [t.params["lr"] for t in trials]
+    assert all(1e-5 <= lr <= 1e-3 for lr in lrs) and lrs[0] != lrs[1]
+    _, _, children = _children(folder, "search")
+    logged = sorted(float(r.data.params["lr"]) for r in children)
+    assert logged == pytest.approx(sorted(lrs), rel=1e-12)
+    assert all(t.value == pytest.approx(t.user_attrs["best_fid"]) for t in trials)
+
+
+@pytest.mark.slow
+def test_sigterm_stops_the_study_and_a_rerun_resumes_the_trial_from_its_checkpoint(tmp_path):
+    """SIGTERM to the study: its trial checkpoints, the study exits 143; the same command
+    continues the trial's MLflow run from that checkpoint."""
+    path = _study_file(tmp_path, "sig", "base = {}\n", seeds=1, steps=3000)
+    proc = ganbench(*_study_args(path, tmp_path), cwd=tmp_path, name="first")
+    run_dir = tmp_path / "cache" / "studies" / "sig" / "trials" / "0000-base-digits-s0"
+    deadline = time.monotonic() + 300
+    while not list((run_dir / "outbox").glob("journal*")):  # training has begun
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.5)
+    time.sleep(5)
+    proc.send_signal(signal.SIGTERM)
+    assert finish(proc, 300) == 143
+    err = (tmp_path / "first.err").read_text().strip().splitlines()[-1]
+    assert err.startswith("Error: study sig stopped by SIGTERM") and "run the same command" in err
+    [checkpoint] = (run_dir / "checkpoints").glob("step-*.pt")
+    step = int(checkpoint.stem.split("-")[1])
+    again = ganbench(*_study_args(path, tmp_path), cwd=tmp_path, name="again")
+    assert finish(again, 600) == 0, (tmp_path / "again.err").read_text()
+    _, _, [child] = _children(tmp_path, "sig")
+    assert child.info.status == "FINISHED" and child.data.tags["ganbench.resume.1"]
+    assert (
+        f"resumed from step {step} of 3000"
+        in (tmp_path / "cache" / "studies" / "sig" / "logs" / "0001-base-digits-s0.log").read_text()
+    )

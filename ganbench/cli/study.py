@@ -93,7 +93,7 @@ def run_study(
     from ganbench.study.engine import StudyOptions, StudyRun, default_devices
     from ganbench.study.storage import resolve_storage
     from ganbench.study.validate import check_study, prepare_data
-    from ganbench.tracking import resolve_tracking_uri
+    from ganbench.tracking import check_reachable, resolve_tracking_uri
 
     if steps is not None and epochs is not None:
         raise click.UsageError("give --steps or --epochs, not both")
@@ -120,11 +120,13 @@ def run_study(
     data_args = [*(["--data-root", data_root] if data_root else [])]
     data_args += ["--cache-dir", str(cache), "--bad-images", bad_images]
     say = _say()
+    uri = resolve_tracking_uri(tracking_uri)
+    check_reachable(uri)  # before any data is prepared: a mistyped server fails in seconds
     registries = check_study(spec)
     prepare_data(registries, spec, data_root, str(cache), bad_images, progress=progress, say=say)
     options = StudyOptions(
         storage_url=resolve_storage(storage, cache),
-        tracking_uri=resolve_tracking_uri(tracking_uri),
+        tracking_uri=uri,
         experiment=experiment or f"study-{spec.name}",
         cache=cache,
         devices=devices,

@@ -58,7 +58,8 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
 
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # Optuna logs each failed trial with its traceback; ganbench says each outcome in a line.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     # Heartbeats are "experimental" in Optuna 4-5 but are its documented way to fail the
     # trials of dead workers; the warning would be noise on every command.
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ganbench.errors import GanbenchError
+from ganbench.errors import GanbenchError, UnknownNameError
 from ganbench.study.definition import Study
 
 
@@ -30,14 +30,18 @@ def check_study(study: Study) -> Any:
         for dataset in study.datasets:
             try:
                 _plan(registries, study, dataset, study.trial_settings(variant))
+            except UnknownNameError:
+                raise  # an unknown dataset or architecture: its own message says it all
             except GanbenchError as exc:
-                raise type(exc)(f"study {study.name}, variant {variant!r}: {exc}") from None
+                exc.args = (f"study {study.name}, variant {variant!r}: {exc}",)
+                raise
     for key, spec in study.search.items():
         low = spec["choices"][0] if "choices" in spec else spec["low"]
         try:
             _plan(registries, study, study.datasets[0], {**study.settings, key: low})
         except GanbenchError as exc:
-            raise type(exc)(f"study {study.name}, search range {key!r}: {exc}") from None
+            exc.args = (f"study {study.name}, search range {key!r}: {exc}",)
+            raise
     return registries
 
 
