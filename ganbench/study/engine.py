@@ -87,13 +87,16 @@ def grid(study: Study) -> list[dict[str, Any]]:
 
 
 def open_study(
-    study: Study, text: str, options: StudyOptions, say: Callable[[str], None]
+    study: Study,
+    text: str,
+    options: StudyOptions,
+    storage: optuna.storages.RDBStorage,
+    say: Callable[[str], None],
 ) -> tuple[optuna.Study, bool]:
     """The Optuna study of this name: created (by exactly one worker: names are unique in
     the storage) or loaded and checked to be the same study."""
     import optuna
 
-    storage = st.open_storage(options.storage_url)
     sampler = _sampler(study, options)
     try:
         created = optuna.create_study(
@@ -187,8 +190,11 @@ class StudyRun:
     def start(self) -> None:
         from ganbench.mlflow_store import open_client
 
-        self.optuna, created = open_study(self.study, self.text, self.options, self.say)
+        # One storage (one engine and its connections) for the study and the direct reads.
         self.storage = st.open_storage(self.options.storage_url)
+        self.optuna, created = open_study(
+            self.study, self.text, self.options, self.storage, self.say
+        )
         self.study_id = self.storage.get_study_id_from_name(self.study.name)
         self.client = open_client(self.options.tracking_uri)
         if created:
