@@ -63,13 +63,20 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
     # Heartbeats are "experimental" in Optuna 4-5 but are its documented way to fail the
     # trials of dead workers; the warning would be noise on every command.
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    from ganbench.mlflow_store import store_lock
+
     try:
-        return optuna.storages.RDBStorage(
-            url,
-            heartbeat_interval=HEARTBEAT_SECONDS,
-            grace_period=GRACE_SECONDS,
-            engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {},
-        )
+        # Optuna creates its schema without a lock: two workers opening a fresh SQLite
+        # file together fail with "table ... already exists". One at a time, as MLflow's.
+        with store_lock(url):
+            return optuna.storages.RDBStorage(
+                url,
+                heartbeat_interval=HEARTBEAT_SECONDS,
+                grace_period=GRACE_SECONDS,
+                engine_kwargs=(
+                    {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+                ),
+            )
     except Exception as exc:
         raise UsageError(
             f"cannot open the study storage {safe_url(url)} ({type(exc).__name__}: "
