@@ -83,6 +83,35 @@ class GanModel(ABC):
         not implement this trains on the plain path, correctly, only slower."""
         return None
 
+    #: (rank, world size) of this replica in a data-parallel run; (0, 1) otherwise.
+    shard: tuple[int, int] = (0, 1)
+
+    def distribute(self, replicas: Any) -> None:
+        """Wrap the networks for data-parallel training (a
+        :class:`ganbench.distributed.Replicas`: ``replicas.wrap(module)`` is DDP), after
+        :meth:`accelerate`. G and D each get their own wrapper: one around both marks D's
+        parameters ready twice per step (D's loss and G's loss both reach them). A plugin
+        that cannot train this way keeps this default, which refuses clearly."""
+        from ganbench.errors import UsageError
+
+        raise UsageError(
+            f"{type(self).__name__} does not support distributed training; run it in one"
+            " process (without torchrun or --nproc)"
+        )
+
+    def batch_latent(self, n: int, device: Any) -> torch.Tensor:
+        """Latents for this replica's ``n`` images of a training batch.
+
+        Every rank draws the whole global batch's latents from the same generator state
+        and keeps its own slice: N ranks draw exactly what one process with the global
+        batch would (so a distributed run equals a single-process one up to batch-norm
+        statistics and float summation order), and the random state stays identical on
+        every rank, so rank 0's checkpoint resumes all of them, at any world size.
+        """
+        rank, world = self.shard
+        z = self.sample_latent(n * world, device=device)
+        return z if world == 1 else z[rank * n : (rank + 1) * n]
+
     @abstractmethod
     def sample_latent(
         self, n: int, *, generator: torch.Generator | None = None, device: Any = None
@@ -91,7 +120,8 @@ class GanModel(ABC):
 
     @abstractmethod
     def train_step(self, real: torch.Tensor) -> Mapping[str, torch.Tensor]:
-        """One D update then one G update on a batch of real images in [-1, 1].
+        """One D update then one G update on a batch of real images in [-1, 1] (this
+        replica's share of the global batch; latents from :meth:`batch_latent`).
 
         Returns detached scalar tensors (at least ``loss_d``, ``loss_g``, ``d_real``,
         ``d_fake``) left on the device: the runner reads them back only when it logs, so

@@ -62,3 +62,27 @@ def test_shipped_zoo_generator_runs_on_the_cuda_provider():
     assert gpu.provider == "CUDAExecutionProvider" and said == []
     z = latents(gpu.info, 64, 0)
     np.testing.assert_allclose(gpu.generate(z), cpu.generate(z), atol=5e-3)
+
+
+def test_ddp_on_every_gpu_with_sync_bn_trains_one_run(tmp_path):
+    """``--nproc`` over the machine's GPUs (NCCL), SyncBatchNorm on: one MLflow run whose
+    params record the group, replicas with identical weights at the end."""
+    import subprocess
+    import sys
+
+    from mlflow import MlflowClient
+
+    gpus = torch.cuda.device_count()
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    ganbench = str(Path(sys.executable).with_name("ganbench"))
+    args = [ganbench, "run", "dcgan", "--dataset", "digits", "--steps", "20"]
+    args += ["--batch-size", str(64 * gpus), "--nproc", str(gpus), "--set", "sync_bn=true"]
+    args += ["--set", "log_every=5", "--no-progress", "--tracking-uri", uri]
+    done = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    client = MlflowClient(tracking_uri=uri)
+    [run] = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert run.data.params["distributed.backend"] == "nccl"
+    assert run.data.params["distributed.world_size"] == str(gpus)
+    assert run.data.params["sync_bn"] == "True"
+    assert run.data.tags["distributed.replicas"].startswith(f"{gpus} ranks hold identical")

@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,7 @@ from ganbench.cli.eval import tracking_option
 if TYPE_CHECKING:
     import torch
 
+    from ganbench.distributed import Replicas
     from ganbench.training.launch import DataOptions
     from ganbench.training.plan import RunPlan
 
@@ -32,6 +34,98 @@ def run_folder_option(f: Callable[..., Any]) -> Callable[..., Any]:
         help="The run's folder: checkpoints, heartbeat, tracking journal. Must be new or"
         " empty. [default: CACHE/runs/RUN_ID]",
     )(f)
+
+
+def launcher_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """``--nproc`` and ``--max-restarts``: start torchrun's launcher for this machine."""
+    f = click.option(
+        "--max-restarts",
+        type=int,
+        default=0,
+        show_default=True,
+        help="With --nproc: after a process fails, torchrun restarts the group this many"
+        " times; the run continues from its last checkpoint, in the same MLflow run.",
+    )(f)
+    f = click.option(
+        "--nproc",
+        type=int,
+        help="Train data-parallel on N processes of this machine (one per GPU; gloo"
+        " processes on the CPU): the same as `torchrun --standalone --nproc-per-node N -m"
+        " ganbench ...`. --batch-size is the global batch.",
+    )(f)
+    return f
+
+
+def _quiet(message: str) -> None:
+    """What ranks other than 0 say: nothing (rank 0 speaks for the group)."""
+
+
+def _prepared(
+    registries: Any,
+    plan: RunPlan,
+    options: DataOptions,
+    device: Any,
+    progress: bool,
+    replicas: Replicas | None,
+    before: Callable[[], None] = lambda: None,
+) -> tuple[Any, Any]:
+    """Data and scorer; in a distributed run each node's local rank 0 prepares them first
+    (downloads, caches), then the other ranks read them."""
+    from ganbench.training.launch import prepare
+
+    main = replicas is None or replicas.is_main
+
+    def work() -> tuple[Any, Any]:
+        if main:
+            before()
+        say = _say() if main else _quiet
+        return prepare(registries, plan, options, device, progress=progress and main, say=say)
+
+    return replicas.in_turn(work) if replicas is not None else work()
+
+
+def _follow(
+    plan: RunPlan,
+    data: Any,
+    scorer: Any,
+    device: Any,
+    resume: Any,
+    run_id: str,
+    replicas: Replicas,
+) -> None:
+    """A rank other than 0: train its share, logging nothing (rank 0 logs the means)."""
+    from ganbench.tracking import NullTracker
+    from ganbench.training.runner import train
+    from ganbench.training.signals import StopSignals
+
+    tracker = NullTracker()
+    tracker.run_id = run_id
+    with StopSignals() as stop, _silent_group_errors():
+        train(
+            plan,
+            data,
+            tracker,
+            device,
+            False,
+            scorer,
+            resume=resume,
+            stop=stop,
+            say=_quiet,
+            replicas=replicas,
+        )
+
+
+@contextlib.contextmanager
+def _silent_group_errors() -> Iterator[None]:
+    """A stop or a divergence happens on every rank at once and rank 0 says it: the
+    other ranks leave with the same exit code and say nothing."""
+    from ganbench.errors import TrainingDiverged
+    from ganbench.training.signals import Preempted
+
+    try:
+        yield
+    except (Preempted, TrainingDiverged) as exc:
+        raise SystemExit(exc.exit_code) from None
 
 
 def resume_options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -68,6 +162,7 @@ def _train(
     progress: bool,
     tracking_wait: float,
     how: str,
+    replicas: Replicas | None = None,
 ) -> None:
     """What a new run and a resumed one share once their MLflow run and folder are theirs:
     say where they are, train, say where everything went."""
@@ -76,9 +171,12 @@ def _train(
 
     tracker.set_tags({"ganbench.run_dir": str(folder.path), "ganbench.host": host()})
     say = _say()
+    where = str(device)
+    if replicas is not None:
+        where = f"{replicas.world} processes ({replicas.backend}, {device} on rank 0)"
     say(
         f"{tracker.describe()}: {plan.architecture.name} on {plan.dataset.name}"
-        f" at {plan.train.resolution}px, {device}{how}"
+        f" at {plan.train.resolution}px, {where}{how}"
     )
     say(f"run folder: {folder.path}")
     result = execute(
@@ -92,6 +190,7 @@ def _train(
         progress=progress,
         tracking_wait=tracking_wait,
         say=say,
+        replicas=replicas,
     )
     click.echo(f"finished {result.steps} steps: run {result.run_id}")
     click.echo(
@@ -114,34 +213,55 @@ def start_run(
     tracking_wait: float,
     progress: bool,
     tags: dict[str, str] | None = None,
+    replicas: Replicas | None = None,
 ) -> None:
-    """A new run: data first, then the MLflow run and its folder, then training."""
+    """A new run: data first, then the MLflow run and its folder, then training. In a
+    distributed run rank 0 creates the run and sends its ID to the other ranks."""
     from ganbench.data.paths import cache_root
+    from ganbench.distributed import launch_id
     from ganbench.mlflow_store import route_mlflow_logs
     from ganbench.outbox.tracker import OutboxTracker
     from ganbench.provenance import run_tags
     from ganbench.runfolder import RunFolder, check_free, default_path
     from ganbench.tracking import MlflowTracker, resolve_tracking_uri
-    from ganbench.training.launch import prepare
 
     uri = resolve_tracking_uri(tracking_uri)
     say = _say()
-    if run_dir:
-        check_free(Path(run_dir).expanduser().resolve())
-    data, scorer = prepare(registries, plan, options, device, progress=progress, say=say)
-    run = MlflowTracker(uri, experiment, run_name, tags={**run_tags(), **(tags or {})})
+
+    def check_folder() -> None:
+        if run_dir:
+            check_free(Path(run_dir).expanduser().resolve())
+
+    data, scorer = _prepared(registries, plan, options, device, progress, replicas, check_folder)
+    if replicas is not None and not replicas.is_main:
+        _follow(plan, data, scorer, device, None, replicas.receive(), replicas)
+        return
+    launch = {"ganbench.launch": launch_id()} if replicas is not None and launch_id() else {}
     try:
-        path = Path(run_dir) if run_dir else default_path(cache_root(options.cache_dir), run.run_id)
-        info = {"run_id": run.run_id, "tracking_uri": uri, "experiment_id": run.experiment_id}
-        info |= {"command": sys.argv, **options.record()}
-        folder = RunFolder.create(path, info)
-        folder.lock()
-        route_mlflow_logs(folder.path / "logs" / "mlflow.log")
-        tracker = OutboxTracker(run, folder, say)
-    except BaseException:
-        run.finish("FAILED")  # never left RUNNING by a run that could not start
+        run = MlflowTracker(
+            uri, experiment, run_name, tags={**run_tags(), **launch, **(tags or {})}
+        )
+        try:
+            cache = cache_root(options.cache_dir)
+            path = Path(run_dir) if run_dir else default_path(cache, run.run_id)
+            info = {"run_id": run.run_id, "tracking_uri": uri, "experiment_id": run.experiment_id}
+            info |= {"command": sys.argv, **options.record()}
+            if launch:
+                info["launch"] = launch["ganbench.launch"]
+            folder = RunFolder.create(path, info)
+            folder.lock()
+            route_mlflow_logs(folder.path / "logs" / "mlflow.log")
+            tracker = OutboxTracker(run, folder, say)
+        except BaseException:
+            run.finish("FAILED")  # never left RUNNING by a run that could not start
+            raise
+    except BaseException as exc:
+        if replicas is not None:
+            replicas.fail(exc)
         raise
-    _train(plan, data, scorer, tracker, folder, device, None, progress, tracking_wait, "")
+    if replicas is not None:
+        replicas.send(run.run_id)
+    _train(plan, data, scorer, tracker, folder, device, None, progress, tracking_wait, "", replicas)
 
 
 def resume_run(
@@ -155,61 +275,129 @@ def resume_run(
     tracking_wait: float,
     force: bool,
     progress: bool,
+    replicas: Replicas | None = None,
 ) -> None:
     """Continue run ``ref`` (an MLflow run ID or a run folder) from its newest intact
     checkpoint, in the same MLflow run. ``plan`` (from ``run --resume``'s flags) must
-    equal the run's settings; None takes them from the checkpoint."""
+    equal the run's settings; None takes them from the checkpoint.
+
+    In a distributed run rank 0 finds the run and its checkpoint and sends the settings
+    and the checkpoint to the other ranks (their nodes may not have the run's folder)."""
+    if replicas is not None and not replicas.is_main:
+        _follow_resume(registries, device, progress, replicas)
+        return
     from ganbench.data.paths import cache_root
+    from ganbench.distributed import check_settings
     from ganbench.mlflow_store import route_mlflow_logs
     from ganbench.outbox.tracker import OutboxTracker
     from ganbench.runfolder import RunFolder
     from ganbench.runs import plan_from_params
     from ganbench.tracking import MlflowTracker, resolve_tracking_uri
     from ganbench.training import resume as resuming
-    from ganbench.training.launch import DataOptions, prepare
+    from ganbench.training.launch import DataOptions
     from ganbench.training.runner import total_steps
 
     say = _say()
-    folder = RunFolder.open(Path(ref)) if Path(ref).is_dir() else None
-    if folder is not None:
-        folder.lock()  # first: a live run is refused before anything else happens
+    folder: RunFolder | None = None
     try:
-        recorded = folder.info if folder else {}
-        uri = resolve_tracking_uri(tracking_uri or recorded.get("tracking_uri"))
-        existing = MlflowTracker.existing(uri, folder.run_id if folder else ref)
-        run = existing.run
-        cache = cache_root(options.cache_dir or recorded.get("cache_dir"))
-        if folder is None:
-            folder = resuming.claim_folder(run, cache, existing.client, uri, force=force, say=say)
-            recorded = folder.info
-        resuming.refuse_finished_locally(folder)
-        point = resuming.resume_point(folder, run, say)
-        if plan is None:
-            plan = plan_from_params(registries, point.checkpoint["plan"])
-        new_params = resuming.check_unchanged(run.data.params, plan.params())
-        options = DataOptions(
-            options.data_root or recorded.get("data_root"),
-            options.cache_dir or recorded.get("cache_dir"),
-            options.bad_images,
-            options.inception_weights or recorded.get("inception_weights"),
-        )
-        data, scorer = prepare(registries, plan, options, device, progress=progress, say=say)
-        steps = total_steps(plan, len(data) // plan.train.batch_size)
-        sizes = {"num_images": str(len(data)), "total_steps": str(steps)}
-        new_params |= resuming.check_unchanged(run.data.params, sizes, "data sizes")
-        route_mlflow_logs(folder.path / "logs" / "mlflow.log")
-        tracker = OutboxTracker(existing, folder, say)
-        tracker.skip = resuming.already_logged(tracker.journal, existing.client, run, point.step)
+        try:
+            folder = RunFolder.open(Path(ref)) if Path(ref).is_dir() else None
+            if folder is not None:
+                folder.lock()  # first: a live run is refused before anything else happens
+            recorded = folder.info if folder else {}
+            uri = resolve_tracking_uri(tracking_uri or recorded.get("tracking_uri"))
+            existing = MlflowTracker.existing(uri, folder.run_id if folder else ref)
+            run = existing.run
+            cache = cache_root(options.cache_dir or recorded.get("cache_dir"))
+            if folder is None:
+                folder = resuming.claim_folder(
+                    run, cache, existing.client, uri, force=force, say=say
+                )
+                recorded = folder.info
+            resuming.refuse_finished_locally(folder)
+            point = resuming.resume_point(folder, run, say)
+            if plan is None:
+                plan = plan_from_params(registries, point.checkpoint["plan"])
+            new_params = resuming.check_unchanged(run.data.params, plan.params())
+            check_settings(
+                plan.train.batch_size,
+                plan.train.sync_bn,
+                replicas.world if replicas else None,
+                device.type == "cuda",
+            )
+            options = DataOptions(
+                options.data_root or recorded.get("data_root"),
+                options.cache_dir or recorded.get("cache_dir"),
+                options.bad_images,
+                options.inception_weights or recorded.get("inception_weights"),
+            )
+        except BaseException as exc:
+            if replicas is not None:
+                replicas.fail(exc)
+            raise
+        if replicas is not None:
+            replicas.send(
+                {
+                    "plan": plan.params(),
+                    "options": vars(options),
+                    "checkpoint": point.checkpoint,
+                    "path": str(point.path),
+                    "number": point.number,
+                    "logged": point.logged,
+                }
+            )
+        data, scorer = _prepared(registries, plan, options, device, progress, replicas)
+        try:
+            steps = total_steps(plan, len(data) // plan.train.batch_size)
+            sizes = {"num_images": str(len(data)), "total_steps": str(steps)}
+            new_params |= resuming.check_unchanged(run.data.params, sizes, "data sizes")
+            route_mlflow_logs(folder.path / "logs" / "mlflow.log")
+            tracker = OutboxTracker(existing, folder, say)
+            tracker.skip = resuming.already_logged(
+                tracker.journal, existing.client, run, point.step
+            )
+        except BaseException as exc:
+            if replicas is not None:
+                replicas.fail(exc)
+            raise
     except BaseException:
         if folder is not None:
             folder.unlock()
         raise
+    if replicas is not None:
+        replicas.send(run.info.run_id)
     tracker.set_status("RUNNING")
     tracker.delete_tag("ganbench.resumable")
     if new_params:
         tracker.log_params(new_params)
     resumed = f", resumed from step {point.step} of {steps}"
-    _train(plan, data, scorer, tracker, folder, device, point, progress, tracking_wait, resumed)
+    _train(
+        plan,
+        data,
+        scorer,
+        tracker,
+        folder,
+        device,
+        point,
+        progress,
+        tracking_wait,
+        resumed,
+        replicas,
+    )
+
+
+def _follow_resume(registries: Any, device: Any, progress: bool, replicas: Replicas) -> None:
+    """A rank other than 0 in a resume: the settings and checkpoint come from rank 0."""
+    from ganbench.runs import plan_from_params
+    from ganbench.training.launch import DataOptions
+    from ganbench.training.runner import Resume
+
+    sent = replicas.receive()
+    plan = plan_from_params(registries, sent["plan"])
+    options = DataOptions(**sent["options"])
+    point = Resume(sent["checkpoint"], Path(sent["path"]), sent["number"], sent["logged"])
+    data, scorer = _prepared(registries, plan, options, device, progress, replicas)
+    _follow(plan, data, scorer, device, point, replicas.receive(), replicas)
 
 
 @click.command()
@@ -224,6 +412,7 @@ def resume_run(
     help="Local Inception-v3 weights file. [default: the run's]",
 )
 @resume_options
+@launcher_options
 @click.option("--progress/--no-progress", default=True, help="Show the progress bar.")
 def resume(
     ref: str,
@@ -235,6 +424,8 @@ def resume(
     inception_weights: str | None,
     tracking_wait: float,
     force: bool,
+    nproc: int | None,
+    max_restarts: int,
     progress: bool,
 ) -> None:
     """Continue a stopped or dead run exactly where its last checkpoint left it.
@@ -243,28 +434,40 @@ def resume(
     The same MLflow run goes back to RUNNING; records the dead process logged after its
     checkpoint are not logged again; a damaged newest checkpoint falls back to the one
     before. A run whose process is alive is refused. Data and cache folders default to
-    the run's own.
+    the run's own. A distributed run resumes on any number of processes (--nproc N, or
+    under torchrun); the world size is recorded with the resume.
     Example:
       ganbench resume 3f9f22e9...                   # by MLflow run ID (--tracking-uri)
       ganbench resume ~/.cache/ganbench/runs/3f9f22e9...
+      ganbench resume 3f9f22e9... --nproc 8
     """
+    import sys
+
     from ganbench.devices import resolve_device
+    from ganbench.distributed import process_group
     from ganbench.mlflow_store import quiet_mlflow
     from ganbench.plugins import load_registries
     from ganbench.training.launch import DataOptions
 
+    if nproc is not None:
+        from ganbench.launcher import launch
+
+        launch(nproc, max_restarts, sys.argv[1:])
+        return
     quiet_mlflow()
-    resume_run(
-        ref,
-        load_registries(),
-        DataOptions(data_root, cache_dir, bad_images, inception_weights),
-        plan=None,
-        tracking_uri=tracking_uri,
-        device=resolve_device(device),
-        tracking_wait=tracking_wait,
-        force=force,
-        progress=progress,
-    )
+    with process_group(device) as replicas:
+        resume_run(
+            ref,
+            load_registries(),
+            DataOptions(data_root, cache_dir, bad_images, inception_weights),
+            plan=None,
+            tracking_uri=tracking_uri,
+            device=replicas.device if replicas else resolve_device(device),
+            tracking_wait=tracking_wait,
+            force=force,
+            progress=progress,
+            replicas=replicas,
+        )
 
 
 @click.command()

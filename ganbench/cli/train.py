@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from ganbench.cli.data import data_options
 from ganbench.cli.eval import scoring_options
-from ganbench.cli.runs import resume_options, run_folder_option
+from ganbench.cli.runs import launcher_options, resume_options, run_folder_option
 
 
 @click.command()
@@ -64,6 +66,7 @@ from ganbench.cli.runs import resume_options, run_folder_option
     " `ganbench resume`).",
 )
 @resume_options
+@launcher_options
 @click.option("--progress/--no-progress", default=True, help="Show the progress bar.")
 def run(
     architecture: str,
@@ -94,6 +97,8 @@ def run(
     resume_ref: str | None,
     tracking_wait: float,
     force: bool,
+    nproc: int | None,
+    max_restarts: int,
     progress: bool,
 ) -> None:
     """Train ARCHITECTURE on a dataset and log everything to MLflow.
@@ -102,13 +107,16 @@ def run(
     The run's folder (checkpoints, heartbeat, tracking journal) is CACHE/runs/RUN_ID or
     --run-dir. SIGTERM, SIGINT or SIGUSR1 checkpoint at the next step and exit with
     128 + the signal; `ganbench resume` continues the run exactly.
+    Data-parallel: --nproc N here, or torchrun (multi-node) as the launcher.
     Example:
       ganbench run dcgan --dataset digits
       ganbench run dcgan --dataset digits --steps 200 --set lr=0.001 --set beta1=0.9
+      ganbench run dcgan --dataset lsun --nproc 8 --batch-size 1024
+      torchrun --nproc-per-node 8 -m ganbench run dcgan --dataset lsun
     """
     from ganbench import config as cfg
-    from ganbench.cli.runs import resume_run, start_run
     from ganbench.devices import resolve_device
+    from ganbench.distributed import check_settings, process_group
     from ganbench.mlflow_store import quiet_mlflow
     from ganbench.plugins import load_registries
     from ganbench.training.launch import DataOptions
@@ -137,8 +145,71 @@ def run(
     quiet_mlflow()
     registries = load_registries()
     plan = plan_run(registries, architecture, dataset, layers)
-    torch_device = resolve_device(device)
-    options = DataOptions(data_root, cache_dir, bad_images, inception_weights)
+    if nproc is not None:
+        _launch(plan, device, nproc, max_restarts)
+        return
+    with process_group(device) as replicas:
+        torch_device = replicas.device if replicas else resolve_device(device)
+        check_settings(
+            plan.train.batch_size,
+            plan.train.sync_bn,
+            replicas.world if replicas else None,
+            torch_device.type == "cuda",
+        )
+        _run(
+            registries,
+            plan,
+            DataOptions(data_root, cache_dir, bad_images, inception_weights),
+            torch_device,
+            replicas,
+            resume_ref=resume_ref,
+            run_dir=run_dir,
+            run_name=run_name,
+            tag_items=tag_items,
+            experiment=experiment,
+            tracking_uri=tracking_uri,
+            tracking_wait=tracking_wait,
+            force=force,
+            progress=progress,
+        )
+
+
+def _launch(plan: Any, device: str, nproc: int, max_restarts: int) -> None:
+    """``--nproc``: check what can be checked here, then become torchrun's launcher."""
+    import sys
+
+    import torch
+
+    from ganbench.distributed import check_settings
+    from ganbench.launcher import launch
+
+    gpu = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    check_settings(plan.train.batch_size, plan.train.sync_bn, nproc, gpu)
+    launch(nproc, max_restarts, sys.argv[1:])
+
+
+def _run(
+    registries: Any,
+    plan: Any,
+    options: Any,
+    torch_device: Any,
+    replicas: Any,
+    *,
+    resume_ref: str | None,
+    run_dir: str | None,
+    run_name: str | None,
+    tag_items: tuple[str, ...],
+    experiment: str,
+    tracking_uri: str | None,
+    tracking_wait: float,
+    force: bool,
+    progress: bool,
+) -> None:
+    """A new run, a resumed one (--resume), or, in a torchrun group restarted after a
+    failure, the run this launch had started (resumed, with no user action)."""
+    from ganbench import config as cfg
+    from ganbench.cli.runs import resume_run, start_run
+
     if resume_ref:
         given = click.get_current_context().get_parameter_source
         if (
@@ -150,6 +221,9 @@ def run(
             raise click.UsageError(
                 "--resume continues a run: drop --run-dir, --run-name, --tag, --experiment"
             )
+    elif replicas is not None:
+        resume_ref = _relaunched(replicas, options, experiment, tracking_uri)
+    if resume_ref:
         resume_run(
             resume_ref,
             registries,
@@ -160,6 +234,7 @@ def run(
             tracking_wait=tracking_wait,
             force=force,
             progress=progress,
+            replicas=replicas,
         )
         return
     start_run(
@@ -174,4 +249,42 @@ def run(
         device=torch_device,
         tracking_wait=tracking_wait,
         progress=progress,
+        replicas=replicas,
     )
+
+
+def _relaunched(
+    replicas: Any, options: Any, experiment: str, tracking_uri: str | None
+) -> str | None:
+    """After torchrun restarted the group (``--max-restarts``), the run this launch
+    started before (rank 0 looks, everyone learns); None on a first start."""
+    from ganbench.distributed import launch_id, restart_count
+
+    if restart_count() == 0:
+        return None
+
+    def find() -> str | None:
+        from ganbench.data.paths import cache_root
+        from ganbench.mlflow_store import open_client
+        from ganbench.tracking import resolve_tracking_uri
+        from ganbench.training.resume import launch_run
+
+        launch = launch_id()
+        if launch is None:
+            click.echo(
+                "note: torchrun restarted this group, but its rendezvous id is torchrun's"
+                " default 'none', shared by every launch: starting a new run (pass"
+                " --rdzv-id, e.g. $SLURM_JOB_ID, so that a restart resumes its run)",
+                err=True,
+            )
+            return None
+        client = open_client(resolve_tracking_uri(tracking_uri))
+        found = launch_run(launch, cache_root(options.cache_dir), client, experiment)
+        if found is not None:
+            click.echo(
+                f"torchrun restart {restart_count()}: resuming this launch's run ({found})",
+                err=True,
+            )
+        return found
+
+    return replicas.share(find)

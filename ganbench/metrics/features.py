@@ -8,6 +8,7 @@ is scored on the images a user would see, as torch-fidelity scores image files.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -68,15 +69,39 @@ def generated_features(
     batch_size: int = 200,
     progress: bool = True,
     description: str = "generated features",
-) -> dict[str, np.ndarray]:
-    """Features of ``count`` images drawn from ``sample``."""
+    replicas: Any = None,
+) -> dict[str, np.ndarray] | None:
+    """Features of ``count`` images drawn from ``sample``.
+
+    With ``replicas`` (a distributed run) the batches are dealt round-robin to the ranks
+    and the features gathered on rank 0 in batch order; the other ranks get None. Every
+    rank still draws every batch's latents (``sample.skip`` for the batches of others),
+    so each batch has the latents one process would draw and the scores equal the
+    single-process ones.
+    """
+    rank, world = (replicas.rank, replicas.world) if replicas is not None else (0, 1)
+    if world > 1 and not hasattr(sample, "skip"):
+        raise TypeError("a sampler shared by several ranks needs a skip(n) method")
     out = _Collector()
-    with ItemProgress(count, description, enabled=progress) as bar:
-        for start in range(0, count, batch_size):
+    enabled = progress and rank == 0
+    with ItemProgress(count, description, enabled=enabled) as bar:
+        for k, start in enumerate(range(0, count, batch_size)):
             n = min(batch_size, count - start)
-            out.add(extractor.module(to_uint8(sample(n))))
+            if k % world == rank:
+                out.add(extractor.module(to_uint8(sample(n))))
+            else:
+                sample.skip(n)  # type: ignore[attr-defined]
             bar.advance(n)
-    return out.result()
+    if world == 1:
+        return out.result()
+    shares = replicas.gather(out.parts)
+    if shares is None:
+        return None
+    merged = _Collector()
+    for k in range(-(-count // batch_size)):
+        for key, parts in shares[k % world].items():
+            merged.parts.setdefault(key, []).append(parts[k // world])
+    return merged.result()
 
 
 def generator_sampler(
@@ -99,4 +124,9 @@ def generator_sampler(
         finally:
             generator.train(was_training)
 
+    def skip(n: int) -> None:
+        """Draw the latents of ``n`` images another rank generates."""
+        latent(n, generator=rng)
+
+    sample.skip = skip  # type: ignore[attr-defined]
     return sample

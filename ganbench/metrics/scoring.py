@@ -105,8 +105,11 @@ def evaluate(
     generator_source: str,
     batch_size: int = 200,
     progress: bool = True,
-) -> Evaluation:
-    """Score ``count`` samples drawn from ``sample`` with each metric."""
+    replicas: Any = None,
+) -> Evaluation | None:
+    """Score ``count`` samples drawn from ``sample`` with each metric. With ``replicas``
+    the samples are shared among the ranks, and rank 0 alone gets the scores (others
+    None)."""
     check_metrics(metrics, reference)  # the sample counts were checked by make_scorer
     fake = generated_features(
         loaded,
@@ -115,7 +118,10 @@ def evaluate(
         batch_size=batch_size,
         progress=progress,
         description=f"{extractor.name} features of {count} samples",
+        replicas=replicas,
     )
+    if fake is None:
+        return None
     out = Evaluation()
     for metric in metrics:
         values = metric.compute(_as_array(fake[metric.feature]), real, seed)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -61,10 +61,21 @@ class Scorer:
 
     def score(self, model: GanModel, generator_source: str) -> Evaluation:
         """Scores of ``model``'s generator (the same latents for every call: its seed)."""
-        sample = generator_sampler(model.generator, model.sample_latent, self.device, self.seed)
-        return self.score_sampler(sample, generator_source)
+        result = self.score_shared(model, generator_source, None)
+        assert result is not None
+        return result
 
-    def score_sampler(self, sample: Sampler, generator_source: str) -> Evaluation:
+    def score_shared(
+        self, model: GanModel, generator_source: str, replicas: Any
+    ) -> Evaluation | None:
+        """:meth:`score` in a distributed run: every rank generates and extracts its
+        share of the samples; rank 0 gets the scores, the others None."""
+        sample = generator_sampler(model.generator, model.sample_latent, self.device, self.seed)
+        return self.score_sampler(sample, generator_source, replicas)
+
+    def score_sampler(
+        self, sample: Sampler, generator_source: str, replicas: Any = None
+    ) -> Evaluation | None:
         """Scores of the images ``sample`` draws (e.g. an exported file's, in onnxruntime)."""
         return evaluate(
             self.metrics,
@@ -78,6 +89,7 @@ class Scorer:
             generator_source=generator_source,
             batch_size=self.batch_size,
             progress=self.progress,
+            replicas=replicas,
         )
 
     def fid_name(self) -> str | None:

@@ -52,3 +52,6 @@ class TrainConfig:
     compile: Literal["auto", "on", "off"] = "off"
     #: CPU threads for torch; 0 = one per core this process may use.
     threads: int = 0
+    #: Distributed runs: batch-norm statistics over the global batch (SyncBatchNorm, GPUs
+    #: only) instead of each rank's share (the default, as the reference DCGAN trains).
+    sync_bn: bool = False

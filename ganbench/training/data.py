@@ -8,6 +8,11 @@ tens of GB) streams from its memory map, a background thread gathering the next 
 Both keep a cursor (epoch, the order generator's state before that epoch's permutation,
 position in it) that a checkpoint saves, so a resumed run draws exactly the batches the
 interrupted one would have.
+
+In a distributed run the batch size is the global batch: every rank draws the same
+permutation (same seed, reshuffled per epoch) and takes its own slice of each global
+batch, so the ranks' shares are disjoint and together are what one process would train
+on; the cursor is the same on every rank and does not depend on the world size.
 """
 
 from __future__ import annotations
@@ -52,9 +57,14 @@ class _Batches:
         device: torch.device,
         seed: int,
         memory_format: torch.memory_format = torch.contiguous_format,
+        shard: tuple[int, int] = (0, 1),
     ) -> None:
         check_batch_size(batch_size, len(data))
+        rank, world = shard
+        #: The global batch; this rank trains on ``local`` images of it, from ``offset``.
         self.batch_size = batch_size
+        self.local = batch_size // world
+        self.offset = rank * self.local
         self.device = device
         self.memory_format = memory_format
         self.steps_per_epoch = len(data) // batch_size
@@ -99,7 +109,8 @@ class DeviceBatches(_Batches):
         for epoch, rng, order, start in self._epochs():
             order = order.to(self.images.device)
             for i in range(start, self.steps_per_epoch):
-                index = order[i * self.batch_size : (i + 1) * self.batch_size]
+                first = i * self.batch_size + self.offset
+                index = order[first : first + self.local]
                 self._cursor = (epoch, rng, i + 1)
                 yield _scale(self.images[index], self.memory_format)
 
@@ -115,7 +126,8 @@ class StreamedBatches(_Batches):
         for epoch, rng, order, start in self._epochs():
             order = order.numpy()
             for i in range(start, self.steps_per_epoch):
-                index = np.sort(order[i * self.batch_size : (i + 1) * self.batch_size])
+                first = i * self.batch_size + self.offset
+                index = np.sort(order[first : first + self.local])
                 batch = torch.from_numpy(self.images[index])  # sorted: sequential page reads
                 out.put((batch.pin_memory() if pin else batch, (epoch, rng, i + 1)))
                 if stop.is_set():
@@ -151,8 +163,10 @@ def make_batches(
     device: torch.device,
     seed: int,
     memory_format: torch.memory_format = torch.contiguous_format,
+    shard: tuple[int, int] = (0, 1),
 ) -> DeviceBatches | StreamedBatches:
     """Device-resident batches when the split fits, streamed ones otherwise, in
-    ``memory_format`` (channels_last for the fast path)."""
+    ``memory_format`` (channels_last for the fast path); ``shard`` = (rank, world size)
+    takes this rank's share of each global batch."""
     kind = DeviceBatches if data.images.nbytes <= device_budget(device) else StreamedBatches
-    return kind(data, batch_size, device, seed, memory_format)
+    return kind(data, batch_size, device, seed, memory_format, shard)

@@ -104,6 +104,7 @@ def execute(
     progress: bool,
     tracking_wait: float,
     say: Callable[[str], None],
+    replicas: Any = None,
 ) -> RunResult:
     """Train under stop signals; then give the tracking store ``tracking_wait`` seconds to
     take the backlog. A backlog left at a normal end is an error (exit 1) naming the
@@ -123,6 +124,7 @@ def execute(
                     resume=resume,
                     stop=stop,
                     say=say,
+                    replicas=replicas,
                 )
         except BaseException as exc:
             stopped = isinstance(exc, (Preempted, StopNow, KeyboardInterrupt))

@@ -20,7 +20,7 @@ from ganbench.errors import CheckpointError, ConfigError, NothingToResume, Usage
 from ganbench.outbox.delivery import logged_images
 from ganbench.outbox.journal import Journal, pending_in, read_ops
 from ganbench.runfolder import RunFolder, RunInUse, default_path
-from ganbench.training.runner import ENVIRONMENT_PARAMS, Resume
+from ganbench.training.runner import ENVIRONMENT_PARAMS, ENVIRONMENT_PREFIXES, Resume
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -137,11 +137,12 @@ def newest_intact(folder: RunFolder, say: Callable[[str], None]) -> tuple[Path, 
 
 
 def compared_params(logged: Mapping[str, str]) -> dict[str, str]:
-    """The logged params a resume must match (not where the run trains: device, speed.*)."""
+    """The logged params a resume must match (not where the run trains: device, speed.*,
+    distributed.*)."""
     return {
         k: v
         for k, v in logged.items()
-        if k not in ENVIRONMENT_PARAMS and not k.startswith("speed.")
+        if k not in ENVIRONMENT_PARAMS and not k.startswith(ENVIRONMENT_PREFIXES)
     }
 
 
@@ -208,3 +209,42 @@ def refuse_finished_locally(folder: RunFolder) -> None:
             f"run {folder.run_id} finished training; only its tracking records wait. Deliver"
             f" them with: ganbench sync {folder.path}"
         )
+
+
+def launch_run(launch: str, cache: Path, client: MlflowClient, experiment: str) -> str | None:
+    """The run a torchrun launch started before it was restarted (``--max-restarts``):
+    its folder on this machine (``run.json`` records the launch), else the MLflow run
+    tagged with it (rank 0 may be on another node after the restart). Returns a run folder
+    path or run ID, or None when the launch never got as far as creating its run."""
+    import json
+
+    from mlflow.exceptions import MlflowException
+
+    from ganbench.mlflow_store import retrying
+
+    runs = cache / "runs"
+    found = []
+    for info_path in runs.glob("*/run.json") if runs.is_dir() else ():
+        try:
+            info = json.loads(info_path.read_text())
+        except (OSError, ValueError):
+            continue
+        if info.get("launch") == launch:
+            found.append((info_path.stat().st_mtime, str(info_path.parent)))
+    if found:
+        return max(found)[1]
+    try:
+        exp = retrying(lambda: client.get_experiment_by_name(experiment))
+        if exp is None:
+            return None
+        hits = retrying(
+            lambda: client.search_runs(
+                [exp.experiment_id],
+                filter_string=f"tags.`ganbench.launch` = '{launch}'",
+                order_by=["attributes.start_time DESC"],
+                max_results=1,
+            )
+        )
+    except MlflowException:
+        return None
+    return hits[0].info.run_id if hits else None

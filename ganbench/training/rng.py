@@ -2,7 +2,9 @@
 
 An exact resume needs all of them: torch's CPU generator (latents on the CPU), each CUDA
 device's (latents on a GPU), NumPy's and Python's global ones (which plugins may use).
-The data order has its own generator, saved with the batches' cursor.
+The data order has its own generator, saved with the batches' cursor. In a distributed run
+every rank's generators are in the same state (they draw the same global latents), and
+rank 0's checkpoint restores each rank's own device from rank 0's device state.
 Lightning's and StudioGAN's checkpoints hold none of these, so their resumes are not exact.
 """
 
@@ -32,11 +34,15 @@ def capture() -> dict[str, Any]:
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
+        state["cuda_current"] = torch.cuda.get_rng_state()
     return state
 
 
-def restore(state: dict[str, Any]) -> list[str]:
-    """Put every generator back; returns what could not be restored (said to the user)."""
+def restore(state: dict[str, Any], *, replica: bool = False) -> list[str]:
+    """Put every generator back; returns what could not be restored (said to the user).
+
+    ``replica``: this process is one rank of a distributed run, training on its current
+    CUDA device: that device takes the saving process's current device state."""
     torch.set_rng_state(state["torch"])
     n = state["numpy"]
     np.random.set_state(
@@ -52,7 +58,9 @@ def restore(state: dict[str, Any]) -> list[str]:
     random.setstate((p["version"], tuple(p["internal"]), p["gauss_next"]))
     notes = []
     cuda = state.get("cuda")
-    if cuda is not None:
+    if replica and state.get("cuda_current") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda_current"])
+    elif cuda is not None:
         if torch.cuda.is_available() and torch.cuda.device_count() >= len(cuda):
             torch.cuda.set_rng_state_all(cuda)
         else:

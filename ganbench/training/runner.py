@@ -4,6 +4,12 @@ The model owns its training step; this module owns the loop around it: what is l
 when, where pictures and checkpoints go, that a run always ends with a status, and that
 it can stop at any step boundary and later continue from its checkpoint exactly as if it
 had never stopped (same weights, same metrics, bit for bit on the CPU).
+
+In a distributed run (``replicas``) every rank runs this loop on its share of each global
+batch; rank 0 alone logs, samples and writes checkpoints, and the others wait for it at
+the checkpoint. Decisions that must be the same on every rank (stop on a signal, a
+checkpoint on the clock) are agreed at the logging steps, with the all-reduce that
+averages the logged values: one host sync per logging interval, as in one process.
 """
 
 from __future__ import annotations
@@ -22,7 +28,8 @@ from typing import Any
 import torch
 
 from ganbench import checkpoint
-from ganbench.errors import TrainingDiverged
+from ganbench.distributed import Replicas, weights_digest
+from ganbench.errors import GanbenchError, TrainingDiverged
 from ganbench.images import loss_curves, sample_grid
 from ganbench.interfaces import GanModel, ImageArray
 from ganbench.metrics.scoring import PROVENANCE_DIR, provenance_name
@@ -40,8 +47,10 @@ SAMPLES_KEY = "samples"
 #: How often the run folder's heartbeat file is rewritten, and the MLflow tag sent.
 HEARTBEAT_SECONDS = 5.0
 HEARTBEAT_TAG_SECONDS = 60.0
-#: Params that describe where a run trains, not what it is: they may differ at a resume.
+#: Params that describe where a run trains, not what it is: they may differ at a resume
+#: (and so may every ``distributed.*`` one: a checkpoint resumes at any world size).
 ENVIRONMENT_PARAMS = ("device", "dataset_source", "data_on_device")
+ENVIRONMENT_PREFIXES = ("speed.", "distributed.")
 
 
 @dataclass
@@ -78,6 +87,9 @@ class Resume:
             for k, v in environment.items()
             if k in self.logged and str(v) != self.logged[k]
         ]
+        world = self.logged.get("distributed.world_size")
+        if world and "distributed.world_size" not in environment:
+            changed.append(f"one process without torchrun (was {world} processes)")
         when = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
         text = f"{when} from step {self.step} ({self.path.name}) on host {host()}"
         if changed:
@@ -119,11 +131,13 @@ def train(
     resume: Resume | None = None,
     stop: StopSignals | None = None,
     say: Any = print,
+    replicas: Replicas | None = None,
 ) -> RunResult:
     """Train ``plan`` on ``data`` on ``device``, logging to ``tracker``; ends with a status.
 
     Checkpoints go to ``folder`` (a temporary one when None, for benchmarks); ``resume``
-    continues from a checkpoint; ``stop`` is checked at every step boundary.
+    continues from a checkpoint; ``stop`` is checked at every step boundary (at every
+    logging step in a distributed run, where ``replicas`` is this process's group).
     """
     with contextlib.ExitStack() as stack:
         if folder is None:
@@ -143,8 +157,18 @@ def train(
         model = plan.architecture.build(plan.model, data.shape)
         model.to(device)
         model.accelerate(speed)
+        shard = (0, 1)
+        if replicas is not None:
+            replicas.sync_bn = cfg.sync_bn
+            model.distribute(replicas)
+            shard = (replicas.rank, replicas.world)
         batches = make_batches(
-            data, cfg.batch_size, device, seed=cfg.seed + 1, memory_format=speed.memory_format
+            data,
+            cfg.batch_size,
+            device,
+            seed=cfg.seed + 1,
+            memory_format=speed.memory_format,
+            shard=shard,
         )
         steps = total_steps(plan, batches.steps_per_epoch)
         environment = {
@@ -152,8 +176,10 @@ def train(
             "dataset_source": data.source,
             "data_on_device": isinstance(batches, DeviceBatches),
             **speed.params(),
+            **(replicas.params(cfg.batch_size) if replicas else {}),
         }
         loop = _Loop(plan, model, data, tracker, device, folder, steps, scorer, batches)
+        loop.replicas = replicas
         if resume is None:
             tracker.log_params(
                 {**plan.params(), "num_images": len(data), "total_steps": steps, **environment}
@@ -201,6 +227,14 @@ class _Loop:
         now = time.monotonic()
         self._next_checkpoint = now + cfg.checkpoint_minutes * 60
         self._next_beat = self._next_tag_beat = now
+        self.replicas: Replicas | None = None
+        #: (stop signal, checkpoint due) as agreed by all ranks at the last logging step.
+        self._agreed: tuple[int | None, bool] = (None, False)
+
+    @property
+    def main(self) -> bool:
+        """This process logs and writes (always, unless it is a rank other than 0)."""
+        return self.replicas is None or self.replicas.is_main
 
     # ---- resuming -----------------------------------------------------------------------
     def restore(self, resume: Resume) -> list[str]:
@@ -220,7 +254,7 @@ class _Loop:
         seed = saved.get("scorer_seed")
         if self.scorer and seed is not None and seed != self.scorer.seed:
             notes.append(f"the scores use latent seed {self.scorer.seed}, the run used {seed}")
-        return notes + rng.restore(saved["rng"])
+        return notes + rng.restore(saved["rng"], replica=self.replicas is not None)
 
     def state(self, step: int, scores: dict[str, float] | None = None) -> dict[str, Any]:
         """A checkpoint: the model, and everything the loop needs to continue exactly."""
@@ -252,7 +286,7 @@ class _Loop:
         batches = iter(self.batches)
         try:
             with TrainingProgress(
-                self.steps, desc, enabled=show_progress, start=self.step
+                self.steps, desc, enabled=show_progress and self.main, start=self.step
             ) as progress:
                 mark, mark_step = time.perf_counter(), self.step
                 for step in range(self.step + 1, self.steps + 1):
@@ -260,22 +294,25 @@ class _Loop:
                     self.step = step
                     if step % cfg.log_every == 0 or step == self.steps:
                         now = time.perf_counter()
+                        # cfg.batch_size is the global batch: the rate is the group's.
                         rate = (step - mark_step) * cfg.batch_size / (now - mark)
-                        last = self._log(stats, step, rate)
+                        last = self._log(stats, step, rate, stop)
                         mark, mark_step = now, step
                         progress.advance(step, last)
                     else:
                         progress.advance(step)
-                    if step % self.sample_every == 0 and step != self.steps:
+                    if self.main and step % self.sample_every == 0 and step != self.steps:
                         self.tracker.log_image(self._grid(), SAMPLES_KEY, step)
                     if self.scorer and (step % cfg.eval_every == 0 or step == self.steps):
                         self._evaluate(step)
-                    self._beat(step)
+                    if self.main:
+                        self._beat(step)
                     if step == self.steps:
                         break  # the end: _finish writes the last checkpoint
-                    if stop is not None and stop.received is not None:
-                        self._stop(stop.received, step)
-                    if self._checkpoint_due(step):
+                    signum, due = self._decide(step, stop)
+                    if signum is not None:
+                        self._stop(signum, step)
+                    if due:
                         self._checkpoint(step)
             self._finish()
         except (Preempted, StopNow, KeyboardInterrupt) as exc:
@@ -293,6 +330,38 @@ class _Loop:
         cfg = self.plan.train
         if cfg.checkpoint_every:
             return step % cfg.checkpoint_every == 0
+        return cfg.checkpoint_minutes > 0 and time.monotonic() >= self._next_checkpoint
+
+    def _decide(self, step: int, stop: StopSignals | None) -> tuple[int | None, bool]:
+        """(stop signal or None, write a checkpoint now) after ``step``: from this process
+        alone, or, in a distributed run, what all ranks agreed at the logging step just
+        passed (a step-count checkpoint needs no agreement)."""
+        if self.replicas is None:
+            return (stop.received if stop else None), self._checkpoint_due(step)
+        signum, due = self._agreed
+        self._agreed = (None, False)
+        if self.plan.train.checkpoint_every:
+            due = step % self.plan.train.checkpoint_every == 0
+        return signum, due
+
+    def _agree(self, stop: StopSignals | None) -> None:
+        """All ranks learn whether any received a stop signal, and whether rank 0's clock
+        says a checkpoint is due (one small all-reduce, at logging steps only)."""
+        assert self.replicas is not None
+        received = stop.received if stop else None
+        due = self.main and not self.plan.train.checkpoint_every
+        flags = torch.tensor(
+            [float(received or 0), float(received is not None), float(due and self._timer())],
+            device=self.replicas.device,
+        )
+        signal_sum, signalled, checkpoint_due = self.replicas.sum_(flags).tolist()
+        signum = None
+        if signalled:  # the signal this rank got, else any rank's (the sum of equal ones)
+            signum = received or int(signal_sum / signalled)
+        self._agreed = (signum, bool(checkpoint_due))
+
+    def _timer(self) -> bool:
+        cfg = self.plan.train
         return cfg.checkpoint_minutes > 0 and time.monotonic() >= self._next_checkpoint
 
     def _stop(self, signum: int, step: int) -> None:
@@ -323,12 +392,17 @@ class _Loop:
             self.tracker.set_tags({"ganbench.heartbeat": f"{when} step {step} on {host()}"})
             self._next_tag_beat = now + HEARTBEAT_TAG_SECONDS
 
-    def _log(self, stats: Any, step: int, images_per_sec: float) -> dict[str, float]:
-        # The only host sync of the interval: all scalars come back in one transfer.
+    def _log(
+        self, stats: Any, step: int, images_per_sec: float, stop: StopSignals | None = None
+    ) -> dict[str, float]:
+        # The only host sync of the interval: all scalars come back in one transfer (in a
+        # distributed run, after one all-reduce that makes them means over the ranks).
         keys = list(stats)
-        values = dict(
-            zip(keys, torch.stack([stats[k].float() for k in keys]).tolist(), strict=True)
-        )
+        stacked = torch.stack([stats[k].float() for k in keys])
+        if self.replicas is not None:
+            stacked = self.replicas.sum_(stacked).div_(self.replicas.world)
+            self._agree(stop)
+        values = dict(zip(keys, stacked.tolist(), strict=True))
         bad = {k: v for k, v in values.items() if not math.isfinite(v)}
         if bad:
             self.tracker.log_metrics({k: v for k, v in values.items() if k not in bad}, step)
@@ -362,7 +436,14 @@ class _Loop:
         not necessarily the best one; both are kept and tagged.
         """
         assert self.scorer is not None
-        result = self.scorer.score(self.model, f"training step {step}")
+        if self.replicas is not None:
+            # Samples come from G in eval mode, i.e. from its running statistics, which
+            # each rank updated with its own share: all ranks take rank 0's (those its
+            # checkpoint holds), so the scores are those of the checkpointed generator.
+            self.replicas.sync_buffers(self.model.generator)
+        result = self.scorer.score_shared(self.model, f"training step {step}", self.replicas)
+        if result is None:
+            return  # a rank other than 0: its share of the samples is on rank 0
         self.tracker.log_metrics(result.scores, step)
         self.tracker.set_tags(result.tags)
         how = self.folder.path / PROVENANCE_DIR / provenance_name(step)
@@ -385,22 +466,54 @@ class _Loop:
     def _checkpoint(self, step: int) -> Path:
         """Write the step's checkpoint into the run folder, then have it uploaded as the
         run's ``checkpoints/last.pt``. The journal is made durable first, so that what
-        the checkpoint's steps logged survives anything that survives the checkpoint."""
-        self.tracker.flush()
-        path = self.folder.write_checkpoint(self.state(step), step)
-        self.folder.beat(step)
+        the checkpoint's steps logged survives anything that survives the checkpoint.
+
+        In a distributed run rank 0 writes while the others wait; then every rank shows
+        the sha256 of its weights, and replicas that differ stop the run (a broken
+        gradient exchange must not train on silently)."""
         self.checkpointed = step
         self._next_checkpoint = time.monotonic() + self.plan.train.checkpoint_minutes * 60
-        self.tracker.log_artifact(path, "checkpoints", name="last.pt")
-        self.tracker.set_tags(
-            {
-                "checkpoint.last": f"checkpoints/last.pt: step {step}",
-                "checkpoint.last_step": str(step),
-            }
-        )
+        path = self.folder.checkpoint_dir / "(rank 0's)"
+        if self.main:
+            self.tracker.flush()
+            path = self.folder.write_checkpoint(self.state(step), step)
+            self.folder.beat(step)
+            self.tracker.log_artifact(path, "checkpoints", name="last.pt")
+            self.tracker.set_tags(
+                {
+                    "checkpoint.last": f"checkpoints/last.pt: step {step}",
+                    "checkpoint.last_step": str(step),
+                }
+            )
+        if self.replicas is not None:
+            self._check_replicas(step)
         return path
 
+    def _check_replicas(self, step: int) -> None:
+        """All ranks compare the sha256 of their weights (an all-gather: also the barrier
+        that holds the others while rank 0 writes)."""
+        assert self.replicas is not None
+        nets = {"generator": self.model.generator, "discriminator": self.model.discriminator}
+        digests = self.replicas.all_gather(weights_digest(nets))
+        if len(set(digests)) > 1:
+            differ = ", ".join(f"rank {r}: {d[:12]}" for r, d in enumerate(digests))
+            raise GanbenchError(
+                f"the replicas' weights differ at step {step} ({differ}): the gradient"
+                " exchange is broken (a parameter used outside DDP, or a rank that skipped"
+                " a step). Report it with the command that ran"
+            )
+        self.tracker.set_tags(
+            {
+                "distributed.weights_sha256": digests[0],
+                "distributed.replicas": f"{self.replicas.world} ranks hold identical weights"
+                f" at step {step}",
+            }
+        )
+
     def _finish(self) -> None:
+        if not self.main:
+            self._checkpoint(self.steps)  # rank 0 writes it; this rank checks its weights
+            return
         grid = self._grid()
         self.tracker.log_image(grid, SAMPLES_KEY, self.steps)
         grid_path = self.folder.path / "samples_final.png"

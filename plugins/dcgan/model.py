@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -43,6 +44,9 @@ class DCGAN(GanModel):
         self._autocast: torch.dtype | None = None
         self._device_type = "cpu"
         self._scaler = torch.amp.GradScaler("cpu", enabled=False)
+        self._compile = False
+        #: D's DistributedDataParallel wrapper in a distributed run (see distribute).
+        self._ddp_d: Any = None
 
     def _optimizers(self, kind: dict[str, bool]) -> tuple[torch.optim.Adam, torch.optim.Adam]:
         betas, lr = (self.config.beta1, self.config.beta2), self.config.lr
@@ -63,8 +67,31 @@ class DCGAN(GanModel):
         self._scaler = torch.amp.GradScaler(
             speed.device.type, enabled=speed.autocast == torch.float16
         )
+        self._compile = speed.compile
         if speed.compile:
             self._G, self._D = torch.compile(self.generator), torch.compile(self.discriminator)
+
+    def distribute(self, replicas: Any) -> None:
+        # D runs two forwards (real, then fake) before its one backward. DDP's default
+        # buffer broadcast at every forward copies rank 0's batch-norm running statistics
+        # in place, which invalidates what the first forward saved for backward
+        # (pytorch#22095, #175024: "modified by an inplace operation"). So D broadcasts no
+        # buffers: its running statistics are read only in eval mode (probes, analyses),
+        # never in training, and rank 0's are the ones checkpointed. G has one forward per
+        # step and keeps the broadcast. Compilation wraps the DDP modules (DDP's own
+        # graph-break-aware path), not the other way round.
+        self.shard = (replicas.rank, replicas.world)
+        ddp_g = replicas.wrap(self.generator)
+        self._ddp_d = replicas.wrap(self.discriminator, broadcast_buffers=False)
+        self._G, self._D = ddp_g, self._ddp_d
+        if self._compile:
+            self._G, self._D = torch.compile(ddp_g), torch.compile(self._ddp_d)
+
+    def _d_without_sync(self) -> contextlib.AbstractContextManager:
+        """G's loss also reaches D's parameters; those gradients are never used (D's
+        optimizer zeroes them first), so in a distributed run they are not all-reduced:
+        half of D's gradient traffic saved per step."""
+        return self._ddp_d.no_sync() if self._ddp_d is not None else contextlib.nullcontext()
 
     def to(self, device: torch.device) -> DCGAN:
         # Called before the first step, while the optimizers hold no state yet.
@@ -84,7 +111,7 @@ class DCGAN(GanModel):
 
     def train_step(self, real: torch.Tensor) -> Mapping[str, torch.Tensor]:
         G, D, scaler = self._G, self._D, self._scaler
-        z = self.sample_latent(real.shape[0], device=real.device)
+        z = self.batch_latent(real.shape[0], real.device)
 
         # D: maximise log D(x) + log(1 - D(G(z))). Real and fake go through D as separate
         # batches, as the paper's code does, so batchnorm sees each on its own.
@@ -101,7 +128,7 @@ class DCGAN(GanModel):
 
         # G: non-saturating, maximise log D(G(z)); or minimax, minimise log(1 - D(G(z))).
         self.opt_g.zero_grad(set_to_none=True)
-        with self._amp():
+        with self._amp(), self._d_without_sync():
             logit_gen = D(fake)
             if self.config.loss == "non_saturating":
                 loss_g = F.binary_cross_entropy_with_logits(logit_gen, torch.ones_like(logit_gen))
