@@ -6,7 +6,8 @@ loop (batch 128 and 512, 32x32 and 64x64, plus batch 64 at 32x32), time to the f
 and peak memory; FID wall time against a plain torch-fidelity call; the Frechet distance
 against ``scipy.linalg.sqrtm``; zoo sampling latency (onnxruntime vs PyTorch eager); the
 probe's SVM fit; ``ganbench --help`` latency; what surviving costs (a checkpoint of the
-64x64 DCGAN, the tracking journal per step). ``--size quick`` (the CPU default) scales the
+64x64 DCGAN, the tracking journal per step); DDP's per-step overhead with one process, and
+the all-reduce cost of 8 and 16 GPUs on paper. ``--size quick`` (the CPU default) scales the
 expensive sections down and says so in the table.
 """
 
@@ -29,13 +30,24 @@ import torch
 from benchmarks import (
     ceiling,
     cli_speed,
+    ddp_overhead,
     probe_speed,
     resilience,
     scoring_speed,
     zoo_inference,
 )
 
-SECTIONS = ("ceiling", "train", "fid", "frechet", "zoo", "probe", "help", "resilience")
+SECTIONS = (
+    "ceiling",
+    "train",
+    "fid",
+    "frechet",
+    "zoo",
+    "probe",
+    "help",
+    "resilience",
+    "distributed",
+)
 TRAIN_IMPLS = ("ganbench", "ganbench-plain", "textbook", "textbook-on-device")
 
 
@@ -131,7 +143,37 @@ def run(device: torch.device, size: str, sections: list[str], say: Any) -> dict[
             results["resilience"]["tracking"] = resilience.tracking_overhead(device)
         except ImportError as exc:  # the GPU machines have no MLflow
             results["resilience"]["tracking"] = {"error": f"not measured: {exc}"}
+    if "distributed" in sections:
+        results["distributed"] = distributed_section(device, size, say)
     return results
+
+
+def distributed_section(device: torch.device, size: str, say: Any) -> dict[str, Any]:
+    """DDP with one process against none (its own process: it makes a process group),
+    and the scaling on paper from this device's (or the H200's) training rates."""
+    resolution, batch, steps = {"quick": (32, 64, 10), "full": (64, 128, 50)}[size]
+    rounds = {"quick": 9, "full": 5}[size]
+    say(f"distributed: DDP overhead with one process, {resolution}px batch {batch}")
+    cmd = [sys.executable, "-m", "benchmarks.ddp_overhead", "--device", str(device)]
+    cmd += ["--resolution", str(resolution), "--batch", str(batch), "--steps", str(steps)]
+    cmd += ["--rounds", str(rounds)]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        return {"error": done.stderr.strip().splitlines()[-1]}
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    rates_from = Path(__file__).parent / "results" / "cuda-full.json"
+    if rates_from.exists():
+        rows = json.loads(rates_from.read_text()).get("train", [])
+        rates = {
+            (r["resolution"], r["batch"]): r["images_per_sec"]
+            for r in rows
+            if r.get("impl") == "ganbench" and "images_per_sec" in r
+        }
+        out["on_paper"] = ddp_overhead.on_paper(rates)
+        out["on_paper_rates_from"] = (
+            f"{rates_from.name} ({json.loads(rates_from.read_text())['device']})"
+        )
+    return out
 
 
 def _fmt(x: float, digits: int = 3) -> str:
@@ -238,7 +280,40 @@ def markdown(r: dict[str, Any]) -> str:
         ]
     if "resilience" in r:
         lines += _resilience_lines(r["resilience"])
+    if "distributed" in r:
+        lines += _distributed_lines(r["distributed"])
     return "\n".join(lines)
+
+
+def _distributed_lines(d: dict[str, Any]) -> list[str]:
+    if "error" in d:
+        return [f"DDP overhead: not measured ({d['error']}).", ""]
+    lines = [
+        f"DDP with one process ({d['backend']}, {d['device']}, {d['resolution']}px, batch"
+        f" {d['batch']}, {d['threads']} threads): {d['step_s_ddp_1_process'] * 1e3:.1f} ms per"
+        f" step against {d['step_s_no_ddp'] * 1e3:.1f} ms without DDP: **{d['overhead']:+.1%}**"
+        f" (medians of {len(d['rounds']['ddp'])} alternating blocks; blocks of the same model"
+        f" differ by up to {max(_spread(v) for v in d['rounds'].values()):.1f}%).",
+        "",
+    ]
+    if d.get("on_paper"):
+        lines += [
+            f"All-reduce on paper (fp32 gradients of G and D per step; one GPU's step time"
+            f" from {d['on_paper_rates_from']}):",
+            "",
+            "| px | batch per GPU | global batch | fabric | gradients | step (1 GPU) |"
+            " all-reduce | weak-scaling efficiency |",
+            "| ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |",
+        ]
+        for row in d["on_paper"]:
+            mark = " (extrapolated)" if row["extrapolated"] else ""
+            lines.append(
+                f"| {row['resolution']} | {row['per_gpu_batch']} | {row['global_batch']:,} |"
+                f" {row['fabric']} | {row['grad_mb']:.1f} MB | {row['step_ms']:.1f} ms{mark} |"
+                f" {row['allreduce_ms']:.2f} ms | {row['efficiency']:.0%} |"
+            )
+        lines.append("")
+    return lines
 
 
 def _spread(values: list[float]) -> float:

@@ -141,6 +141,10 @@ main() {
     step 60 "bench probe" "${bench[@]}" probe
     step 180 "bench fid" "${bench[@]}" fid
     step 120 "bench resilience" "${bench[@]}" resilience
+    step 60 "bench distributed" "${bench[@]}" distributed
+    # scoring shared by the GPUs against rank 0 alone (all GPUs of the machine)
+    step 60 "shared scoring" $PY -m torch.distributed.run --standalone \
+        --nproc-per-node "$(nvidia-smi -L | wc -l)" -m benchmarks.shared_scoring --samples 50000
     step 45 "bench zoo,help" "${bench[@]}" zoo,help
     step 45 "bench frechet" "${bench[@]}" frechet
     echo "=== done at ${SECONDS}s"

@@ -102,3 +102,21 @@ def test_the_resilience_benchmark_measures_a_checkpoint_and_reports_it():
     tracking = {"error": "not measured: no mlflow"}
     text = "\n".join(_resilience_lines({"checkpoint": cost, "tracking": tracking}))
     assert "3x16x16" in text and "written atomically" in text and "not measured" in text
+
+
+def test_the_allreduce_estimate_follows_the_ring_formula_and_the_papers_networks():
+    from benchmarks import ddp_overhead as d
+
+    # one 25 MiB bucket: the bytes at the bus bandwidth, and 2 (n - 1) latency hops
+    assert d.allreduce_seconds(10**6, 8, 1e9, 1e-5) == pytest.approx(1e-3 + 14e-5)
+    # 60 MB fill three buckets
+    assert d.allreduce_seconds(60_000_000, 2, 1e9, 1e-5) == pytest.approx(0.06 + 3 * 2e-5)
+    grads = d.gradient_bytes(64)
+    # the PyTorch DCGAN example's 64 px networks: 3,576,704 and 2,765,568 parameters
+    # (ganbench adds biases where no batch norm follows: 3 in G, 65 in D)
+    assert grads["generator"] == 4 * (3_576_704 + 3)
+    assert grads["discriminator"] == 4 * (2_765_568 + 65)
+    [row] = [r for r in d.on_paper({(64, 128): 11_269.0}) if r["fabric"].startswith("8 GPUs")][:1]
+    step = 128 / 11_269.0
+    comm = d.allreduce_seconds(grads["per_step"], 8, d.NVLINK_BUSBW, d.NVLINK_LATENCY)
+    assert row["efficiency"] == pytest.approx(step / (step + comm))
