@@ -277,6 +277,7 @@ def test_few_labels_repeat_over_draws(digits, random_d):
     assert [d.accuracy for d in again.per_draw] == accuracies[:2]  # seeded
 
 
+@pytest.mark.slow  # default suite time (README, Tests): `make slow` runs it
 def test_full_labels_with_validation_split(digits, random_d):
     train, test = digits
     result = run_probe(random_d.features, train, test, seed=0, c_grid=(1e-2,))

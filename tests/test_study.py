@@ -359,6 +359,7 @@ def _pids_running(marker: str) -> list[int]:
     return pids
 
 
+@pytest.mark.slow  # default suite time (README, Tests): `make slow` runs it
 def test_two_workers_never_duplicate_and_a_killed_one_is_finished_by_a_rerun(tmp_path):
     """Two workers share one storage; one is killed (-9, with its trial) mid-way; the other
     goes on; a re-run finishes only what is missing, each (variant, seed) once."""
@@ -446,6 +447,7 @@ def test_report_command_writes_and_logs_the_report_and_refuses_other_runs(tiny_s
     )
 
 
+@pytest.mark.slow  # default suite time (README, Tests): `make slow` runs it
 def test_a_search_samples_its_ranges_with_optuna(tiny_study):
     """``--trials N``: Optuna's random sampler draws lr from the file's range, N trials."""
     folder, _ = tiny_study

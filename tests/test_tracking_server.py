@@ -91,6 +91,7 @@ def test_run_logs_over_http(run_cli, mlflow_server, tmp_path):
     assert {"generator.pt", "samples_final.png", "checkpoints"} <= names
 
 
+@pytest.mark.slow  # default suite time (README, Tests): `make slow` runs it
 def test_four_runs_at_once_against_one_server(mlflow_server, tmp_path):
     from test_concurrent_runs import all_finished, run_four
 
