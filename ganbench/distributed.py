@@ -31,9 +31,13 @@ T = TypeVar("T")
 
 #: Environment variables torchrun sets in every worker it starts.
 TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
-#: How long a collective may wait for a slow partner (a rank scoring, writing a checkpoint
-#: or preparing a dataset) before the group gives up.
+#: How long a training collective may wait for a slow partner (a rank scoring or writing
+#: a checkpoint) before the group gives up.
 COLLECTIVE_TIMEOUT = datetime.timedelta(minutes=30)
+#: The same for the object messages, which also wait while a node prepares a dataset or
+#: its reference statistics (hours for LSUN): they go through a gloo group of their own,
+#: so NCCL's watchdog never sees the wait.
+OBJECT_TIMEOUT = datetime.timedelta(hours=12)
 
 
 class FollowerExit(GanbenchError):
@@ -105,6 +109,8 @@ class Replicas:
     device: torch.device
     #: Convert batch norm to SyncBatchNorm in :meth:`wrap` (``--set sync_bn=true``).
     sync_bn: bool = False
+    #: The gloo group object messages travel in (None: the default group).
+    objects: Any = None
 
     @property
     def is_main(self) -> bool:
@@ -167,7 +173,7 @@ class Replicas:
         import torch.distributed as dist
 
         box = [obj]
-        dist.broadcast_object_list(box, src=0, device=self._object_device())
+        dist.broadcast_object_list(box, src=0, group=self.objects)
         return box[0]
 
     def gather(self, obj: Any) -> list[Any] | None:
@@ -175,18 +181,15 @@ class Replicas:
         import torch.distributed as dist
 
         out: list[Any] | None = [None] * self.world if self.is_main else None
-        dist.gather_object(obj, out, dst=0)
+        dist.gather_object(obj, out, dst=0, group=self.objects)
         return out
 
     def all_gather(self, obj: Any) -> list[Any]:
         import torch.distributed as dist
 
         out: list[Any] = [None] * self.world
-        dist.all_gather_object(out, obj)
+        dist.all_gather_object(out, obj, group=self.objects)
         return out
-
-    def _object_device(self) -> torch.device | None:
-        return self.device if self.device.type == "cuda" else None
 
     # ---- rank 0 decides, everyone learns ------------------------------------------------
     def send(self, value: Any) -> None:
@@ -218,14 +221,15 @@ class Replicas:
         return result
 
     def in_turn(self, work: Callable[[], T]) -> T:
-        """Run ``work`` on each node's local rank 0 first, then on the other ranks: data
-        preparation and score caches are built once per node and then read. An error on
-        any rank ends all of them."""
-        first = self.local_rank == 0
+        """Run ``work`` on rank 0 first, then on each other node's local rank 0, then on
+        the remaining ranks: data preparation and score caches are built once (once per
+        node when nodes have their own disks; a shared one is never written by two) and
+        then read. An error on any rank ends all of them."""
+        mine = 0 if self.rank == 0 else 1 if self.local_rank == 0 else 2
         result: Any = None
-        for turn in (True, False):
+        for turn in (0, 1, 2):
             failure = None
-            if first == turn:
+            if mine == turn:
                 try:
                     result = work()
                 except BaseException as exc:
@@ -304,10 +308,13 @@ def join(device_request: str) -> Replicas:
         kwargs: dict[str, Any] = {"backend": backend, "timeout": COLLECTIVE_TIMEOUT}
         if gpu:
             kwargs["device_id"] = device  # binds NCCL to this GPU at once (eager init)
-        if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":
+        if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True" and local_world == world:
             # torchrun shares its rendezvous store with the workers, and after a restart
             # (--max-restarts) the new group reads the dead group's addresses from it and
-            # fails to connect (pytorch#135712, #167288). Each attempt gets its own keys.
+            # fails to connect (pytorch#135712, #167288). On one machine each attempt gets
+            # its own keys; across machines the agents count restarts each on their own,
+            # so there torch's own switch is the fix (README: set
+            # TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 for torchrun with --max-restarts).
             agent = dist.TCPStore(
                 os.environ["MASTER_ADDR"],
                 int(os.environ["MASTER_PORT"]),
@@ -321,7 +328,8 @@ def join(device_request: str) -> Replicas:
                 "world_size": world,
             }
         dist.init_process_group(**kwargs)
-    return Replicas(rank, world, local_rank, local_world, backend, device)
+    objects = dist.new_group(backend="gloo", timeout=OBJECT_TIMEOUT)
+    return Replicas(rank, world, local_rank, local_world, backend, device, objects=objects)
 
 
 @contextmanager
@@ -354,6 +362,5 @@ def _lost_peer(exc: RuntimeError) -> bool:
     if isinstance(exc, (dist.DistBackendError, dist.DistNetworkError)):
         return True
     text = str(exc)
-    return any(
-        mark in text for mark in ("Connection reset by peer", "Connection closed by peer", "gloo")
-    )
+    marks = ("Connection reset by peer", "Connection closed by peer", "Broken pipe")
+    return any(mark in text for mark in marks)

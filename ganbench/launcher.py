@@ -15,6 +15,8 @@ from ganbench.errors import GanbenchError, UsageError
 
 #: Options of ``ganbench run``/``resume`` that belong to the launcher, not the workers.
 LAUNCHER_OPTIONS = ("--nproc", "--max-restarts")
+#: Seconds torchrun waits for stopped workers (checkpointing) before it kills them.
+SHUTDOWN_TIMEOUT = 300
 
 
 class LaunchFailed(GanbenchError):
@@ -47,6 +49,11 @@ def torchrun_args(nproc: int, max_restarts: int, argv: Sequence[str]) -> list[st
         "--standalone",
         f"--nproc-per-node={nproc}",
         f"--max-restarts={max_restarts}",
+        # torchrun SIGKILLs its workers 30 s after passing a stop on; they stop at the next
+        # logging step and rank 0 may then be scoring or writing a checkpoint: give them
+        # longer. And pass SIGUSR1 (SLURM's warning before the time limit) on as well.
+        f"--shutdown-timeout={SHUTDOWN_TIMEOUT}",
+        "--signals-to-handle=SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1",
         "-m",
         "ganbench",
         *worker_argv(argv),

@@ -93,7 +93,11 @@ def test_the_launcher_passes_every_option_but_its_own_to_the_workers():
     assert worker_argv(argv) == ["run", "dcgan", "-d", "digits", "--steps", "5"]
     assert worker_argv(["resume", "abc", "--nproc=4"]) == ["resume", "abc"]
     args = torchrun_args(2, 1, argv)
-    assert args[:5] == ["--standalone", "--nproc-per-node=2", "--max-restarts=1", "-m", "ganbench"]
+    assert {"--standalone", "--nproc-per-node=2", "--max-restarts=1"} <= set(args)
+    # stopped workers get time to checkpoint, and SLURM's SIGUSR1 reaches them
+    assert "--shutdown-timeout=300" in args
+    assert any(a.startswith("--signals-to-handle=") and "SIGUSR1" in a for a in args)
+    assert args[-8:] == ["-m", "ganbench", "run", "dcgan", "-d", "digits", "--steps", "5"]
     with pytest.raises(UsageError, match="--nproc must be at least 1"):
         torchrun_args(0, 0, argv)
 
@@ -301,7 +305,7 @@ def test_a_killed_worker_is_restarted_by_torchrun_and_the_run_continues(tmp_path
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     err = (tmp_path / "tr.err").read_text()
-    assert "torchrun restart 1: resuming this launch's run" in err, err[-3000:]
+    assert "(restart 1): resuming its run" in err, err[-3000:]
     client, run = _only_run(uri)
     assert run.info.status == "FINISHED"
     assert run.data.tags["ganbench.resumes"] == "1"
@@ -369,3 +373,32 @@ def test_a_failure_on_rank_0_before_training_ends_every_rank_quickly(tmp_path):
     assert time.monotonic() - start < 90
     client = MlflowClient(tracking_uri=uri)
     assert not client.search_runs([e.experiment_id for e in client.search_experiments()])
+
+
+def test_a_launch_finds_only_a_run_it_can_continue(tmp_path):
+    """The run a restarted (or requeued) launch resumes: not a FINISHED one, not one that
+    died before its first checkpoint (that one is marked FAILED), the newest with a
+    checkpoint otherwise; and nothing from a store that does not exist yet."""
+    from ganbench.mlflow_store import open_client
+    from ganbench.training.resume import launch_run
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = open_client(uri)
+    exp = client.create_experiment("ganbench")
+
+    def make(status: str | None, **tags: str) -> str:
+        run = client.create_run(exp, tags={"ganbench.launch": "job-7", **tags})
+        if status:
+            client.set_terminated(run.info.run_id, status=status)
+        return run.info.run_id
+
+    assert launch_run("job-7", tmp_path / "cache", None, "ganbench") is None
+    store = lambda: client  # noqa: E731
+    make("FINISHED", **{"checkpoint.last_step": "100"})
+    assert launch_run("job-7", tmp_path / "cache", store, "ganbench") is None
+    early = make(None)
+    assert launch_run("job-7", tmp_path / "cache", store, "ganbench") is None
+    assert client.get_run(early).info.status == "FAILED"
+    killed = make("KILLED", **{"checkpoint.last_step": "40"})
+    assert launch_run("job-7", tmp_path / "cache", store, "ganbench") == killed
+    assert launch_run("job-8", tmp_path / "cache", store, "ganbench") is None

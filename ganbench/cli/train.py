@@ -223,6 +223,8 @@ def _run(
             )
     elif replicas is not None:
         resume_ref = _relaunched(replicas, options, experiment, tracking_uri)
+        # this launch's own earlier processes are gone: their heartbeat is no obstacle
+        force = force or resume_ref is not None
     if resume_ref:
         resume_run(
             resume_ref,
@@ -256,33 +258,36 @@ def _run(
 def _relaunched(
     replicas: Any, options: Any, experiment: str, tracking_uri: str | None
 ) -> str | None:
-    """After torchrun restarted the group (``--max-restarts``), the run this launch
-    started before (rank 0 looks, everyone learns); None on a first start."""
+    """The run this torchrun launch started before it was restarted (``--max-restarts``)
+    or requeued under the same rendezvous id, to be resumed with no user action; None for
+    a new run. Rank 0 looks, every rank learns (whatever each node's restart count)."""
     from ganbench.distributed import launch_id, restart_count
 
-    if restart_count() == 0:
-        return None
-
-    def find() -> str | None:
-        from ganbench.data.paths import cache_root
-        from ganbench.mlflow_store import open_client
-        from ganbench.tracking import resolve_tracking_uri
-        from ganbench.training.resume import launch_run
-
-        launch = launch_id()
-        if launch is None:
+    launch = launch_id()
+    if launch is None:
+        if replicas.is_main and restart_count() > 0:
             click.echo(
                 "note: torchrun restarted this group, but its rendezvous id is torchrun's"
                 " default 'none', shared by every launch: starting a new run (pass"
                 " --rdzv-id, e.g. $SLURM_JOB_ID, so that a restart resumes its run)",
                 err=True,
             )
-            return None
-        client = open_client(resolve_tracking_uri(tracking_uri))
-        found = launch_run(launch, cache_root(options.cache_dir), client, experiment)
+        return None
+
+    def find() -> str | None:
+        from ganbench.data.paths import cache_root
+        from ganbench.mlflow_store import open_client, sqlite_path
+        from ganbench.tracking import check_reachable, resolve_tracking_uri
+        from ganbench.training.resume import launch_run
+
+        uri = resolve_tracking_uri(tracking_uri)
+        check_reachable(uri)
+        db = sqlite_path(uri)
+        store = None if db is not None and not db.exists() else lambda: open_client(uri)
+        found = launch_run(launch, cache_root(options.cache_dir), store, experiment)
         if found is not None:
             click.echo(
-                f"torchrun restart {restart_count()}: resuming this launch's run ({found})",
+                f"torchrun launch {launch} (restart {restart_count()}): resuming its run {found}",
                 err=True,
             )
         return found

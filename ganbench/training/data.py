@@ -164,9 +164,17 @@ def make_batches(
     seed: int,
     memory_format: torch.memory_format = torch.contiguous_format,
     shard: tuple[int, int] = (0, 1),
+    on_device: bool | None = None,
 ) -> DeviceBatches | StreamedBatches:
-    """Device-resident batches when the split fits, streamed ones otherwise, in
-    ``memory_format`` (channels_last for the fast path); ``shard`` = (rank, world size)
-    takes this rank's share of each global batch."""
-    kind = DeviceBatches if data.images.nbytes <= device_budget(device) else StreamedBatches
+    """Device-resident batches when the split fits (``on_device``: decided by the caller,
+    e.g. for all ranks of a group alike), streamed ones otherwise, in ``memory_format``
+    (channels_last for the fast path); ``shard`` = (rank, world size) takes this rank's
+    share of each global batch."""
+    if on_device is None:
+        on_device = fits_on_device(data, device)
+    kind = DeviceBatches if on_device else StreamedBatches
     return kind(data, batch_size, device, seed, memory_format, shard)
+
+
+def fits_on_device(data: ImageArray, device: torch.device) -> bool:
+    return data.images.nbytes <= device_budget(device)

@@ -211,17 +211,25 @@ def refuse_finished_locally(folder: RunFolder) -> None:
         )
 
 
-def launch_run(launch: str, cache: Path, client: MlflowClient, experiment: str) -> str | None:
-    """The run a torchrun launch started before it was restarted (``--max-restarts``):
-    its folder on this machine (``run.json`` records the launch), else the MLflow run
-    tagged with it (rank 0 may be on another node after the restart). Returns a run folder
-    path or run ID, or None when the launch never got as far as creating its run."""
+def launch_run(
+    launch: str, cache: Path, store: Callable[[], MlflowClient] | None, experiment: str
+) -> str | None:
+    """The run this torchrun launch (its rendezvous id) started before a restart
+    (``--max-restarts``) or a requeue, if it can be continued: its folder on this machine
+    (``run.json`` records the launch), else the MLflow run tagged with it (rank 0 may be
+    on another node now); ``store`` opens the MLflow client (None: no store yet). None
+    when there is none, when it FINISHED, or when it died before its first checkpoint
+    (then it is marked FAILED, and the caller starts a new run)."""
     import json
 
     from mlflow.exceptions import MlflowException
 
+    from ganbench.errors import TrackingError
     from ganbench.mlflow_store import retrying
 
+    if store is None:  # a store that does not exist yet holds no run
+        return None
+    client = store()
     runs = cache / "runs"
     found = []
     for info_path in runs.glob("*/run.json") if runs.is_dir() else ():
@@ -230,21 +238,39 @@ def launch_run(launch: str, cache: Path, client: MlflowClient, experiment: str) 
         except (OSError, ValueError):
             continue
         if info.get("launch") == launch:
-            found.append((info_path.stat().st_mtime, str(info_path.parent)))
-    if found:
-        return max(found)[1]
+            found.append((info_path.stat().st_mtime, info_path.parent))
     try:
-        exp = retrying(lambda: client.get_experiment_by_name(experiment))
-        if exp is None:
-            return None
-        hits = retrying(
-            lambda: client.search_runs(
-                [exp.experiment_id],
-                filter_string=f"tags.`ganbench.launch` = '{launch}'",
-                order_by=["attributes.start_time DESC"],
-                max_results=1,
+        if found:
+            path = max(found)[1]
+            run = retrying(lambda: client.get_run(RunFolder.open(path).run_id))
+        else:
+            exp = retrying(lambda: client.get_experiment_by_name(experiment))
+            hits = (
+                retrying(
+                    lambda: client.search_runs(
+                        [exp.experiment_id],
+                        filter_string=f"tags.`ganbench.launch` = '{launch}'",
+                        order_by=["attributes.start_time DESC"],
+                        max_results=1,
+                    )
+                )
+                if exp is not None
+                else []
             )
-        )
-    except MlflowException:
-        return None
-    return hits[0].info.run_id if hits else None
+            if not hits:
+                return None
+            run = hits[0]
+        if run.info.status == "FINISHED":
+            return None
+        local = find_local(run, cache)
+        if "checkpoint.last_step" not in run.data.tags and not (local and local.checkpoints()):
+            if run.info.status == "RUNNING":
+                client.set_terminated(run.info.run_id, status="FAILED")
+            return None
+    except MlflowException as exc:
+        # Not knowing is not "none": a new run now would duplicate this launch's run.
+        raise TrackingError(
+            f"cannot look up the run of torchrun launch {launch} in the MLflow store"
+            f" ({str(exc).splitlines()[0]}); restart once the store answers"
+        ) from None
+    return run.info.run_id

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import math
+import random
 import tempfile
 import time
 from collections.abc import Iterator
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from ganbench import checkpoint
@@ -38,7 +40,7 @@ from ganbench.progress import TrainingProgress
 from ganbench.runfolder import RunFolder, host
 from ganbench.tracking import Tracker
 from ganbench.training import rng
-from ganbench.training.data import DeviceBatches, make_batches
+from ganbench.training.data import DeviceBatches, fits_on_device, make_batches
 from ganbench.training.plan import RunPlan
 from ganbench.training.signals import Preempted, StopNow, StopSignals, signal_name
 from ganbench.training.speed import resolve_speed
@@ -145,7 +147,11 @@ def train(
             folder = RunFolder(tmp, {"run_id": tracker.run_id})
         stack.enter_context(tracked(tracker))
         cfg = plan.train
+        # Every generator a plugin may draw from starts from the run's seed (and so
+        # starts equal on every rank of a distributed run).
         torch.manual_seed(cfg.seed)
+        random.seed(cfg.seed)
+        np.random.seed(cfg.seed)
         speed = resolve_speed(
             device,
             channels_last=cfg.channels_last,
@@ -157,11 +163,13 @@ def train(
         model = plan.architecture.build(plan.model, data.shape)
         model.to(device)
         model.accelerate(speed)
-        shard = (0, 1)
+        shard, on_device = (0, 1), None
         if replicas is not None:
             replicas.sync_bn = cfg.sync_bn
             model.distribute(replicas)
             shard = (replicas.rank, replicas.world)
+            # the same kind of batches on every rank: on the device only if all fit
+            on_device = all(replicas.all_gather(fits_on_device(data, device)))
         batches = make_batches(
             data,
             cfg.batch_size,
@@ -169,6 +177,7 @@ def train(
             seed=cfg.seed + 1,
             memory_format=speed.memory_format,
             shard=shard,
+            on_device=on_device,
         )
         steps = total_steps(plan, batches.steps_per_epoch)
         environment = {

@@ -16,8 +16,9 @@ from typing import Any
 
 from ganbench.errors import GanbenchError
 
-#: SIGUSR1 is what SLURM sends before a job's time limit with ``--signal=USR1@SECONDS``.
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
+#: SIGUSR1 is what SLURM sends before a job's time limit with ``--signal=USR1@SECONDS``;
+#: torchrun also passes SIGHUP and SIGQUIT on to its workers.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGHUP, signal.SIGQUIT)
 
 
 def signal_name(signum: int) -> str:
