@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from ganbench.interfaces import Architecture, Dataset, FeatureExtractor, Metric
+    from ganbench.interfaces import Analysis, Architecture, Dataset, FeatureExtractor, Metric
     from ganbench.registry import Registrar
 
 PROJECT = "ganbench"
@@ -53,4 +53,13 @@ def ganbench_register_extractors(registry: Registrar[FeatureExtractor]) -> None:
 
     :param registry: call ``registry.add(extractor)`` with a
         :class:`ganbench.interfaces.FeatureExtractor` instance for each extractor.
+    """
+
+
+@hookspec
+def ganbench_register_analyses(registry: Registrar[Analysis]) -> None:
+    """Register analyses of trained runs (``ganbench analyze RUN NAME``).
+
+    :param registry: call ``registry.add(analysis)`` with an
+        :class:`ganbench.interfaces.Analysis` instance for each analysis.
     """

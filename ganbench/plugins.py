@@ -16,7 +16,7 @@ import pluggy
 
 from ganbench import hookspecs
 from ganbench.errors import GanbenchError
-from ganbench.interfaces import Architecture, Dataset, FeatureExtractor, Metric
+from ganbench.interfaces import Analysis, Architecture, Dataset, FeatureExtractor, Metric
 from ganbench.registry import Registrar, Registry
 
 ENTRY_POINT_GROUP = "ganbench"
@@ -40,6 +40,7 @@ class Registries:
     datasets: Registry[Dataset]
     metrics: Registry[Metric]
     extractors: Registry[FeatureExtractor]
+    analyses: Registry[Analysis]
     plugins: list[PluginInfo]
 
     def by_kind(self) -> dict[str, Registry[Any]]:
@@ -48,6 +49,7 @@ class Registries:
             "datasets": self.datasets,
             "metrics": self.metrics,
             "extractors": self.extractors,
+            "analyses": self.analyses,
         }
 
 
@@ -102,6 +104,7 @@ def load_registries(pm: PluginManager | None = None) -> Registries:
         datasets=Registry("dataset", Dataset),
         metrics=Registry("metric", Metric),
         extractors=Registry("feature extractor", FeatureExtractor),
+        analyses=Registry("analysis", Analysis),
         plugins=[],
     )
     infos: dict[str, PluginInfo] = {}

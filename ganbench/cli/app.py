@@ -55,7 +55,8 @@ def cli() -> None:
     """Train, score and compare GANs; every run is tracked in MLflow."""
 
 
-from ganbench.cli.data import data, datasets  # noqa: E402 (after the group they join)
+from ganbench.cli.analyze import analyze  # noqa: E402 (after the group they join)
+from ganbench.cli.data import data, datasets  # noqa: E402
 from ganbench.cli.eval import eval_command  # noqa: E402
 from ganbench.cli.plugins import plugins  # noqa: E402
 from ganbench.cli.probe import probe  # noqa: E402
@@ -64,8 +65,8 @@ from ganbench.cli.study import report, study  # noqa: E402
 from ganbench.cli.train import run  # noqa: E402
 from ganbench.cli.zoo import zoo  # noqa: E402
 
-for command in (run, plugins, datasets, data, eval_command, probe, runs, resume, sync, study,
-                report, zoo):  # fmt: skip
+for command in (run, plugins, datasets, data, eval_command, probe, analyze, runs, resume, sync,
+                study, report, zoo):  # fmt: skip
     cli.add_command(command)
 
 

@@ -315,25 +315,21 @@ def arithmetic(
     import numpy as np
 
     from ganbench.zoo.pictures import check_output, to_uint8
-    from ganbench.zoo.runtime import latents, parse_arithmetic
+    from ganbench.zoo.runtime import (
+        arithmetic_latents,
+        latents,
+        parse_arithmetic,
+        split_rows,
+    )
 
     terms = parse_arithmetic(expression)
     check_output(output)
     generator = _open(ref, provider, **where)
     info = generator.info
     z = latents(info, max(max(ix) for _, ix in terms) + 1, seed)
-    means = [z[ix].mean(axis=0) for _, ix in terms]
-    result = sum(sign * m for (sign, _), m in zip(terms, means, strict=True))
-    rng = np.random.default_rng([seed, 2])
-    jitter = rng.uniform(-noise, noise, size=(variations, info.z_dim)).astype(np.float32)
-    rows_z = [np.concatenate([z[ix], m[None]]) for (_, ix), m in zip(terms, means, strict=True)]
-    rows_z.append(np.concatenate([result[None], result[None] + jitter]))
+    rows_z = arithmetic_latents(z, terms, variations, noise, seed)
     images = to_uint8(generator.generate(np.concatenate(rows_z)), info.output_range)
-    rows, start = [], 0
-    for row in rows_z:
-        rows.append(list(images[start : start + len(row)]))
-        start += len(row)
-    _picture(rows, output)
+    _picture(split_rows(images, rows_z), output)
     written = " ".join(f"{'+-'[sign < 0]} mean{ix}" for sign, ix in terms).lstrip("+ ")
     click.echo(f"rows: each group's samples then their mean; last row: {written}, + variations")
 

@@ -26,12 +26,19 @@ Provider = Literal["auto", "cuda", "cpu"]
 CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
 
 
+def prior_latents(z_dim: int, distribution: str, n: int, seed: int) -> np.ndarray:
+    """``n`` latent vectors (float32, n x z_dim) of a prior ("uniform" on [-1, 1] or
+    "normal"); ``ganbench analyze`` draws a run's latents here too, so a seed means the same
+    samples for a run and for its exported zoo file."""
+    rng = np.random.default_rng(seed)
+    if distribution == "uniform":
+        return rng.uniform(-1.0, 1.0, size=(n, z_dim)).astype(np.float32)
+    return rng.standard_normal((n, z_dim), dtype=np.float32)
+
+
 def latents(info: GeneratorInfo, n: int, seed: int) -> np.ndarray:
     """``n`` latent vectors from the generator's prior (float32, n x z_dim)."""
-    rng = np.random.default_rng(seed)
-    if info.z_distribution == "uniform":
-        return rng.uniform(-1.0, 1.0, size=(n, info.z_dim)).astype(np.float32)
-    return rng.standard_normal((n, info.z_dim), dtype=np.float32)
+    return prior_latents(info.z_dim, info.z_distribution, n, seed)
 
 
 @dataclass
@@ -144,3 +151,31 @@ def parse_arithmetic(expression: str) -> list[tuple[int, list[int]]]:
     signs = [1] + [1 if op == "+" else -1 for op in re.findall(r"[+-]", expression)]
     groups = re.split(r"[+-]", expression)
     return [(sign, [int(i) for i in g.split(",")]) for sign, g in zip(signs, groups, strict=True)]
+
+
+def arithmetic_latents(
+    z: np.ndarray,
+    terms: list[tuple[int, list[int]]],
+    variations: int,
+    noise: float,
+    seed: int,
+) -> list[np.ndarray]:
+    """The rows of the paper's Fig. 7 as latents: per group its samples then their mean
+    (a concept is the average z of its group); last row the signed sum of the means, then
+    ``variations`` copies of it plus uniform noise of scale ``noise`` (the paper: 0.25)."""
+    means = [z[ix].mean(axis=0) for _, ix in terms]
+    result = sum(sign * m for (sign, _), m in zip(terms, means, strict=True))
+    rng = np.random.default_rng([seed, 2])
+    jitter = rng.uniform(-noise, noise, size=(variations, z.shape[1])).astype(np.float32)
+    rows = [np.concatenate([z[ix], m[None]]) for (_, ix), m in zip(terms, means, strict=True)]
+    rows.append(np.concatenate([result[None], result[None] + jitter]).astype(np.float32))
+    return rows
+
+
+def split_rows(images: np.ndarray, rows: list[np.ndarray]) -> list[list[np.ndarray]]:
+    """Images generated from the concatenated ``rows`` back into rows of the same lengths."""
+    out, start = [], 0
+    for row in rows:
+        out.append(list(images[start : start + len(row)]))
+        start += len(row)
+    return out

@@ -145,6 +145,14 @@ class DCGAN(GanModel):
             "d_fake": torch.sigmoid(logit_fake.detach()).mean(),
         }
 
+    def generator_layers(self) -> list[torch.nn.Module]:
+        # Each hidden layer ends in its ReLU (after the conv and batchnorm): its output is
+        # the layer's feature maps. The optional fc layer makes a vector, not maps.
+        return [m for m in self.generator.net if isinstance(m, torch.nn.ReLU)]
+
+    def discriminator_layers(self) -> list[torch.nn.Module]:
+        return list(self.discriminator.blocks)
+
     def state_dict(self) -> dict[str, Any]:
         # The scaler's scale and growth tracker decide whether the next fp16 steps are
         # skipped: an exact resume needs them (empty when the scaler is off).
