@@ -205,6 +205,9 @@ class ImageArray:
     #: Where the images came from, for the run's log (a path, a package, a cache file).
     source: str = ""
     class_names: tuple[str, ...] = ()
+    #: How the array was made, beyond ``source``, as params a run logs (e.g. near
+    #: duplicates skipped).
+    notes: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.images.ndim != 4 or str(self.images.dtype) != "uint8":

@@ -20,7 +20,9 @@ from ganbench.runs import (
     CHECKPOINT_ARTIFACTS,
     Which,
     download_checkpoint,
-    is_checkpoint_file, load_checkpoint
+    is_checkpoint_file,
+    load_checkpoint,
+)
 
 if TYPE_CHECKING:
     from ganbench.plugins import Registries

@@ -51,9 +51,21 @@ def parse_options(analysis: Any, args: list[str]) -> dict[str, Any]:
             f"{analysis.name}: {exc.format_message()} (its options: {known}; common ones:"
             " see ganbench analyze --help)"
         ) from None
-    return {
+    values = {
         o.name.replace("-", "_"): ctx.params[o.name.replace("-", "_")] for o in analysis.options
     }
+    # click does not refuse a required option whose default is None here; we do
+    missing = [
+        f"--{o.name}"
+        for o in analysis.options
+        if o.required and values[o.name.replace("-", "_")] is None
+    ]
+    if missing:
+        raise UsageError(
+            f"{analysis.name}: Missing option {', '.join(missing)}"
+            " (ganbench analyze --list shows what it takes)"
+        )
+    return values
 
 
 def describe(analysis: Any) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -188,4 +189,122 @@ def prepare(
     click.echo(
         f"{state}: {len(array)} images of {ds.name} {split} at {resolution}px in"
         f" {array.source.removeprefix('prepared cache ')}"
+    )
+
+
+@data.command()
+@click.argument("name")
+@click.option("--resolution", "-r", type=int, help="Image size (default: the dataset's).")
+@click.option("--split", help="Split (default: train).", default="train", show_default=True)
+@click.option("--category", help="Sub-set(s), comma-separated (LSUN).")
+@click.option(
+    "--steps",
+    type=click.IntRange(min=1),
+    default=2000,
+    show_default=True,
+    help="Autoencoder training steps (batches of 256).",
+)
+@click.option(
+    "--threshold",
+    type=float,
+    default=None,
+    help="A code unit's bit is 1 above this activation. [default: each unit's median]",
+)
+@click.option(
+    "--max-hamming",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Group hashes up to this many differing bits; 0 = exact collisions, as the paper."
+    " [default: 40% of the median nearest-neighbour distance, at most 16]",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
+@click.option("--progress/--no-progress", default=True)
+@data_options
+def dedup(
+    name: str,
+    resolution: int | None,
+    split: str,
+    category: str | None,
+    steps: int,
+    threshold: float | None,
+    max_hamming: int | None,
+    seed: int,
+    device: str,
+    progress: bool,
+    data_root: str | None,
+    cache_dir: str | None,
+    bad_images: str,
+) -> None:
+    """Find near duplicates in a split by semantic hashing (the DCGAN paper, Sec. 4.1).
+
+    Trains a denoising, dropout-regularised ReLU autoencoder (3072-128-3072 for RGB) on
+    32x32 downsampled centre crops, binarises its code as a hash, groups colliding images,
+    and writes the list beside the split's prepared cache; `ganbench run --dedup` then
+    trains on one image of each group.
+    """
+    from ganbench.data import dedup as dd
+    from ganbench.data.loading import load_images
+    from ganbench.data.paths import cache_root
+    from ganbench.devices import resolve_device
+    from ganbench.errors import UsageError
+    from ganbench.interfaces import DatasetRequest
+
+    ds = _registries().datasets.get(name)
+    ds.check_split(split)
+    resolution = resolution or ds.default_resolution
+    if resolution not in ds.resolutions:
+        raise UsageError(
+            f"dataset {ds.name} is not offered at resolution {resolution};"
+            f" use one of {', '.join(map(str, ds.resolutions))}"
+        )
+    category = category or (ds.categories[0] if ds.categories else None)
+    request = DatasetRequest(
+        split, resolution, data_root, {"category": category} if category else {}
+    )
+    config = dd.DedupConfig(steps=steps, seed=seed)
+    if threshold is not None:
+        config.threshold = threshold
+    if max_hamming is not None:
+        config.max_hamming = max_hamming
+    cache = cache_root(cache_dir)
+    say = functools.partial(click.echo, err=True)
+    path, stamp = dd.split_files(ds, request, cache)
+    data = load_images(
+        ds,
+        request,
+        cache,
+        bad_images=bad_images,
+        progress=progress,
+        say=say,  # type: ignore[arg-type]
+    )
+    groups, mse, _ = dd.find_duplicates(
+        data.images, config, resolve_device(device), progress=progress, say=say
+    )
+    found = dd.Duplicates(
+        dataset=ds.name,
+        split=split,
+        resolution=resolution,
+        category=category,
+        count=len(data),
+        fingerprint=stamp,
+        groups=groups,
+        config=vars(config).copy(),
+        reconstruction_mse=mse,
+        created=time.strftime("%Y-%m-%dT%H:%M:%S"),
+    )
+    dd.save(found, path)
+    picture = dd.groups_picture(data.images, groups)
+    shown = ""
+    if picture is not None:
+        from ganbench.zoo.pictures import save_atomic
+
+        picture_path = path.with_name(path.name.removesuffix(".json") + ".png")
+        save_atomic(picture, picture_path)
+        shown = f"; example groups in {picture_path}"
+    skipped = len(found.skipped)
+    click.echo(
+        f"{len(groups)} groups of near duplicates in {len(data)} images of {ds.name} {split}:"
+        f" `ganbench run ... --dedup` skips {skipped} ({100 * skipped / len(data):.1f}%);"
+        f" list in {path}{shown}"
     )

@@ -37,6 +37,12 @@ from ganbench.cli.runs import launcher_options, resume_options, run_folder_optio
 )
 @click.option("--split", help="Dataset split to train on (default: train).")
 @click.option("--category", help="Dataset sub-set(s), comma-separated (LSUN: bedroom,...).")
+@click.option(
+    "--dedup",
+    is_flag=True,
+    default=None,
+    help="Skip the near duplicates `ganbench data dedup` listed (one image per group stays).",
+)
 @data_options
 @click.option("--experiment", default="ganbench", show_default=True, help="MLflow experiment.")
 @click.option("--run-name", help="MLflow run name (default: MLflow picks one).")
@@ -81,6 +87,7 @@ def run(
     config_file: str | None,
     split: str | None,
     category: str | None,
+    dedup: bool | None,
     data_root: str | None,
     cache_dir: str | None,
     bad_images: str,
@@ -136,6 +143,7 @@ def run(
         "eval_samples": eval_samples,
         "eval_metrics": eval_metrics,
         "eval_extractor": extractor,
+        "dedup": dedup,
     }
     layers = []
     if config_file:

@@ -21,6 +21,9 @@ class TrainConfig:
     split: str = "train"
     #: A dataset's sub-set(s), comma-separated (LSUN scenes); None = the dataset's first.
     category: str | None = None
+    #: Train without the near duplicates ``ganbench data dedup`` listed for the split (the
+    #: first image of each group stays); the list's digest is logged, and a resume checks it.
+    dedup: bool = False
     #: Read losses back and log them every this many steps.
     log_every: int = 10
     #: Sample grid from the fixed z every this many steps; 0 = ten times per run.

@@ -68,6 +68,9 @@ def prepare(
         progress=progress,
         say=say,
     )
+    if plan.train.dedup:
+        data = _without_duplicates(plan, data, options)
+        say(f"--dedup: {data.source}")
     check_batch_size(plan.train.batch_size, len(data))
     scorer = None
     if plan.train.eval_every:
@@ -90,6 +93,23 @@ def prepare(
             say=say,
         )
     return data, scorer
+
+
+def _without_duplicates(plan: RunPlan, data: ImageArray, options: DataOptions) -> ImageArray:
+    """The split minus the near duplicates of its list (refused when there is no list,
+    or it was made for other files)."""
+    from ganbench.data import dedup
+    from ganbench.data.paths import cache_root
+
+    request = plan.request(options.data_root)
+    path, stamp = dedup.split_files(plan.dataset, request, cache_root(options.cache_dir))
+    found = dedup.load(
+        path,
+        count=len(data),
+        fingerprint=stamp,
+        rebuild=dedup.rebuild_command(plan.dataset, request),
+    )
+    return dedup.deduplicated(data, found)
 
 
 def execute(

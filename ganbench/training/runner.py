@@ -31,7 +31,7 @@ import torch
 
 from ganbench import checkpoint
 from ganbench.distributed import Replicas, weights_digest
-from ganbench.errors import GanbenchError, TrainingDiverged
+from ganbench.errors import GanbenchError, TrainingDiverged, UsageError
 from ganbench.images import loss_curves, sample_grid
 from ganbench.interfaces import GanModel, ImageArray
 from ganbench.metrics.scoring import PROVENANCE_DIR, provenance_name
@@ -184,6 +184,7 @@ def train(
             "device": str(device),
             "dataset_source": data.source,
             "data_on_device": isinstance(batches, DeviceBatches),
+            **data.notes,
             **speed.params(),
             **(replicas.params(cfg.batch_size) if replicas else {}),
         }
@@ -200,10 +201,24 @@ def train(
                 }
             )
         else:
+            _check_same_data(resume, environment)
             tracker.set_tags(resume.tags(environment))
             for note in loop.restore(resume):
                 say(f"note: {note}")
         return loop.run(show_progress, stop)
+
+
+def _check_same_data(resume: Resume, environment: dict[str, Any]) -> None:
+    """A resume continues the data order of the run only on the same images: a changed
+    duplicates list (or one given or dropped) would silently draw other batches."""
+    key = "data.duplicates_sha256"
+    before, now = resume.logged.get(key), environment.get(key)
+    if before != now:
+        raise UsageError(
+            f"the run trained {'with' if before else 'without'} a near-duplicates list"
+            f" ({before or 'none'}), this resume has {now or 'none'}; resume with the list"
+            " the run started with (the same --dedup setting and `ganbench data dedup` list)"
+        )
 
 
 class _Loop:
