@@ -14,8 +14,8 @@ paper leaves open, made by measurement on planted duplicates and on digits (READ
 * each code unit's threshold is its median activation over the split, so every bit splits
   the images in two and distinct images are about 40 of 128 bits apart (a fixed threshold
   left most units silent on digits, whose codes then all looked alike);
-* exact collisions (the paper) found 37 of 90 planted copies; hashes within a few bits
-  find them all, so images within ``max_hamming`` bits group, found without comparing all
+* exact collisions (the paper) found 30 of 90 planted copies; hashes within 20 bits
+  found them all, so images within ``max_hamming`` bits group, found without comparing all
   pairs by multi-index hashing (split the bits into ``max_hamming + 1`` blocks: two hashes
   that close agree exactly on at least one block);
 * ``max_hamming="auto"`` is 40% of the median nearest-neighbour distance in a sample of
@@ -235,8 +235,9 @@ def group_hashes(
 
 def auto_hamming(hashes: np.ndarray, sample: int = 4096, seed: int = 0) -> tuple[int, float]:
     """(radius, median nearest-neighbour distance of a sample): 40% of that median,
-    at most 16 bits. In a sample of a big split neighbours are farther than in the whole
-    split, so the radius errs towards grouping; ``--max-hamming`` sets it by hand."""
+    at most 16 bits, and less where the pair search would take hours. In a sample of a
+    big split neighbours are farther than in the whole split, so the radius errs towards
+    grouping; ``--max-hamming`` sets it by hand."""
     rng = np.random.default_rng(seed)
     sub = hashes[np.sort(rng.choice(len(hashes), min(sample, len(hashes)), replace=False))]
     nearest = np.full(len(sub), 10**6)
@@ -245,7 +246,14 @@ def auto_hamming(hashes: np.ndarray, sample: int = 4096, seed: int = 0) -> tuple
         dist[np.arange(len(dist)), np.arange(r, r + len(dist))] = 10**6
         nearest[r : r + len(dist)] = dist.min(axis=1)
     median = float(np.median(nearest))
-    return min(16, int(0.4 * median)), median
+    radius = min(16, int(0.4 * median))
+    # The pair search compares about (k + 1) * n^2 / 2 / 2^(bits / (k + 1)) hashes (balanced
+    # bits, one block per bucket key): 3 million images at 16 bits would take hours on a
+    # CPU. Keep it under ~5e9 comparisons (minutes): 8 bits at 3 million images.
+    bits = hashes.shape[1] * 8
+    while radius > 0 and (radius + 1) * len(hashes) ** 2 / 2 / 2 ** (bits / (radius + 1)) > 5e9:
+        radius -= 1
+    return radius, median
 
 
 @dataclass
