@@ -86,3 +86,31 @@ def test_ddp_on_every_gpu_with_sync_bn_trains_one_run(tmp_path):
     assert run.data.params["distributed.world_size"] == str(gpus)
     assert run.data.params["sync_bn"] == "True"
     assert run.data.tags["distributed.replicas"].startswith(f"{gpus} ranks hold identical")
+
+
+def test_analyses_on_cuda_equal_the_cpu(zoo_run, tmp_path):
+    """Memorisation's chunked distances and guided backprop on the GPU give the CPU's
+    numbers (float tolerance), so the paper-scale searches can run there."""
+    import json
+
+    from click.testing import CliRunner
+
+    from ganbench.cli import cli
+
+    _, uri, run_id = zoo_run
+    found = {}
+    for device in ("cpu", "cuda"):
+        for name, extra in [
+            ("memorisation", ["--samples", "200", "--held-out", "200", "--chunk", "300"]),
+            ("guided-backprop", ["--images", "4", "--features", "2"]),
+        ]:
+            out = tmp_path / device / name
+            args = ["analyze", run_id, name, *extra, "--device", device, "--out", str(out)]
+            result = CliRunner().invoke(cli, [*args, "--tracking-uri", uri, "--no-progress"])
+            assert result.exit_code == 0, result.output
+            found[device, name] = json.loads((out / "result.json").read_text())["metrics"]
+    for name in ("memorisation", "guided-backprop"):
+        cpu, cuda = found["cpu", name], found["cuda", name]
+        assert cpu.keys() == cuda.keys()
+        for key in cpu:
+            assert cuda[key] == pytest.approx(cpu[key], rel=1e-3, abs=1e-4), (name, key)
