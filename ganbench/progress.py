@@ -128,6 +128,11 @@ class ItemProgress:
     def __exit__(self, *exc: object) -> None:
         self._progress.stop()
 
+    def log(self, text: str) -> None:
+        """A line above the bar (what the last item did), shown only when the bar is."""
+        if not self._progress.disable:
+            self._progress.console.print(text, highlight=False, markup=False)
+
     def advance(self, n: int = 1) -> None:
         task = self._progress.tasks[0]
         speed = task.speed

@@ -24,6 +24,8 @@ def probe_metrics(prefix: str, result: object) -> dict[str, float]:
         f"{prefix}.labels_used": float(result.labels_used),
         f"{prefix}.c": float(result.C),
         f"{prefix}.val_accuracy": result.val_accuracy,
+        f"{prefix}.extract_seconds": result.extract_seconds,
+        f"{prefix}.fit_seconds": result.fit_seconds,
     }
 
 
@@ -159,7 +161,7 @@ def probe(
             f"{which:>11}: accuracy {100 * result.accuracy:.2f}%{ci} (error"
             f" {100 * result.error_rate:.2f}%), {result.feature_dim} features,"
             f" {result.labels_used} labels, C={result.C:g}, {result.draws} draw(s),"
-            f" fit {result.fit_seconds:.1f}s"
+            f" features {result.extract_seconds:.1f}s, fit {result.fit_seconds:.1f}s"
         )
     for line in lines:
         click.echo(line)

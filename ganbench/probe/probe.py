@@ -23,6 +23,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,6 +33,7 @@ from ganbench.errors import UsageError
 from ganbench.interfaces import ImageArray
 from ganbench.probe.features import extract
 from ganbench.probe.svm import DEFAULT_C_GRID, choose_c, fit_l2svm
+from ganbench.progress import ItemProgress
 
 
 @dataclass
@@ -199,9 +201,22 @@ def run_probe(
                 X_val, y_val = X[n_fit:], y[n_fit:]
             else:
                 X_val, y_val = X_val_ext, y_val_ext
-            draw_c, scores = choose_c(
-                X[:n_fit], y[:n_fit], X_val, y_val, c_grid, max_iter=max_iter, tol=tol
-            )
+            with ItemProgress(len(c_grid), "choosing C", unit="C", enabled=progress) as bar:
+
+                def fitted(model: Any, seconds: float) -> None:
+                    bar.advance(1)
+                    if progress:
+                        objective = float(model.objective.sum())
+                        bar.log(
+                            f"C={model.C:g}: {model.n_iter} iterations, objective"
+                            f" {objective:.4g}, {seconds:.1f}s"
+                            + ("" if model.converged else " (not converged)")
+                        )
+
+                draw_c, scores = choose_c(
+                    X[:n_fit], y[:n_fit], X_val, y_val, c_grid, max_iter=max_iter, tol=tol,
+                    on_fit=fitted,
+                )  # fmt: skip
             if C is None:
                 c_scores = scores
             C = draw_c

@@ -37,6 +37,7 @@ takes raw features.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -422,6 +423,7 @@ def fit_l2svm(
     standardize: bool = True,
     intercept_scaling: float = 1.0,
     warm_start: LinearModel | None = None,
+    method: str = "auto",
 ) -> LinearModel:
     """Fit a one-vs-rest L2-SVM (squared hinge, L2 penalty) on the device X lives on.
 
@@ -429,10 +431,18 @@ def fit_l2svm(
     ``max_iter`` caps Newton iterations (each one a few passes over X); ``block_rows`` is the
     row count per block (None: a size suited to the device; the result does not depend on
     it beyond rounding). ``warm_start`` resumes from another fit on the same X (a C path).
+    ``method``: "primal" (this module's solver), "gram" (liblinear on the Gram factor,
+    ``ganbench.probe.gram``: CPU, rows <= features) or "auto" (gram where it fits).
     """
     _check(X, y)
     if C <= 0:
         raise ValueError(f"C must be positive, not {C}")
+    if _use_gram(method, X):
+        from ganbench.probe import gram
+
+        return gram.fit_path(
+            X, y, [C], tol=tol, standardize=standardize, intercept_scaling=intercept_scaling
+        )[0]
     design = _design(X, standardize, intercept_scaling, block_rows)
     classes, Y = _as_targets(y, X.device)
     return _fit(design, classes, Y, C, max_iter, tol, block_rows, warm_start)
@@ -460,6 +470,20 @@ def _fit(
     return model
 
 
+def _use_gram(method: str, X: torch.Tensor) -> bool:
+    if method not in ("auto", "primal", "gram"):
+        raise ValueError(f"method must be auto, primal or gram, not {method!r}")
+    if method == "primal":
+        return False
+    from ganbench.probe import gram
+
+    if method == "gram":
+        if X.device.type != "cpu":
+            raise ValueError("the gram method runs on CPU features")
+        return True
+    return gram.fits(X.shape[0], X.shape[1], X.device)
+
+
 def choose_c(
     X_train: torch.Tensor,
     y_train: torch.Tensor,
@@ -471,20 +495,35 @@ def choose_c(
     tol: float = 1e-4,
     block_rows: int | None = None,
     standardize: bool = True,
+    method: str = "auto",
+    on_fit: Callable[[LinearModel, float], None] | None = None,
 ) -> tuple[float, dict[float, float]]:
     """The C of ``grid`` with the best validation accuracy, and every C's accuracy.
 
     The grid is fitted from small C to large, each fit warm-started from the last (as
-    liblinear's own C search does) and sharing one standardisation. Ties go to the smaller C.
+    liblinear's own C search does) and sharing one standardisation (and, on the Gram path,
+    one Gram matrix). Ties go to the smaller C. ``on_fit(model, seconds)`` follows progress.
     """
     _check(X_train, y_train)
     _check(X_val, y_val)
+    scores: dict[float, float] = {}
+    if _use_gram(method, X_train):
+        from ganbench.probe import gram
+
+        for model in gram.fit_path(
+            X_train, y_train, sorted(grid), tol=tol, standardize=standardize, on_fit=on_fit
+        ):
+            scores[model.C] = model.accuracy(X_val, y_val)
+        best = max(scores.values())
+        return next(C for C, acc in scores.items() if acc == best), scores
     design = _design(X_train, standardize, 1.0, block_rows)
     classes, Y = _as_targets(y_train, X_train.device)
-    scores: dict[float, float] = {}
     previous: LinearModel | None = None
     for C in sorted(grid):
+        started = time.perf_counter()
         previous = _fit(design, classes, Y, C, max_iter, tol, block_rows, previous)
         scores[C] = previous.accuracy(X_val, y_val)
+        if on_fit is not None:
+            on_fit(previous, time.perf_counter() - started)
     best = max(scores.values())
     return next(C for C, acc in scores.items() if acc == best), scores

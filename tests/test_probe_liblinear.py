@@ -1,0 +1,77 @@
+"""The probe's SVM against scikit-learn's LinearSVC (liblinear), the reference it must
+match: the same predictions and accuracy across the whole default C grid, C = 10 included,
+on both of its paths (liblinear on the Gram factor where rows are fewer than features,
+the torch primal solver elsewhere)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import LinearSVC
+
+from benchmarks.probe_scale import synthetic_features
+from ganbench.probe import gram
+from ganbench.probe.svm import DEFAULT_C_GRID, choose_c, fit_l2svm
+
+
+def _data(rows: int, dim: int, classes: int, seed: int):
+    X, y = synthetic_features(rows + 200, dim, classes, torch.device("cpu"), seed=seed)
+    return X[:rows], y[:rows], X[rows:], y[rows:]
+
+
+def _reference(X, y, X_test, C: float) -> np.ndarray:
+    ref = make_pipeline(StandardScaler(), LinearSVC(C=C, random_state=0, max_iter=1000))
+    return ref.fit(X.numpy(), y.numpy()).predict(X_test.numpy())
+
+
+@pytest.mark.parametrize(("rows", "dim", "classes"), [(240, 600, 10), (150, 400, 2)])
+def test_gram_path_predicts_as_linearsvc_on_every_c(rows, dim, classes):
+    X, y, X_test, y_test = _data(rows, dim, classes, seed=rows)
+    assert gram.fits(rows, dim, X.device)
+    for C in DEFAULT_C_GRID:
+        ours = fit_l2svm(X, y, C).predict(X_test).numpy()
+        theirs = _reference(X, y, X_test, C)
+        agree = (ours == theirs).mean()
+        assert agree >= 0.995, (C, agree)
+        accuracy = (ours == y_test.numpy()).mean() - (theirs == y_test.numpy()).mean()
+        assert abs(accuracy) <= 0.003 + 1e-12, (C, accuracy)
+
+
+def test_primal_path_agrees_with_linearsvc_where_rows_outnumber_features():
+    X, y, X_test, _ = _data(900, 120, 10, seed=3)
+    assert not gram.fits(900, 120, X.device)
+    for C in DEFAULT_C_GRID:
+        ours = fit_l2svm(X, y, C, tol=1e-6, max_iter=200).predict(X_test).numpy()
+        theirs = _reference(X, y, X_test, C)
+        assert (ours == theirs).mean() >= 0.99, C
+
+
+def test_the_two_paths_solve_the_same_problem():
+    """Same C, same features: the Gram path's weights equal the primal solver's (tight
+    tolerance), so the reduction w = X~^T L^-T v loses nothing."""
+    X, y, _, _ = _data(200, 500, 4, seed=5)
+    for C in (1e-3, 1e-1):
+        a = fit_l2svm(X, y, C, method="gram")
+        b = fit_l2svm(X, y, C, method="primal", tol=1e-8, max_iter=300)
+        scale = b.weight.abs().max()
+        assert (a.weight - b.weight).abs().max() <= 2e-3 * scale, C
+        torch.testing.assert_close(a.objective, b.objective, rtol=1e-4, atol=0)
+
+
+def test_search_reports_each_c_and_picks_the_best():
+    X, y, X_val, y_val = _data(300, 700, 10, seed=8)
+    seen = []
+    best, scores = choose_c(X, y, X_val, y_val, on_fit=lambda m, s: seen.append((m.C, s)))
+    assert [c for c, _ in seen] == sorted(DEFAULT_C_GRID)
+    assert scores[best] == max(scores.values())
+
+
+def test_identical_rows_are_handled():
+    X, y, _, _ = _data(100, 300, 3, seed=2)
+    X = torch.cat([X, X[:10]])
+    y = torch.cat([y, y[:10]])
+    model = fit_l2svm(X, y, 1.0, method="gram")
+    assert model.accuracy(X, y) > 0.9
