@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -15,6 +18,7 @@ from PIL import Image
 
 from ganbench.cli import cli
 from ganbench.errors import UsageError, ZooError
+from ganbench.zoo.index import bundled_index
 from ganbench.zoo.metadata import GeneratorInfo
 from ganbench.zoo.pictures import grid, square_rows, to_uint8
 from ganbench.zoo.runtime import latents, open_generator, parse_arithmetic, walk
@@ -100,17 +104,47 @@ def test_latents_are_seeded_and_prefix_stable(onnx_file):
     np.testing.assert_array_equal(latents(normal, 5, 0), z[:5])
 
 
+def _provider_that_runs(path) -> str:
+    """What onnxruntime itself runs a session on when asked for CUDA first (when it lists
+    CUDA) then the CPU: the first provider of a session made here, not by ganbench."""
+    wanted = ["CPUExecutionProvider"]
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        wanted.insert(0, "CUDAExecutionProvider")
+        if hasattr(ort, "preload_dlls"):  # the nvidia-* wheels' CUDA and cuDNN, as documented
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(Exception):
+                ort.preload_dlls()
+    options = ort.SessionOptions()
+    options.log_severity_level = 4
+    return ort.InferenceSession(str(path), options, providers=wanted).get_providers()[0]
+
+
+def _torch_sees_a_gpu() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
 def test_auto_provider_says_which_ran_and_any_fallback_once(onnx_file, tmp_path):
     said = []
     generator = open_generator(onnx_file, "auto", say=said.append)
-    cuda_listed = "CUDAExecutionProvider" in ort.get_available_providers()
-    assert generator.provider in generator.session.get_providers()
-    if cuda_listed and generator.provider != "CUDAExecutionProvider":
+    ran = _provider_that_runs(onnx_file)
+    assert generator.provider == ran
+    if not _torch_sees_a_gpu():
+        assert ran == "CPUExecutionProvider"  # no GPU: nothing else can have run
+    if "CUDAExecutionProvider" in ort.get_available_providers() and ran != "CUDAExecutionProvider":
         assert len(said) == 1 and "running on the CPU" in said[0]  # the GPU build, no GPU
     else:
         assert said == []
     result = _invoke("sample", str(onnx_file), "-n", "1", "-o", str(tmp_path / "g.png"))
-    assert f"onnxruntime on {generator.provider}" in result.output
+    assert result.exit_code == 0, result.output
+    assert f"onnxruntime on {ran}" in result.output
+    assert result.output.count("running on the CPU") == len(said)
+    cpu = _invoke(
+        "sample", str(onnx_file), "-n", "1", "-o", str(tmp_path / "c.png"), "--provider", "cpu"
+    )
+    assert "onnxruntime on CPUExecutionProvider" in cpu.output and "running on" not in cpu.output
 
 
 def test_cuda_provider_on_a_machine_without_one_is_an_error(onnx_file):
@@ -196,14 +230,62 @@ def test_arithmetic_expressions():
             parse_arithmetic(bad)
 
 
-def test_arithmetic_result_is_the_mean_difference(onnx_file):
-    """The last row's first image is G(mean(z0..2) - mean(z3..5) + mean(z6..8))."""
-    generator = open_generator(onnx_file, "cpu", say=lambda _: None)
-    z = latents(generator.info, 9, 0)
-    expected = z[0:3].mean(0) - z[3:6].mean(0) + z[6:9].mean(0)
-    got = generator.generate(expected[None])
-    separately = generator.generate(np.stack([expected, expected]))
-    np.testing.assert_allclose(got[0], separately[1], atol=1e-6)
+def _cell(pixels: np.ndarray, row: int, col: int, size: int = 32) -> np.ndarray:
+    """Cell (row, col) of a grid with 2-pixel borders."""
+    y, x = 2 + row * (size + 2), 2 + col * (size + 2)
+    return pixels[y : y + size, x : x + size].astype(int)
+
+
+def test_arithmetic_picture_is_the_mean_difference(tmp_path):
+    """`zoo arithmetic` of the shipped generator (trained: its images depend on z) against
+    a computation that shares no ganbench code: NumPy's seeded latents (index i of `sample
+    --seed S`), group means and their signed sum, the variations' uniform jitter (seeded
+    [S, 2]), the ONNX model run by onnxruntime itself, and the grid with 2-pixel black
+    borders laid out here: every pixel within 1 (rounding; measured: all equal)."""
+    seed, noise, variations = 11, 0.5, 5
+    groups = [(1, [4, 1]), (-1, [7]), (1, [0, 2, 9])]
+    onnx_file = Path(bundled_index()).with_name("dcgan-digits-32.onnx")
+    out = tmp_path / "sum.png"
+    args = ["arithmetic", str(onnx_file), "4,1 - 7 + 0,2,9", "-o", str(out), "--seed", str(seed)]
+    result = _invoke(*args, "--noise", str(noise), "--variations", str(variations))
+    assert result.exit_code == 0, result.output
+
+    session = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    meta = session.get_modelmeta().custom_metadata_map
+    assert meta["z_distribution"] == "uniform"
+    z_dim = int(meta["z_dim"])
+    z = np.random.default_rng(seed).uniform(-1, 1, (10, z_dim))  # float64 here
+    means = [z[ix].mean(axis=0) for _, ix in groups]
+    total = sum(sign * m for (sign, _), m in zip(groups, means, strict=True))
+    jitter = np.random.default_rng([seed, 2]).uniform(-noise, noise, (variations, z_dim))
+    rows = [[*z[ix], m] for (_, ix), m in zip(groups, means, strict=True)]
+    rows.append([total, *(total + jitter)])
+
+    def draw(latent_rows):
+        flat = np.array([v for row in latent_rows for v in row], np.float32)
+        images = session.run(["images"], {"z": flat})[0][:, 0]  # N x 32 x 32 in [-1, 1]
+        return np.clip(np.round((images + 1) * 127.5), 0, 255)
+
+    images = draw(rows)
+    expected = np.zeros((2 + 4 * 34, 2 + (1 + variations) * 34))  # black borders, blanks
+    k = 0
+    for r, row in enumerate(rows):
+        for c in range(len(row)):
+            y, x = 2 + r * 34, 2 + c * 34
+            expected[y : y + 32, x : x + 32] = images[k]
+            k += 1
+    with Image.open(out) as picture:
+        assert picture.mode == "L"
+        pixels = np.asarray(picture).astype(int)
+    assert pixels.shape == expected.shape
+    assert np.abs(pixels - expected).max() <= 1
+
+    # It can fail: the result with every sign + (mean 66 levels apart per pixel, measured)
+    # and the unjittered result (8-17 levels from each variation) are other pictures.
+    all_plus = draw([[sum(means)]])[0]
+    assert np.abs(_cell(pixels, 3, 0) - all_plus).mean() > 20
+    for c in range(1, 1 + variations):
+        assert np.abs(_cell(pixels, 3, c) - _cell(pixels, 3, 0)).mean() > 4, c
 
 
 def test_walk_goes_in_a_straight_line():
