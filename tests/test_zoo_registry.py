@@ -57,7 +57,7 @@ def test_pull_by_alias_is_verified_and_cached(published, tmp_path, monkeypatch):
         cli, ["zoo", "pull", "models:/tiny-digits@champion", "--registry", registry]
     )
     assert result.exit_code == 0, result.output
-    path = tmp_path / "zoo" / "registry" / "tiny-digits" / "v1" / "tiny-digits.onnx"
+    path = tmp_path / "zoo" / "_registry" / "tiny-digits" / "v1" / "tiny-digits.onnx"
     assert result.output.strip().endswith(str(path))
     client = MlflowClient(tracking_uri=registry, registry_uri=registry)
     tag = client.get_model_version("tiny-digits", "1").tags[SHA_TAG]

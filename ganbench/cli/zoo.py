@@ -149,6 +149,8 @@ def info(name: str, index_flag: str | None, cache_dir: str | None) -> None:
         click.echo(f"  model card: {index.resolve(entry.card)}")
     state = "verified" if is_cached(entry, cache) else "not pulled"
     click.echo(f"  cache: {cached_path(entry, cache)} ({state})")
+    for line in _fidelity_lines(entry, index, cache, index_flag):
+        click.echo(f"  {line}")
     click.echo("  metrics:" if entry.info.metrics else "  metrics: none")
     for s in entry.info.metrics:
         click.echo(f"    {s.name} = {s.value:.6g}  ({s.how})")
@@ -159,8 +161,19 @@ def info(name: str, index_flag: str | None, cache_dir: str | None) -> None:
 @index_options
 @registry_option
 @click.option("--progress/--no-progress", default=True, help="Show the download bar.")
+@click.option(
+    "--for",
+    "flavour",
+    type=click.Choice(["torch-fidelity"]),
+    help="Pull the generator's file for this tool instead (`zoo info NAME` shows its command).",
+)
 def pull(
-    ref: str, index_flag: str | None, cache_dir: str | None, registry: str | None, progress: bool
+    ref: str,
+    index_flag: str | None,
+    cache_dir: str | None,
+    registry: str | None,
+    progress: bool,
+    flavour: str | None = None,
 ) -> None:
     """Download a generator into the cache, verified by sha256; prints its path.
 
@@ -169,9 +182,64 @@ def pull(
     Example:
       ganbench zoo pull dcgan-digits-32
       ganbench zoo pull models:/dcgan-digits-32@champion --registry sqlite:///mlflow.db
+      ganbench zoo pull dcgan-digits-32 --for torch-fidelity
     """
-    path = locate(ref, index_flag, cache_dir, registry, progress)
+    if flavour:
+        path = _pull_flavour(ref, index_flag, cache_dir, registry, progress)
+    else:
+        path = locate(ref, index_flag, cache_dir, registry, progress)
     click.echo(str(path))
+
+
+def _pull_flavour(
+    name: str, index_flag: str | None, cache_dir: str | None, registry: str | None, progress: bool
+) -> Path:
+    """The verified cached torch-fidelity file of zoo generator ``name``."""
+    from ganbench.errors import ZooError
+    from ganbench.zoo import store
+    from ganbench.zoo.flavours import flavour_entry
+
+    if name.startswith("models:/") or name.endswith(".onnx"):
+        raise click.UsageError(
+            "--for takes a zoo name; for a file: `ganbench zoo convert FILE --for torch-fidelity`"
+        )
+    index, cache = _index(index_flag, cache_dir)
+    entry = index.get(name)
+    if entry.torch_fidelity is None:
+        raise ZooError(
+            f"{name} has no torch-fidelity file in {index.location}; make one with"
+            f" `ganbench zoo convert {name} --for torch-fidelity`"
+        )
+    return store.pull(
+        flavour_entry(entry), index, cache, progress=progress, registry_uri=registry, say=say
+    )
+
+
+def _fidelity_lines(entry: Any, index: Any, cache: Path, index_flag: str | None) -> list[str]:
+    """``zoo info``'s lines on the torch-fidelity file: where it is and the command."""
+    import shlex
+
+    from ganbench.zoo.flavours import fidelity_command, flavour_entry
+    from ganbench.zoo.store import cached_path, is_cached
+
+    tf = entry.torch_fidelity
+    if tf is None:
+        return [
+            "torch-fidelity: no file listed; make one with"
+            f" `ganbench zoo convert {entry.name} --for torch-fidelity`"
+        ]
+    where = index.resolve(tf.url)
+    local = "://" not in where and not where.startswith("file:") and Path(where).is_file()
+    path = Path(where) if local else cached_path(flavour_entry(entry), cache)
+    lines = [
+        f"torch-fidelity file: {where} (sha256 {tf.sha256}, {tf.size:,} bytes)",
+        f"  z: torch-fidelity's {tf.z_type} noise; images: uint8 RGB 0-255, as ganbench rounds",
+        f"  score it with: {fidelity_command(path, tf.z_type, tf.z_size)}",
+    ]
+    if not local and not is_cached(flavour_entry(entry), cache):
+        index_arg = f" --index {shlex.quote(index_flag)}" if index_flag else ""
+        lines.append(f"  (first: ganbench zoo pull {entry.name}{index_arg} --for torch-fidelity)")
+    return lines
 
 
 def _picture(rows: list, out: Path) -> None:
@@ -348,6 +416,68 @@ def remove(name: str, index_flag: str | None, cache_dir: str | None) -> None:
     click.echo(f"removed {cached_path(entry, cache).parent}" if done else f"{name} is not cached")
 
 
+@zoo.command()
+@click.argument("ref", metavar="NAME|FILE.onnx")
+@click.option(
+    "--for",
+    "flavour",
+    type=click.Choice(["torch-fidelity"]),
+    required=True,
+    help="The tool: torch-fidelity (its noise in, uint8 RGB out).",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="[default: NAME.torch-fidelity.onnx beside FILE.onnx, or here for a zoo name]",
+)
+@click.option(
+    "--add-to-index",
+    "add_to",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also list the new file in this index file's entry for the generator.",
+)
+@index_options
+@registry_option
+@click.option("--progress/--no-progress", default=True, help="Show the download bar.")
+def convert(
+    ref: str,
+    flavour: str,
+    output: Path | None,
+    add_to: Path | None,
+    index_flag: str | None,
+    cache_dir: str | None,
+    registry: str | None,
+    progress: bool,
+) -> None:
+    """Make a zoo generator's file for another tool, checked against the plain file.
+
+    \b
+    The torch-fidelity file takes torch-fidelity's noise and gives uint8 RGB images equal
+    to ganbench's own rounding of the plain file's, so `fidelity --input1 FILE` scores it.
+    Example:
+      ganbench zoo convert zoo/dcgan-digits-32.onnx --for torch-fidelity \\
+          --add-to-index zoo/index.toml
+    """
+    from ganbench.zoo.flavours import (
+        fidelity_command,
+        flavour_path,
+        list_in_index,
+        write_torch_fidelity,
+    )
+
+    plain = locate(ref, index_flag, cache_dir, registry, progress)
+    is_file = not ref.startswith("models:/") and (ref.endswith(".onnx") or Path(ref).is_file())
+    # beside a file of the user's, but not into the cache: a zoo name's file comes here
+    dest = output or (flavour_path(plain) if is_file else Path(flavour_path(plain).name))
+    made, listed = write_torch_fidelity(plain, dest)
+    click.echo(f"wrote {made} (sha256 {listed.sha256}, {listed.size:,} bytes)")
+    if add_to is not None:
+        replaced = list_in_index(add_to, plain, made, listed)
+        click.echo(f"{'replaced' if replaced else 'listed'} it in {add_to}")
+    click.echo(f"score it with: {fidelity_command(made, listed.z_type, listed.z_size)}")
+
+
 def export_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """What ``export`` and ``publish`` share: which weights, how to score them."""
     for option in reversed(
@@ -406,6 +536,14 @@ def export_options(f: Callable[..., Any]) -> Callable[..., Any]:
 @click.option(
     "--url", help="URL the file will be published at. [default: its path relative to the index]"
 )
+@click.option(
+    "--for",
+    "flavours",
+    multiple=True,
+    type=click.Choice(["torch-fidelity"]),
+    help="Also write NAME.torch-fidelity.onnx, listed in the entry: torch-fidelity's noise in,"
+    " uint8 RGB out, for `fidelity --input1` (`zoo convert` makes one later).",
+)
 def export(
     run_ref: str, out_dir: Path, index_path: Path | None, url: str | None, **kw: Any
 ) -> None:
@@ -414,6 +552,7 @@ def export(
     \b
     Example:
       ganbench zoo export 3f9f22e9... --name dcgan-digits-32 --checkpoint best
+      ganbench zoo export 3f9f22e9... --name dcgan-digits-32 --for torch-fidelity
     """
     from ganbench.zoo.exporting import export_to_folder
 

@@ -3,6 +3,8 @@
 The bytes go to ``NAME.part`` and only a file whose checksum matches is renamed to
 ``NAME``; a truncated or corrupt download is never used. An interrupted download resumes
 from its ``.part`` file where the server supports HTTP ranges, and restarts where not.
+When the size is known (a zoo index declares it) a download stops, and is deleted, as soon
+as it is longer: a hostile or broken source cannot fill the disk.
 (torchvision's own downloader writes to the final name and checks afterwards, and offers
 neither resume nor our progress bar; hence this module.)
 """
@@ -91,8 +93,21 @@ def _copy_local(url: str, part: Path) -> None:
     shutil.copyfile(source, part)
 
 
+def _wrong_size(part: Path, remote: RemoteFile, got: str) -> DownloadError:
+    part.unlink(missing_ok=True)
+    return DownloadError(
+        f"{remote.filename} from {remote.url} has {got} bytes, not the {remote.size}"
+        " expected; the copy was deleted. The file at the source is truncated or has"
+        " changed: fetch it again or update the index"
+    )
+
+
 def _fetch(remote: RemoteFile, part: Path, progress: bool, timeout: float) -> None:
     have = part.stat().st_size if part.exists() else 0
+    limit = remote.size  # None: unknown, no cap
+    if limit is not None and have > limit:
+        part.unlink()
+        have = 0
     request = urllib.request.Request(remote.url, headers={"User-Agent": "ganbench"})
     if have:
         request.add_header("Range", f"bytes={have}-")
@@ -112,13 +127,21 @@ def _fetch(remote: RemoteFile, part: Path, progress: bool, timeout: float) -> No
     with response:
         resumed = have and response.status == 206
         length = response.headers.get("Content-Length")
+        if length is not None and not length.strip().isdigit():  # a server may send anything
+            length = None
         expected = (int(length) + (have if resumed else 0)) if length else None
+        if limit is not None and expected is not None and expected > limit:
+            raise _wrong_size(part, remote, f"{expected}")  # said so before sending any
         mode = "ab" if resumed else "wb"
         done = have if resumed else 0
         with part.open(mode) as fh, ByteProgress(expected, remote.filename, progress) as bar:
             bar.advance(done)
             try:
-                for block in iter(lambda: response.read(CHUNK), b""):
+                while limit is None or done <= limit:
+                    # Never more than one byte past the limit: enough to know it is too long.
+                    block = response.read(CHUNK if limit is None else min(CHUNK, limit + 1 - done))
+                    if not block:
+                        break
                     fh.write(block)
                     done += len(block)
                     bar.advance(len(block))
@@ -127,6 +150,8 @@ def _fetch(remote: RemoteFile, part: Path, progress: bool, timeout: float) -> No
                     f"download of {remote.url} broke off after {done} bytes ({exc});"
                     " run the command again to resume"
                 ) from None
+    if limit is not None and done > limit:
+        raise _wrong_size(part, remote, f"more than {limit}")
     if expected is not None and done != expected:
         raise DownloadError(
             f"download of {remote.url} is truncated: got {done} of {expected} bytes;"
@@ -143,9 +168,4 @@ def _check_size(part: Path, remote: RemoteFile, resumable: bool) -> None:
             " run the command again to resume"
         )
     if got != remote.size:
-        part.unlink()
-        raise DownloadError(
-            f"{remote.filename} from {remote.url} has {got} bytes, not the {remote.size}"
-            " expected; the copy was deleted. The file at the source is truncated or has"
-            " changed: fetch it again or update the index"
-        )
+        raise _wrong_size(part, remote, f"{got}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ganbench.zoo.flavours import FidelityFile, fidelity_command
 from ganbench.zoo.metadata import LATENT_DISTRIBUTIONS, GeneratorInfo
 
 
@@ -15,6 +16,7 @@ def render_card(
     sample_seed: int,
     provider: str,
     config: str,
+    fidelity: FidelityFile | None = None,
 ) -> str:
     lo, hi = info.output_range
     res = f"{info.resolution}x{info.resolution}"
@@ -51,7 +53,7 @@ session = ort.InferenceSession("{info.name}.onnx")
 z = {_z_code(info)}
 images = session.run(["images"], {{"z": z}})[0]  # {shape}, in [{lo:g}, {hi:g}]
 ```
-
+{_fidelity_section(info, fidelity)}
 ## The model
 
 | | |
@@ -102,3 +104,19 @@ def _z_code(info: GeneratorInfo) -> str:
     if info.z_distribution == "uniform":
         return f"np.random.default_rng(0).uniform(-1, 1, (16, {info.z_dim})).astype(np.float32)"
     return f"np.random.default_rng(0).standard_normal((16, {info.z_dim}), dtype=np.float32)"
+
+
+def _fidelity_section(info: GeneratorInfo, fidelity: FidelityFile | None) -> str:
+    """How to score the torch-fidelity flavour file, when there is one."""
+    if fidelity is None:
+        return ""
+    mapped = " (mapped to 2u - 1 inside)" if fidelity.z_type == "uniform_0_1" else ""
+    return f"""
+With torch-fidelity: `{fidelity.url}` is the same generator taking
+torch-fidelity's `{fidelity.z_type}` noise{mapped} and giving uint8 RGB images rounded
+as ganbench rounds them (sha256 `{fidelity.sha256}`):
+
+```bash
+{fidelity_command(fidelity.url, fidelity.z_type, fidelity.z_size)}
+```
+"""

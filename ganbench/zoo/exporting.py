@@ -7,14 +7,17 @@ failed export leaves the zoo folder and its index as they were.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
+import urllib.parse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ganbench.data.download import file_digest
+from ganbench.zoo.flavours import TORCH_FIDELITY, FidelityFile, fidelity_command
 from ganbench.zoo.metadata import GeneratorInfo, Score
 
 #: Samples shown in the model card (8 x 8), drawn with this seed by onnxruntime.
@@ -34,6 +37,8 @@ class Exported:
     provider: str
     #: The run's hyperparameters as a ``--config`` TOML file, to train it again.
     config: str
+    #: ``--for torch-fidelity``: the flavour file beside ``onnx`` (url: its file name).
+    fidelity: FidelityFile | None = None
 
     def card(self) -> str:
         """The Markdown model card, its picture beside it as NAME.png."""
@@ -48,6 +53,7 @@ class Exported:
             sample_seed=CARD_SEED,
             provider=self.provider,
             config=self.config,
+            fidelity=self.fidelity,
         )
 
 
@@ -130,8 +136,10 @@ def build(
     tracking_uri: str | None,
     progress: bool,
     say: Callable[[str], None],
+    flavours: Sequence[str] = (),
 ) -> Exported:
-    """Export, check, score and draw ``run_ref``'s generator into ``folder``."""
+    """Export, check, score and draw ``run_ref``'s generator into ``folder``; ``flavours``
+    (``torch-fidelity``) adds files for other tools beside it."""
     from ganbench.zoo import export, scores
     from ganbench.zoo.index import check_name
     from ganbench.zoo.pictures import grid, square_rows, to_uint8
@@ -169,6 +177,12 @@ def build(
     images = to_uint8(runtime.generate(latents(info, CARD_SAMPLES, CARD_SEED)), info.output_range)
     picture = folder / f"{name}.png"
     grid(square_rows(images, 8)).save(picture)
+    fidelity = None
+    if TORCH_FIDELITY in flavours:
+        from ganbench.zoo.flavours import write_torch_fidelity
+
+        _, fidelity = write_torch_fidelity(final)
+        say(f"torch-fidelity flavour: {fidelity.url}, uint8 RGB from {fidelity.z_type} noise")
     return Exported(
         final,
         picture,
@@ -178,6 +192,7 @@ def build(
         loaded.plan.dataset.citation,
         runtime.provider,
         _config_toml(loaded.plan),
+        fidelity,
     )
 
 
@@ -214,7 +229,9 @@ def export_to_folder(
         name = done.info.name
         card = Path(tmp) / f"{name}.md"
         card.write_text(done.card(), encoding="utf-8")
-        targets = {p: out_dir / p.name for p in (done.onnx, done.picture, card)}
+        files = [done.onnx, done.picture, card]
+        files += [Path(tmp) / done.fidelity.url] if done.fidelity else []
+        targets = {p: out_dir / p.name for p in files}
         for source, target in targets.items():
             os.replace(source, target)
     entry = ZooEntry(
@@ -224,12 +241,31 @@ def export_to_folder(
         done.size,
         card=_relative_url(out_dir / f"{name}.md", index_path),
         picture=_relative_url(out_dir / f"{name}.png", index_path),
+        torch_fidelity=_listed(done.fidelity, out_dir, index_path, url),
     )
     replaced = upsert(index_path, entry)
     lines = [f"wrote {target}" for target in targets.values()]
     lines.append(f"{'replaced' if replaced else 'added'} {name} in {index_path}")
     lines.append(f"sha256 {done.sha256}, {done.size:,} bytes")
+    if done.fidelity:
+        tf = done.fidelity
+        command = fidelity_command(out_dir / tf.url, tf.z_type, tf.z_size)
+        lines.append(f"score it with torch-fidelity: {command}")
     return lines
+
+
+def _listed(
+    fidelity: FidelityFile | None, out_dir: Path, index_path: Path, url: str | None
+) -> FidelityFile | None:
+    """The flavour file's index listing: beside the plain file's ``url`` when one is given."""
+    if fidelity is None:
+        return None
+    where = (
+        urllib.parse.urljoin(url, fidelity.url)
+        if url
+        else _relative_url(out_dir / fidelity.url, index_path)
+    )
+    return dataclasses.replace(fidelity, url=where)
 
 
 def publish_to_registry(

@@ -5,6 +5,12 @@ before anything in it is trusted. The default index ships inside the package
 (``ganbench_zoo/index.toml``, the repository's ``zoo/`` folder); ``--index`` or
 ``GANBENCH_ZOO_INDEX`` name another one, a path or an http(s) URL. A remote index is kept
 in the cache and used from there when the network is gone.
+
+An index may come from anyone, so a remote one is trusted with less: it may point only at
+remote files (``file:`` URLs only from a local index), it is read up to
+:data:`MAX_INDEX_BYTES`, a plain-http one is warned about (whoever can change it in transit
+chooses every sha256 checked against it), and control characters in its text are replaced
+when it is read, so that ``zoo list``/``info`` cannot drive the terminal.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import hashlib
 import json
 import os
 import tomllib
+import unicodedata
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -24,11 +31,17 @@ from pathlib import Path
 from typing import Any
 
 from ganbench.errors import UnknownModelError, UsageError, ZooError
+from ganbench.zoo.flavours import FidelityFile
 from ganbench.zoo.metadata import GeneratorInfo, Score
 
 INDEX_FORMAT = "ganbench-zoo-index/1"
 INDEX_ENV = "GANBENCH_ZOO_INDEX"
 NAME_PATTERN = "^[a-z0-9][a-z0-9._-]*$"
+#: Cached copies of remote indexes, in CACHE/zoo. ganbench's own folders there start with
+#: "_", which no zoo name can (NAME_PATTERN), so a generator never shares their folder.
+INDEX_CACHE = "_indexes"
+#: An index is a few kB per generator; a server sending more is not serving an index.
+MAX_INDEX_BYTES = 16 << 20
 _HEADER = (
     "# ganbench zoo index: one [[generators]] table per published generator.\n"
     "# Written by `ganbench zoo export` / `zoo publish --index`; checked against\n"
@@ -54,6 +67,28 @@ def is_remote(location: str) -> bool:
     return urllib.parse.urlparse(location).scheme in ("http", "https")
 
 
+def _printable_char(c: str) -> str:
+    if c.isprintable():
+        return c
+    return " " if c in "\t\n\r" or unicodedata.category(c) == "Zs" else "?"
+
+
+def printable(text: str) -> str:
+    """``text`` without control, format or bidi characters (escape sequences, U+202E...),
+    each replaced by "?": text from an index or a server is shown on terminals."""
+    return text if text.isprintable() else "".join(_printable_char(c) for c in text)
+
+
+def _printable_data(data: Any) -> Any:
+    if isinstance(data, str):
+        return printable(data)
+    if isinstance(data, dict):
+        return {printable(k): _printable_data(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_printable_data(v) for v in data]
+    return data
+
+
 @dataclass(frozen=True)
 class ZooEntry:
     """One published generator: its facts, and where and how to fetch its ONNX file."""
@@ -64,6 +99,8 @@ class ZooEntry:
     size: int
     card: str | None = None
     picture: str | None = None
+    #: Its torch-fidelity flavour file, if one was made (``ganbench.zoo.flavours``).
+    torch_fidelity: FidelityFile | None = None
 
     @property
     def name(self) -> str:
@@ -80,6 +117,8 @@ class ZooEntry:
         info.pop("name")
         info["output_range"] = list(self.info.output_range)
         info["metrics"] = [dataclasses.asdict(s) for s in self.info.metrics]
+        if self.torch_fidelity:
+            info["torch_fidelity"] = self.torch_fidelity.to_table()
         return table | info
 
     @classmethod
@@ -88,9 +127,11 @@ class ZooEntry:
         table = dict(table)
         url, sha256, size = table.pop("url"), table.pop("sha256"), table.pop("size")
         card, picture = table.pop("card", None), table.pop("picture", None)
+        fidelity = table.pop("torch_fidelity", None)
         table["output_range"] = tuple(table["output_range"])
         table["metrics"] = tuple(Score(**m) for m in table["metrics"])
-        return cls(GeneratorInfo(**table), url, sha256, size, card, picture)
+        fidelity = FidelityFile.from_table(fidelity) if fidelity else None
+        return cls(GeneratorInfo(**table), url, sha256, size, card, picture, fidelity)
 
 
 @dataclass
@@ -113,6 +154,8 @@ class ZooIndex:
     def resolve(self, relative: str) -> str:
         """A url or file named in the index, made absolute against the index's location."""
         scheme = urllib.parse.urlparse(relative).scheme
+        if scheme == "file" and is_remote(self.location):
+            raise _local_file_error(self.location, relative)
         if scheme in ("http", "https", "file", "models"):
             return relative
         if is_remote(self.location):
@@ -138,13 +181,39 @@ def validate(data: Any, where: str) -> None:
         raise ZooError(f"zoo index {where} lists {', '.join(doubled)} more than once; keep one")
 
 
+def _local_file_error(location: str, url: str) -> ZooError:
+    return ZooError(
+        f"zoo index {location} is remote but points at the local file {url}: a remote index"
+        " may name only http(s) URLs and files beside it; remove that entry, or copy the"
+        " index and use it as a local file with --index"
+    )
+
+
 def parse(text: str, where: str) -> ZooIndex:
+    """An index from its text; ``where`` is its path or URL (a URL: a remote index)."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ZooError(f"zoo index {where} is not valid TOML ({exc}); fix the file") from None
+    data = _printable_data(data)  # before the schema's messages quote any of it
     validate(data, where)
+    if is_remote(where):
+        for g in data["generators"]:
+            if urllib.parse.urlparse(g["url"]).scheme == "file":
+                raise _local_file_error(where, g["url"])
     return ZooIndex(where, [ZooEntry.from_table(g) for g in data["generators"]])
+
+
+def _fetch_index(location: str, timeout: float) -> str:
+    request = urllib.request.Request(location, headers={"User-Agent": "ganbench"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        data = response.read(MAX_INDEX_BYTES + 1)
+    if len(data) > MAX_INDEX_BYTES:
+        raise ZooError(
+            f"zoo index {location} is larger than {MAX_INDEX_BYTES >> 20} MiB, so it is not a"
+            " zoo index; check the URL"
+        )
+    return data.decode("utf-8")
 
 
 def load_index(
@@ -159,11 +228,14 @@ def load_index(
                 f" or ${INDEX_ENV}"
             )
         return parse(path.read_text(encoding="utf-8"), str(path))
-    copy = cache / "indexes" / (hashlib.sha256(location.encode()).hexdigest()[:16] + ".toml")
+    if urllib.parse.urlparse(location).scheme == "http":
+        say(
+            f"warning: zoo index {location} is plain http: whoever can change it on the way"
+            " chooses every sha256 that ganbench checks downloads against; use https"
+        )
+    copy = cache / INDEX_CACHE / (hashlib.sha256(location.encode()).hexdigest()[:16] + ".toml")
     try:
-        request = urllib.request.Request(location, headers={"User-Agent": "ganbench"})
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            text = response.read().decode("utf-8")
+        text = _fetch_index(location, timeout)
     except (urllib.error.URLError, OSError, UnicodeDecodeError) as exc:
         if not copy.is_file():
             raise ZooError(

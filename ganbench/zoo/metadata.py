@@ -16,6 +16,8 @@ from typing import Any
 from ganbench.errors import ZooError
 
 FORMAT = "ganbench-zoo/1"
+#: A zoo file made for torch-fidelity (``ganbench.zoo.flavours``): uint8 RGB images.
+TORCH_FIDELITY_FORMAT = "ganbench-zoo-torch-fidelity/1"
 #: Priors a zoo generator may use, and how each is written in cards and listings.
 LATENT_DISTRIBUTIONS = {"uniform": "uniform on [-1, 1]", "normal": "standard normal N(0, 1)"}
 
@@ -71,6 +73,12 @@ class GeneratorInfo:
     @classmethod
     def from_props(cls, props: Mapping[str, str], where: str) -> GeneratorInfo:
         """Read :meth:`to_props` back; a file without it gets an error saying so."""
+        if props.get("ganbench.format") == TORCH_FIDELITY_FORMAT:
+            raise ZooError(
+                f"{where} is the torch-fidelity flavour of {props.get('name')} (uint8 RGB images"
+                " for `fidelity --input1`); ganbench's zoo commands take the plain file"
+                f" {props.get('name')}.onnx"
+            )
         if props.get("ganbench.format") != FORMAT:
             found = props.get("ganbench.format")
             what = f"its format is {found!r}, not {FORMAT!r}" if found else "it has no metadata"

@@ -19,6 +19,7 @@ from pathlib import Path
 from ganbench.data.download import file_digest
 from ganbench.errors import DownloadError, TrackingError, UsageError, ZooError
 from ganbench.tracking import check_reachable, resolve_tracking_uri
+from ganbench.zoo.index import printable
 from ganbench.zoo.metadata import GeneratorInfo
 
 SHA_TAG = "ganbench.sha256"
@@ -48,7 +49,7 @@ def registry_uri(flag: str | None) -> str:
 def parse_models_uri(uri: str) -> tuple[str, str | None, str | None]:
     """``models:/NAME@ALIAS`` or ``models:/NAME/VERSION`` -> (name, alias, version)."""
     match = _URI.fullmatch(uri)
-    if not match:
+    if not match or match["name"] in (".", "..") or "\\" in match["name"]:  # a folder name
         raise UsageError(
             f"{uri!r} is not a registry model URI; use models:/NAME@ALIAS or models:/NAME/VERSION"
         )
@@ -62,7 +63,11 @@ def _client(uri: str):
 
 
 def lookup(uri: str, registry: str) -> tuple[str, str]:
-    """The version a ``models:/`` URI points at now, and the sha256 published with it."""
+    """The version a ``models:/`` URI points at now, and the sha256 published with it.
+
+    Both come from a server that may be anyone's and become a cache path and a checksum,
+    so the version must be the integer asked for (or any, for an alias) and the sha256 64
+    hex digits."""
     from mlflow.exceptions import MlflowException
 
     name, alias, version = parse_models_uri(uri)
@@ -75,17 +80,30 @@ def lookup(uri: str, registry: str) -> tuple[str, str]:
             else client.get_model_version(name, version)
         )
     except MlflowException as exc:
+        first = printable((exc.message.splitlines() or [""])[0])
         raise ZooError(
-            f"{uri} is not in the registry at {registry} ({exc.message.splitlines()[0]});"
+            f"{uri} is not in the registry at {registry} ({first});"
             " check the name and alias, or give the right store with --registry"
         ) from None
+    got = str(mv.version)
+    if not re.fullmatch(r"[1-9][0-9]{0,17}", got) or (version and int(got) != int(version)):
+        raise ZooError(
+            f"the registry at {registry} answered version {printable(got)!r} for {uri}, not"
+            f" {'version ' + version if version else 'a version number'}; it is not an MLflow"
+            " registry to trust: check --registry"
+        )
     sha = mv.tags.get(SHA_TAG)
     if not sha:
         raise ZooError(
-            f"{uri} (version {mv.version}) has no {SHA_TAG} tag, so it cannot be verified;"
+            f"{uri} (version {got}) has no {SHA_TAG} tag, so it cannot be verified;"
             " publish it with `ganbench zoo publish`"
         )
-    return str(mv.version), sha
+    if not re.fullmatch("[0-9a-f]{64}", str(sha)):
+        raise ZooError(
+            f"{uri} (version {got}) has a {SHA_TAG} tag that is not a sha256"
+            f" ({printable(str(sha))[:80]!r}); publish it again with `ganbench zoo publish`"
+        )
+    return got, sha
 
 
 def download_registered(uri: str, dest: Path, registry: str | None) -> Path:

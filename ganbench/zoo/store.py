@@ -4,6 +4,13 @@ A file enters the cache only through :func:`ganbench.data.download.download` (``
 resume, checksum, then an atomic rename) or, for ``models:/`` URLs, through a temporary
 folder that is checked before the rename. Every use re-hashes the cached file, so a file
 damaged on disk is caught, deleted and fetched again instead of generating garbage.
+
+Layout of ``CACHE/zoo``: a generator's folder is named after it (``NAME/NAME.onnx``, as
+since the first release); ganbench's own folders start with "_" (``_indexes`` for cached
+remote indexes, ``_registry`` for ``models:/`` pulls), which no zoo name can, so an index
+listing a generator called ``indexes`` or ``registry`` cannot share, or ``zoo remove``,
+them. (Copies cached by older versions under ``indexes/`` and ``registry/`` are fetched
+again once.)
 """
 
 from __future__ import annotations
@@ -18,6 +25,8 @@ from ganbench.data.download import check_digest, download, file_digest
 from ganbench.interfaces import RemoteFile
 from ganbench.zoo.index import ZooEntry, ZooIndex
 
+REGISTRY_CACHE = "_registry"
+
 
 def zoo_cache(cache: Path) -> Path:
     """Zoo files live in ``CACHE/zoo`` (the cache folder of ``--cache-dir`` or
@@ -27,6 +36,11 @@ def zoo_cache(cache: Path) -> Path:
 
 def cached_path(entry: ZooEntry, cache: Path) -> Path:
     return zoo_cache(cache) / entry.name / f"{entry.name}.onnx"
+
+
+def registered_path(cache: Path, name: str, version: str) -> Path:
+    """Where version ``version`` of registered model ``name`` is cached."""
+    return zoo_cache(cache) / REGISTRY_CACHE / name / f"v{version}" / f"{name}.onnx"
 
 
 def is_cached(entry: ZooEntry, cache: Path, verify: bool = True) -> bool:
@@ -94,12 +108,15 @@ def pull(
 
 
 def remove(entry: ZooEntry, cache: Path) -> bool:
-    """Delete a generator's cached files; True when there were any."""
+    """Delete a generator's cached files (its torch-fidelity file too); True when there
+    were any."""
     folder = cached_path(entry, cache).parent
-    if not folder.exists():
-        return False
-    shutil.rmtree(folder)
-    return True
+    found = False
+    for path in (folder, folder.with_name(f"{entry.name}.torch-fidelity")):
+        if path.exists():
+            shutil.rmtree(path)
+            found = True
+    return found
 
 
 def pull_registered(
@@ -115,7 +132,7 @@ def pull_registered(
     registry = registry_uri(registry)
     name, _, _ = parse_models_uri(uri)
     version, sha = lookup(uri, registry)
-    path = zoo_cache(cache) / "registry" / name / f"v{version}" / f"{name}.onnx"
+    path = registered_path(cache, name, version)  # lookup checked both: no "..", no "/"
     if _cached(path, sha, "the registry's sha256 tag", say):
         return path
     return _from_registry(f"models:/{name}/{version}", path, sha, registry)

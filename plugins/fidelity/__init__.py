@@ -5,16 +5,25 @@ reference implementation's numbers) and the IS, KID and precision/recall formula
 are called here on features ganbench extracts once and caches. The Frechet distance is
 ganbench's own symmetric-eigenvalue computation (``ganbench.metrics.frechet``), checked
 against torch-fidelity's in the tests: it can reuse the reference's cached square root.
+
+torch-fidelity unpickles its weights file with ``torch.load(weights_only=False)``, which
+runs any code a pickle carries, and torch.hub checks a fresh download against 8 hex digits
+of its sha256 only. So whatever file is given (``--inception-weights``,
+``$GANBENCH_INCEPTION_WEIGHTS``, torch.hub's cache) is read here with ``weights_only=True``
+and must be a plain state dict of tensors; torch-fidelity only sees a copy ganbench saved
+from those tensors.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ganbench.data.download import file_digest
 from ganbench.errors import GanbenchError
 from ganbench.hookspecs import hookimpl
 from ganbench.interfaces import FeatureExtractor, LoadedExtractor, Metric, RealStats
@@ -55,6 +64,41 @@ def default_inception_weights(progress: bool = True) -> Path:
     return path
 
 
+def _refusal(exc: BaseException) -> str:
+    """Why torch refused a file, on one short line (its messages span many)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    cause = next((line for line in lines if "WeightsUnpickler error:" in line), "")
+    if cause:
+        cause = cause.split("WeightsUnpickler error:", 1)[1].split(". Please", 1)[0].strip()
+        return f"it holds Python objects other than tensors, which could run code: {cause[:120]}"
+    return f"{type(exc).__name__}: {lines[0][:200]}" if lines else type(exc).__name__
+
+
+def safe_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], str]:
+    """The tensors in ``path``, read without running any pickled code, and the sha256 of the
+    bytes read; anything but a plain ``{name: tensor}`` state dict is refused."""
+    import torch
+
+    fix = f"download it again from {INCEPTION_URL}"
+    data = path.read_bytes()
+    try:
+        obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated zip, a pickle with code or foreign objects, ...
+        raise GanbenchError(
+            f"{path} is not usable Inception-v3 weights ({_refusal(exc)}); {fix}"
+        ) from None
+    plain = isinstance(obj, dict) and bool(obj)
+    if not plain or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()
+    ):
+        what = type(obj).__name__ if not plain else "entries that are not tensors"
+        raise GanbenchError(
+            f"{path} is not usable Inception-v3 weights (not a plain state dict of tensors:"
+            f" it holds {what}); {fix}"
+        )
+    return obj, hashlib.sha256(data).hexdigest()
+
+
 class InceptionV3(FeatureExtractor):
     name = "inception-v3"
     summary = "torch-fidelity's Inception-v3 (TF 2015-12-05 weights): 2048-d pool, 1008 logits"
@@ -68,15 +112,21 @@ class InceptionV3(FeatureExtractor):
                 f"Inception-v3 weights file {path} does not exist; pass --inception-weights"
                 f" PATH (or {INCEPTION_ENV}) naming the file downloaded from {INCEPTION_URL}"
             )
+        import torch
         from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
+        state, sha256 = safe_state_dict(path)
         try:
-            net = FeatureExtractorInceptionV3(
-                "inception-v3-compat",
-                ["2048", "logits_unbiased"],
-                feature_extractor_weights_path=str(path),
-            )
-        except Exception as exc:  # truncated file, another network's weights
+            with tempfile.TemporaryDirectory(prefix="ganbench-inception-") as tmp:
+                verified = Path(tmp) / "inception.pth"
+                torch.save(state, verified)  # tensors only: all torch-fidelity unpickles
+                del state
+                net = FeatureExtractorInceptionV3(
+                    "inception-v3-compat",
+                    ["2048", "logits_unbiased"],
+                    feature_extractor_weights_path=str(verified),
+                )
+        except Exception as exc:  # another network's weights
             first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
             raise GanbenchError(
                 f"{path} is not usable Inception-v3 weights ({type(exc).__name__}: {first});"
@@ -85,7 +135,7 @@ class InceptionV3(FeatureExtractor):
         from ganbench_plugins.fidelity.inception import RgbInception
 
         module = RgbInception(net).to(device).eval()
-        return LoadedExtractor(module, file_digest(path, "sha256"), str(path))
+        return LoadedExtractor(module, sha256, str(path))
 
 
 def _tensor(x: np.ndarray) -> torch.Tensor:
