@@ -33,7 +33,12 @@ def loss_curves(history: Mapping[str, Sequence[tuple[int, float]]], path: Path) 
             steps, values = zip(*history[key], strict=True)
             ax.plot(steps, values, label=key, linewidth=1)
     ax_loss.set(title="losses", xlabel="step")
-    ax_d.set(title="mean D output: D(x) and D(G(z))", xlabel="step", ylim=(0, 1))
+    ax_d.set(title="mean D output: D(x) and D(G(z))", xlabel="step")
+    # A probability (DCGAN's sigmoid) on the unit range; a critic's or a least-squares
+    # D's raw output can leave it, and is then shown on the range it takes.
+    outputs = [v for key in ("d_real", "d_fake") for _, v in history.get(key, ())]
+    if all(0 <= v <= 1 for v in outputs):
+        ax_d.set(ylim=(0, 1))
     for ax in (ax_loss, ax_d):
         ax.legend()
         ax.grid(alpha=0.3)

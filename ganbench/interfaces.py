@@ -86,6 +86,15 @@ class GanModel(ABC):
     #: (rank, world size) of this replica in a data-parallel run; (0, 1) otherwise.
     shard: tuple[int, int] = (0, 1)
 
+    #: Real batches one :meth:`train_step` consumes. A critic trained n times per G update
+    #: takes n fresh real batches, as Gulrajani et al.'s WGAN-GP code does (a new batch
+    #: from the data generator at each critic iteration), rather than seeing one batch n
+    #: times. The runner draws that many batches from its data stream and hands them over
+    #: concatenated, so the data cursor (and with it an exact resume) stays the runner's;
+    #: epochs count passes over the data, so an epoch is 1/n as many steps. Must equal
+    #: :meth:`Architecture.real_batches_per_step` for the config the model was built from.
+    real_batches_per_step: int = 1
+
     def distribute(self, replicas: Any) -> None:
         """Wrap the networks for data-parallel training (a
         :class:`ganbench.distributed.Replicas`: ``replicas.wrap(module)`` is DDP), after
@@ -120,8 +129,13 @@ class GanModel(ABC):
 
     @abstractmethod
     def train_step(self, real: torch.Tensor) -> Mapping[str, torch.Tensor]:
-        """One D update then one G update on a batch of real images in [-1, 1] (this
-        replica's share of the global batch; latents from :meth:`batch_latent`).
+        """One G update and the D updates that go with it, on real images in [-1, 1]
+        (latents from :meth:`batch_latent`).
+
+        ``real`` holds :attr:`real_batches_per_step` batches (n) concatenated along dim 0:
+        n x B images, where B is this replica's share of the global batch. With n = 1
+        (DCGAN) that is one D update then one G update on one batch; with n > 1 the model
+        splits ``real`` into its n batches, one per D update, then updates G once.
 
         Returns detached scalar tensors (at least ``loss_d``, ``loss_g``, ``d_real``,
         ``d_fake``) left on the device: the runner reads them back only when it logs, so
@@ -178,6 +192,13 @@ class Architecture(ABC):
     def preset(self, dataset: str) -> Mapping[str, Any]:
         """Settings that differ from the defaults for ``dataset`` (only the differences)."""
         return {}
+
+    def real_batches_per_step(self, config: Any) -> int:
+        """Real batches one training step of a model built from ``config`` consumes (its
+        :attr:`GanModel.real_batches_per_step`), known without building it: the runner
+        turns ``epochs`` into steps with it, and a resume checks the step count before
+        any model exists. The default, 1, is one D update per G update."""
+        return 1
 
     @abstractmethod
     def supported_resolutions(self) -> tuple[int, ...]:

@@ -15,7 +15,9 @@ class TrainConfig:
     batch_size: int = 64
     #: Length of training: steps wins over epochs when the later-given of the two is steps.
     steps: int | None = None
-    #: Passes over the split (25 is the PyTorch DCGAN reference's default).
+    #: Passes over the split (25 is the PyTorch DCGAN reference's default), counted in
+    #: real images: an architecture whose step takes n batches (WGAN-GP's 5 critic
+    #: updates) makes an epoch 1/n as many steps.
     epochs: float | None = 25.0
     seed: int = 0
     split: str = "train"

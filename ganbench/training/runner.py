@@ -115,10 +115,28 @@ def tracked(tracker: Tracker) -> Iterator[Tracker]:
         tracker.finish("FINISHED")
 
 
-def total_steps(plan: RunPlan, steps_per_epoch: int) -> int:
+def total_steps(plan: RunPlan, batches_per_epoch: int) -> int:
+    """The run's length in steps: ``steps``, or ``epochs`` passes over the data, where a
+    step takes the architecture's real batches per step (5 for a WGAN-GP critic trained
+    5 times per G update), so an epoch is ``batches_per_epoch / n`` steps."""
     if plan.train.steps is not None:
         return plan.train.steps
-    return max(1, math.ceil(plan.train.epochs * steps_per_epoch))
+    n = plan.architecture.real_batches_per_step(plan.model)
+    return max(1, math.ceil(plan.train.epochs * batches_per_epoch / n))
+
+
+def _check_batches_per_step(plan: RunPlan, model: GanModel) -> None:
+    """The runner feeds what the model takes; epochs were counted with what the
+    architecture said. A plugin whose two answers differ would train on the wrong number
+    of images per step or for the wrong length: refuse it up front."""
+    said = plan.architecture.real_batches_per_step(plan.model)
+    takes = model.real_batches_per_step
+    if isinstance(takes, bool) or not isinstance(takes, int) or takes < 1 or takes != said:
+        raise GanbenchError(
+            f"architecture {plan.architecture.name!r} says a step takes {said} real"
+            f" batches, and the model it built takes {takes!r}"
+            " (GanModel.real_batches_per_step); the plugin must give the same whole number"
+        )
 
 
 def train(
@@ -161,6 +179,7 @@ def train(
             threads=cfg.threads,
         )
         model = plan.architecture.build(plan.model, data.shape)
+        _check_batches_per_step(plan, model)
         model.to(device)
         model.accelerate(speed)
         shard, on_device = (0, 1), None
@@ -206,6 +225,15 @@ def train(
             for note in loop.restore(resume):
                 say(f"note: {note}")
         return loop.run(show_progress, stop)
+
+
+def _real_batches(batches: Iterator[torch.Tensor], n: int) -> torch.Tensor:
+    """The next ``n`` batches of this replica's stream, concatenated along dim 0 (each is
+    this rank's share of a global batch, so n of them are its share of n global batches).
+    The stream's cursor moves past all n: a checkpoint after the step resumes after them."""
+    if n == 1:
+        return next(batches)
+    return torch.cat([next(batches) for _ in range(n)])
 
 
 def _check_same_data(resume: Resume, environment: dict[str, Any]) -> None:
@@ -308,18 +336,20 @@ class _Loop:
         desc = f"{self.plan.architecture.name} on {self.plan.dataset.name}"
         last: dict[str, float] = {}
         batches = iter(self.batches)
+        per_step = self.model.real_batches_per_step
         try:
             with TrainingProgress(
                 self.steps, desc, enabled=show_progress and self.main, start=self.step
             ) as progress:
                 mark, mark_step = time.perf_counter(), self.step
                 for step in range(self.step + 1, self.steps + 1):
-                    stats = self.model.train_step(next(batches))
+                    stats = self.model.train_step(_real_batches(batches, per_step))
                     self.step = step
                     if step % cfg.log_every == 0 or step == self.steps:
                         now = time.perf_counter()
-                        # cfg.batch_size is the global batch: the rate is the group's.
-                        rate = (step - mark_step) * cfg.batch_size / (now - mark)
+                        # cfg.batch_size is the global batch: the rate is the group's,
+                        # in real images consumed (per_step batches a step).
+                        rate = (step - mark_step) * cfg.batch_size * per_step / (now - mark)
                         last = self._log(stats, step, rate, stop)
                         mark, mark_step = now, step
                         progress.advance(step, last)

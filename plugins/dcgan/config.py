@@ -72,3 +72,10 @@ class DCGANConfig:
                 "fc_hidden must be 0 (no fully connected hidden layer, the paper) or a number"
                 f" of units; got {self.fc_hidden}"
             )
+
+
+def require_whole(name: str, value: object, minimum: int) -> None:
+    """A config field that must be a whole number of at least ``minimum`` (for the
+    family's configs: ``n_critic`` and the like)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{name} must be a whole number of at least {minimum}; got {value!r}")

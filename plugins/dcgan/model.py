@@ -1,17 +1,30 @@
-"""A DCGAN with its optimizers and the paper's alternating training step."""
+"""A DCGAN with its optimizers and the paper's alternating training step.
+
+The step is the DCGAN-backbone family's: LSGAN, WGAN-GP and SNGAN (their own plugins)
+subclass :class:`DCGAN` and change only its loss (:meth:`DCGAN.d_loss`,
+:meth:`DCGAN.g_loss`), a penalty on D (:meth:`DCGAN.d_penalty`), how D is normalised
+(:meth:`DCGAN.discriminator_norm`, :attr:`DCGAN.spectral_norm`) and how many D updates
+(each on its own real batch) go with one G update (``real_batches_per_step``).
+"""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 
 from ganbench.interfaces import GanModel, ImageShape, Speed
+from ganbench_plugins.dcgan import losses
 from ganbench_plugins.dcgan.config import DCGANConfig
-from ganbench_plugins.dcgan.networks import Discriminator, Generator, init_weights
+from ganbench_plugins.dcgan.networks import (
+    Discriminator,
+    DNorm,
+    Generator,
+    add_spectral_norm,
+    init_weights,
+)
 
 
 def sample_latent(
@@ -25,8 +38,24 @@ def sample_latent(
     return z
 
 
+def split_batches(real: torch.Tensor, n: int) -> tuple[torch.Tensor, ...]:
+    """``real`` (n batches concatenated along dim 0, as the runner passes them) as its n
+    batches (views, in ``real``'s memory layout)."""
+    if n == 1:
+        return (real,)
+    if real.shape[0] % n:
+        raise ValueError(
+            f"train_step takes {n} batches of the same size concatenated (n x B images);"
+            f" got {real.shape[0]} images"
+        )
+    return real.chunk(n)
+
+
 class DCGAN(GanModel):
     """Generator, discriminator and their Adam optimizers."""
+
+    #: Spectral normalisation on every D layer (SNGAN), applied after initialisation.
+    spectral_norm: ClassVar[bool] = False
 
     def __init__(self, config: DCGANConfig, shape: ImageShape) -> None:
         self.config = config
@@ -34,9 +63,13 @@ class DCGAN(GanModel):
         self.z_dim = config.z_dim
         self.latent_distribution = config.z_distribution
         self.generator = Generator(config, shape.channels, shape.resolution)
-        self.discriminator = Discriminator(config, shape.channels, shape.resolution)
+        self.discriminator = Discriminator(
+            config, shape.channels, shape.resolution, norm=self.discriminator_norm()
+        )
         init_weights(self.generator, config.init_std)
         init_weights(self.discriminator, config.init_std)
+        if self.spectral_norm:
+            add_spectral_norm(self.discriminator)
         self.opt_g, self.opt_d = self._optimizers({})
         # The fast path (accelerate): compiled callables of the same modules (state dicts
         # stay those of the plain modules), autocast dtype, and fp16's gradient scaler.
@@ -109,41 +142,83 @@ class DCGAN(GanModel):
             self._device_type, self._autocast or torch.float32, enabled=self._autocast is not None
         )
 
+    # ---- what the family's members change ------------------------------------------------
+    def discriminator_norm(self) -> DNorm:
+        """What normalises D's hidden layers: DCGAN's batchnorm."""
+        return "batch"
+
+    def d_loss(self, out_real: torch.Tensor, out_fake: torch.Tensor) -> torch.Tensor:
+        """D maximises log D(x) + log(1 - D(G(z)))."""
+        return losses.bce_d(out_real, out_fake)
+
+    def g_loss(self, out_gen: torch.Tensor) -> torch.Tensor:
+        """Non-saturating: maximise log D(G(z)); or minimax: minimise log(1 - D(G(z)))."""
+        if self.config.loss == "non_saturating":
+            return losses.non_saturating_g(out_gen)
+        return losses.minimax_g(out_gen)
+
+    def d_output(self, out: torch.Tensor) -> torch.Tensor:
+        """What ``d_real``/``d_fake`` report of D's raw output: DCGAN's D(x) is a
+        probability, the sigmoid of its logit."""
+        return torch.sigmoid(out)
+
+    def d_penalty(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor | None:
+        """A regulariser added to D's loss at each D update (on that update's real and
+        generated images); None: none (DCGAN)."""
+        return None
+
+    # ---- the step ------------------------------------------------------------------------
     def train_step(self, real: torch.Tensor) -> Mapping[str, torch.Tensor]:
         G, D, scaler = self._G, self._D, self._scaler
-        z = self.batch_latent(real.shape[0], real.device)
+        n = self.real_batches_per_step
+        reals = split_batches(real, n)
+        penalty = None
+        for i, real_i in enumerate(reals):
+            z = self.batch_latent(real_i.shape[0], real_i.device)
 
-        # D: maximise log D(x) + log(1 - D(G(z))). Real and fake go through D as separate
-        # batches, as the paper's code does, so batchnorm sees each on its own.
-        self.opt_d.zero_grad(set_to_none=True)
-        with self._amp():
-            fake = G(z)
-            logit_real = D(real)
-            logit_fake = D(fake.detach())
-            loss_d = F.binary_cross_entropy_with_logits(
-                logit_real, torch.ones_like(logit_real)
-            ) + F.binary_cross_entropy_with_logits(logit_fake, torch.zeros_like(logit_fake))
-        scaler.scale(loss_d).backward()
-        scaler.step(self.opt_d)
+            # D: real and fake go through D as separate batches, as the paper's code
+            # does, so batchnorm sees each on its own.
+            self.opt_d.zero_grad(set_to_none=True)
+            with self._amp():
+                # With several D updates G takes fresh latents below, so these fakes need
+                # no graph back into G; with one, G's update reuses this fake.
+                with torch.no_grad() if n > 1 else contextlib.nullcontext():
+                    fake = G(z)
+                logit_real = D(real_i)
+                logit_fake = D(fake.detach())
+                loss_d = self.d_loss(logit_real, logit_fake)
+            penalty = self.d_penalty(real_i, fake)
+            if penalty is not None:
+                loss_d = loss_d + penalty
+            scaler.scale(loss_d).backward()
+            scaler.step(self.opt_d)
+            if i < n - 1:
+                scaler.update()  # a GradScaler steps each optimizer once per update
 
-        # G: non-saturating, maximise log D(G(z)); or minimax, minimise log(1 - D(G(z))).
+        # G: one update, on D as it is after its updates. After several D updates G draws
+        # fresh latents (Gulrajani et al.'s Algorithm 1, line 11); after one it reuses the
+        # fake D was just trained on (DCGAN's order, one G forward fewer).
         self.opt_g.zero_grad(set_to_none=True)
+        if n > 1:
+            with self._amp():
+                fake = G(self.batch_latent(reals[-1].shape[0], real.device))
         with self._amp(), self._d_without_sync():
             logit_gen = D(fake)
-            if self.config.loss == "non_saturating":
-                loss_g = F.binary_cross_entropy_with_logits(logit_gen, torch.ones_like(logit_gen))
-            else:
-                loss_g = -F.binary_cross_entropy_with_logits(logit_gen, torch.zeros_like(logit_gen))
+            loss_g = self.g_loss(logit_gen)
         scaler.scale(loss_g).backward()
         scaler.step(self.opt_g)
         scaler.update()
 
-        return {
+        # With several D updates the D statistics are the last update's.
+        stats = {
             "loss_d": loss_d.detach(),
             "loss_g": loss_g.detach(),
-            "d_real": torch.sigmoid(logit_real.detach()).mean(),
-            "d_fake": torch.sigmoid(logit_fake.detach()).mean(),
+            "d_real": self.d_output(logit_real.detach()).mean(),
+            "d_fake": self.d_output(logit_fake.detach()).mean(),
         }
+        if penalty is not None:
+            stats["d_penalty"] = penalty.detach()
+        return stats
 
     def generator_layers(self) -> list[torch.nn.Module]:
         # Each hidden layer ends in its ReLU (after the conv and batchnorm): its output is

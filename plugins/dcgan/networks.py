@@ -15,11 +15,17 @@ fully connected hidden layer of N units in each network), ``batchnorm``/``bn_g_o
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
 
 from ganbench_plugins.dcgan.config import RESOLUTIONS, DCGANConfig
+
+#: What normalises D's hidden layers: DCGAN's batchnorm, layer normalisation (WGAN-GP's
+#: critic), or nothing (SNGAN's D, whose layers spectral normalisation constrains).
+DNorm = Literal["batch", "layer", "none"]
 
 #: Output side of the first generator layer and of the last discriminator block.
 BASE = 4
@@ -107,17 +113,31 @@ class Discriminator(nn.Module):
     baselines put it), so every block's output has the paper's size. ``fc_hidden=N``: the
     head is the last 4x4 map flattened, Linear to N units, BatchNorm1d when ``batchnorm``,
     LeakyReLU, Linear to the logit.
+
+    ``norm`` chooses what normalises D's layers: "batch" is DCGAN's BatchNorm where the
+    config's switches put it (``batchnorm``, ``bn_d_input``; the default, module for module
+    the network above); "layer" is layer normalisation over each sample's channels and
+    positions with a per-channel scale and shift (``GroupNorm`` with one group: what
+    Gulrajani et al.'s code calls its critic's layer norm) at the same layers, whatever
+    ``batchnorm`` says (which then switches G's alone), keeping each sample's output a
+    function of that sample alone, as a per-sample gradient penalty needs; "none" leaves
+    D unnormalised (every convolution with its bias). For spectral normalisation see
+    :func:`add_spectral_norm`.
     """
 
-    def __init__(self, config: DCGANConfig, channels: int, resolution: int) -> None:
+    def __init__(
+        self, config: DCGANConfig, channels: int, resolution: int, *, norm: DNorm = "batch"
+    ) -> None:
         super().__init__()
+        if norm not in ("batch", "layer", "none"):
+            raise ValueError(f"norm must be batch, layer or none, not {norm!r}")
         n = num_stride2_layers(resolution)
-        bn = config.batchnorm
+        bn = norm == "layer" or (norm == "batch" and config.batchnorm)
         in_bn = bn and config.bn_d_input
-        blocks = [self._block(config, channels, config.ndf, in_bn)]
+        blocks = [self._block(config, channels, config.ndf, in_bn, norm)]
         width = config.ndf
         for _ in range(n - 1):
-            blocks.append(self._block(config, width, width * 2, bn))
+            blocks.append(self._block(config, width, width * 2, bn, norm))
             width *= 2
         #: The feature layers, one per stride-2 conv (what the paper's probe pools).
         self.blocks = nn.ModuleList(blocks)
@@ -126,7 +146,7 @@ class Discriminator(nn.Module):
             self.head = nn.Sequential(
                 nn.Flatten(),
                 nn.Linear(width * BASE * BASE, config.fc_hidden, bias=not bn),
-                *([nn.BatchNorm1d(config.fc_hidden)] if bn else []),
+                *([_norm_layer(norm, config.fc_hidden, 1)] if bn else []),
                 nn.LeakyReLU(config.leaky_slope, inplace=True),
                 nn.Linear(config.fc_hidden, 1),
             )
@@ -134,8 +154,11 @@ class Discriminator(nn.Module):
             self.head = nn.Conv2d(width, 1, BASE, 1, 0)
 
     @staticmethod
-    def _block(config: DCGANConfig, c_in: int, c_out: int, bn: bool) -> nn.Sequential:
-        """One layer halving the size: a strided conv, or a conv then a pooling."""
+    def _block(
+        config: DCGANConfig, c_in: int, c_out: int, bn: bool, norm: DNorm = "batch"
+    ) -> nn.Sequential:
+        """One layer halving the size: a strided conv, or a conv then a pooling; ``bn``:
+        normalised, by ``norm``."""
         pooled = config.downsample != "strided"
         conv = (
             nn.Conv2d(c_in, c_out, 3, 1, 1, bias=not bn)
@@ -145,7 +168,7 @@ class Discriminator(nn.Module):
         pool = {"maxpool": nn.MaxPool2d, "avgpool": nn.AvgPool2d}
         return nn.Sequential(
             conv,
-            *([nn.BatchNorm2d(c_out)] if bn else []),
+            *([_norm_layer(norm, c_out, 2)] if bn else []),
             nn.LeakyReLU(config.leaky_slope, inplace=True),
             *([pool[config.downsample](2, 2)] if pooled else []),
         )
@@ -163,6 +186,30 @@ class Discriminator(nn.Module):
         for block in self.blocks:
             x = block(x)
         return self.head(x).flatten()
+
+
+def _norm_layer(norm: DNorm, channels: int, dims: int) -> nn.Module:
+    """D's normalisation of ``channels`` features: of maps (``dims`` 2) or vectors (1)."""
+    if norm == "layer":
+        # one group: mean and variance over all of a sample's features, per-channel affine
+        return nn.GroupNorm(1, channels)
+    return nn.BatchNorm2d(channels) if dims == 2 else nn.BatchNorm1d(channels)
+
+
+def add_spectral_norm(module: nn.Module) -> nn.Module:
+    """Miyato et al.'s spectral normalisation (arXiv 1802.05957) on every convolution and
+    linear layer of ``module``: each weight W is used as W / sigma(W), sigma estimated
+    by one power iteration per forward in training mode (torch's parametrization, as
+    the paper's Algorithm 1). The iteration's vectors u and v are buffers, so they are
+    in the state dict, in checkpoints, and a resume continues them exactly.
+
+    Call it after :func:`init_weights`: registering runs 15 power iterations from random
+    u, v (drawn from torch's global generator, so seeded) on the weights as they are
+    then. Returns ``module``."""
+    for m in list(module.modules()):
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            spectral_norm(m)
+    return module
 
 
 @torch.no_grad()
