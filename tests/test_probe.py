@@ -305,3 +305,28 @@ def test_svm_on_cuda_matches_cpu():
     agree = (gpu.predict(Xt.cuda()).cpu() == cpu.predict(Xt)).double().mean().item()
     assert agree >= 0.99
     torch.testing.assert_close(gpu.weight.cpu(), cpu.weight, rtol=1e-3, atol=1e-4)
+
+
+def test_layer_features_need_only_forward_and_named_layers(random_d):
+    """The probe reads the layers a GanModel names by hooks: for DCGAN the same maps as its
+    own ``features``; for a network with no ``features`` method, those of the named layers."""
+    from ganbench.probe.features import LayerFeatures
+
+    x = torch.rand(3, 1, 32, 32) * 2 - 1
+    random_d.eval()
+    hooked = LayerFeatures(random_d, list(random_d.blocks))(x)
+    for a, b in zip(hooked, random_d.features(x), strict=True):
+        assert torch.equal(a, b)
+
+    plain = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 4, 2, 1), torch.nn.LeakyReLU(0.2), torch.nn.Conv2d(4, 8, 4, 2, 1)
+    )
+    images = np.random.default_rng(0).integers(0, 256, (5, 1, 32, 32), dtype=np.uint8)
+    feats = extract(LayerFeatures(plain, [plain[1], plain[2]]), images, "cpu")
+    assert feats.shape == (5, (4 + 8) * 16)
+    with torch.no_grad():
+        scaled = torch.from_numpy(images).float() / 127.5 - 1
+        expected = pooled_features([plain[1](plain[0](scaled)), plain(scaled)])
+    torch.testing.assert_close(feats, expected)
+    with pytest.raises(ValueError, match="did not run"):
+        LayerFeatures(plain, [torch.nn.ReLU()])(scaled)

@@ -89,6 +89,7 @@ def probe(
     from ganbench.errors import UsageError
     from ganbench.interfaces import DatasetRequest
     from ganbench.plugins import load_registries
+    from ganbench.probe.features import LayerFeatures
     from ganbench.probe.probe import run_probe
     from ganbench.runs import open_run
     from ganbench.tracking import resolve_tracking_uri
@@ -144,16 +145,16 @@ def probe(
     )
     suffix = f".{labels_per_class}_per_class" if labels_per_class else ""
     prefix = f"probe.{ds.name}{suffix}"
-    networks = {"trained": loaded.model.discriminator}
+    models = {"trained": loaded.model}
     if baseline:
         torch.manual_seed(seed)
-        random_model = loaded.plan.architecture.build(loaded.plan.model, shape)
-        networks["random_init"] = random_model.discriminator
+        models["random_init"] = loaded.plan.architecture.build(loaded.plan.model, shape)
     metrics, lines = {}, []
-    for which, disc in networks.items():
-        disc.to(torch_device).eval()
+    for which, model in models.items():
+        disc = model.discriminator.to(torch_device).eval()
         say(f"probing the {which.replace('_', '-')} discriminator on {ds.name}")
-        result = run_probe(disc.features, train, test, **options)
+        features = LayerFeatures(disc, model.discriminator_layers())
+        result = run_probe(features, train, test, **options)
         name = prefix if which == "trained" else f"{prefix}.random_init"
         metrics.update(probe_metrics(name, result))
         ci = f" +- {100 * result.accuracy_ci95:.2f}" if result.draws > 1 else ""

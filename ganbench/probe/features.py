@@ -39,10 +39,47 @@ def pooled_features(feature_maps: Sequence[torch.Tensor]) -> torch.Tensor:
     return torch.cat(pooled, 1)
 
 
+class LayerFeatures:
+    """The maps of ``layers`` (a GanModel's ``discriminator_layers()``) when ``network``
+    sees a batch, caught by forward hooks: the probe needs nothing of a plugin's
+    discriminator beyond its forward and the layers the model names (the interface), not a
+    ``features`` method of its own. The hooks live only for one call."""
+
+    def __init__(self, network: nn.Module, layers: Sequence[nn.Module]) -> None:
+        if not layers:
+            raise ValueError("the model names no discriminator layers to probe")
+        self.network = network
+        self.layers = list(layers)
+
+    def __call__(self, x: torch.Tensor) -> list[torch.Tensor]:
+        maps: dict[int, torch.Tensor] = {}
+        hooks = [
+            layer.register_forward_hook(
+                lambda _m, _i, out, i=i: maps.__setitem__(i, out)  # type: ignore[misc]
+            )
+            for i, layer in enumerate(self.layers)
+        ]
+        try:
+            self.network(x)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        missing = [i for i in range(len(self.layers)) if i not in maps]
+        if missing:
+            raise ValueError(
+                f"discriminator layers {missing} did not run in the network's forward;"
+                " discriminator_layers() must name modules of the discriminator"
+            )
+        return [maps[i] for i in range(len(self.layers))]
+
+
 def _module_of(features_fn: Callable[[torch.Tensor], object]) -> nn.Module | None:
-    """The network behind ``features_fn`` (a module, or a bound method of one), if any."""
+    """The network behind ``features_fn`` (a module, a bound method of one, or
+    :class:`LayerFeatures`), if any."""
     if isinstance(features_fn, nn.Module):
         return features_fn
+    if isinstance(features_fn, LayerFeatures):
+        return features_fn.network
     owner = getattr(features_fn, "__self__", None)
     return owner if isinstance(owner, nn.Module) else None
 
