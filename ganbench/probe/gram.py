@@ -18,7 +18,6 @@ bounded memory for the paper's 50,000 x 28,672 matrix and runs on GPUs.
 
 from __future__ import annotations
 
-import os
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -26,6 +25,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
+from ganbench.devices import available_memory
 from ganbench.probe.svm import LinearModel, _as_targets, _check, _design, _model
 
 #: liblinear's iteration cap (``LinearSVC``'s default): the dual converges in tens of
@@ -39,9 +39,8 @@ def fits(n: int, d: int, device: torch.device) -> bool:
     40 N^2 bytes fitting in half the memory available."""
     if device.type != "cpu" or n > d + 1:
         return False
-    try:
-        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError):
+    available = available_memory()
+    if available is None:
         available = 8 << 30
     return 40 * n * n <= available // 2
 

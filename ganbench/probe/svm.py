@@ -38,7 +38,6 @@ takes raw features.
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -124,13 +123,12 @@ def _block_rows(X: torch.Tensor, block_rows: int | None) -> int:
 
 def _copy_fits(X: torch.Tensor) -> bool:
     """True where a CPU copy of X fits in a quarter of the memory available now."""
+    from ganbench.devices import available_memory
+
     if X.device.type != "cpu":
         return False
-    try:
-        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError):
-        return False
-    return X.numel() * X.element_size() <= available // 4
+    available = available_memory()
+    return available is not None and X.numel() * X.element_size() <= available // 4
 
 
 def feature_stats(

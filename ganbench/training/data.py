@@ -17,7 +17,6 @@ on; the cursor is the same on every rank and does not depend on the world size.
 
 from __future__ import annotations
 
-import os
 import queue
 import threading
 from collections.abc import Iterator
@@ -26,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ganbench.devices import available_memory
 from ganbench.errors import UsageError
 from ganbench.interfaces import ImageArray
 
@@ -41,10 +41,8 @@ def device_budget(device: torch.device) -> int:
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         return free // 2
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
-    except (ValueError, OSError):
-        return 1 << 30
+    available = available_memory()
+    return available // 2 if available is not None else 1 << 30
 
 
 class _Batches:
