@@ -46,9 +46,11 @@ def study() -> None:
 @click.option("--device", default="auto", show_default=True,
               help="auto, cpu, or a comma list (cuda:0,cuda:1) the jobs share.")  # fmt: skip
 @click.option("--trials", type=int, help="Search the file's [search] ranges with this many"
-              " trials instead of running the grid.")  # fmt: skip
-@click.option("--sampler", type=click.Choice(["tpe", "random"]), default="tpe",
-              show_default=True, help="Optuna sampler of a --trials search.")  # fmt: skip
+              " trials instead of running the grid (this many of every variant where variants"
+              " have their own [variants.NAME.search] ranges).")  # fmt: skip
+@click.option("--sampler", type=click.Choice(["tpe", "random"]),
+              help="Optuna sampler of a --trials search. [default: the study's 'sampler',"
+              " else tpe]")  # fmt: skip
 @click.option("--experiment", help="MLflow experiment. [default: study-NAME]")
 @storage_option
 @tracking_option
@@ -65,7 +67,7 @@ def run_study(
     jobs: int | None,
     device: str,
     trials: int | None,
-    sampler: str,
+    sampler: str | None,
     experiment: str | None,
     storage: str | None,
     tracking_uri: str | None,
@@ -84,6 +86,7 @@ def run_study(
       ganbench study run paper-ablations --dataset digits --seeds 3 --steps 300
       ganbench study run my-study.toml --jobs 2
       ganbench study run my-study.toml --trials 50 --sampler tpe
+      ganbench study run gans-created-equal --trials 20   # 20 settings of each GAN
     """
     from ganbench import config as cfg
     from ganbench.data.paths import cache_root
@@ -108,11 +111,14 @@ def run_study(
         assignments=cfg.parse_assignments(assignments),
         name=name,
     )
-    if trials is not None and (trials < 1 or not spec.search):
+    if trials is not None and (trials < 1 or not (spec.search or spec.per_variant_search)):
         raise UsageError(
             f"--trials needs a study file with a [search] table of ranges"
             f" ({spec.name} has {len(spec.search)}) and N >= 1"
         )
+    if trials is not None and spec.per_variant_search and not name:
+        # Its grid (the paper defaults) and its search are two studies: both can be run.
+        spec.name = f"{spec.name}-search"
     devices = default_devices() if device == "auto" else [d.strip() for d in device.split(",")]
     if jobs is not None and jobs < 1:
         raise UsageError("--jobs must be at least 1")
@@ -133,7 +139,7 @@ def run_study(
         jobs=jobs or len(devices),
         data_args=data_args,
         trials=trials,
-        sampler=sampler,
+        sampler=sampler or spec.sampler or "tpe",
         progress=progress,
     )
     result = StudyRun(spec, text, options, say).run()
@@ -166,7 +172,7 @@ def list_studies(storage: str | None, cache_dir: str | None) -> None:
     for name in definition.builtin_names():
         spec, _ = definition.load(name)
         n = len(spec.variants) * len(spec.datasets) * len(spec.seeds)
-        click.echo(f"  {name:<18} {len(spec.variants)} variants x {len(spec.seeds)} seeds"
+        click.echo(f"  {name:<26} {len(spec.variants)} variants x {len(spec.seeds)} seeds"
                    f" = {n} trials: {spec.summary}")  # fmt: skip
     rows = stored_studies(storage, cache_root(cache_dir))
     if rows:

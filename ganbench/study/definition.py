@@ -33,7 +33,12 @@ _TOP_KEYS = {
     "axes",
     "search",
     "claims",
+    "sampler",
 }
+#: Keys of a variant's table that are not ``--set`` values: the architecture it trains
+#: (default: the study's) and its own ranges for ``--trials N`` searches.
+_VARIANT_KEYS = {"architecture", "search"}
+_SAMPLERS = ("tpe", "random")
 _SEARCH_KEYS = {"low", "high", "log", "step", "choices"}
 
 
@@ -68,6 +73,25 @@ class Study:
     search: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: What each variant tests, by variant name (shown in the report).
     claims: dict[str, str] = field(default_factory=dict)
+    #: Variants that train another architecture than ``architecture``: name -> plugin.
+    architectures: dict[str, str] = field(default_factory=dict)
+    #: Each variant's own search ranges (added to, and overriding, ``search``). When any
+    #: variant has one, ``--trials N`` samples N settings of every variant.
+    variant_search: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    #: The sampler of a ``--trials`` search when the command line names none.
+    sampler: str | None = None
+
+    def architecture_of(self, variant: str) -> str:
+        """The architecture a variant trains (the study's for a search's ``trial-N``)."""
+        return self.architectures.get(variant, self.architecture)
+
+    @property
+    def per_variant_search(self) -> bool:
+        return bool(self.variant_search)
+
+    def search_space(self, variant: str) -> dict[str, dict[str, Any]]:
+        """The ranges a search samples for one variant: the study's, then its own."""
+        return {**self.search, **self.variant_search.get(variant, {})}
 
     def points(self) -> list[Point]:
         """Every (variant, dataset, seed), variants in file order, seeds innermost."""
@@ -92,6 +116,10 @@ class Study:
             "variants": self.variants,
             "search": self.search,
             "claims": self.claims,
+            # Only when used, so that the studies written before them keep their identity.
+            **({"architectures": self.architectures} if self.architectures else {}),
+            **({"variant_search": self.variant_search} if self.variant_search else {}),
+            **({"sampler": self.sampler} if self.sampler else {}),
         }
 
     def identity(self) -> str:
@@ -163,7 +191,10 @@ def parse(text: str, where: str) -> Study:
     settings = _table(raw.get("settings", {}), "settings", where)
     if "seed" in settings:
         raise ConfigError(f"{where}: seeds are the study's 'seeds', not a setting")
-    variants = _variants(raw, where)
+    variants, architectures, variant_search = _split_variants(_variants(raw, where), where)
+    sampler = raw.get("sampler")
+    if sampler is not None and sampler not in _SAMPLERS:
+        raise ConfigError(f"{where}: 'sampler' must be one of {', '.join(_SAMPLERS)}")
     baseline = raw.get("baseline")
     if baseline is not None and baseline not in variants:
         raise ConfigError(
@@ -185,7 +216,42 @@ def parse(text: str, where: str) -> Study:
         summary=str(raw.get("summary", "")),
         search=search,
         claims=claims,
+        architectures=architectures,
+        variant_search=variant_search,
+        sampler=sampler,
     )
+
+
+def _split_variants(
+    variants: dict[str, dict[str, Any]], where: str
+) -> tuple[dict[str, dict[str, Any]], dict[str, str], dict[str, dict[str, dict[str, Any]]]]:
+    """Each variant's ``--set`` values apart from its architecture and search ranges."""
+    settings, architectures, searches = {}, {}, {}
+    for name, values in variants.items():
+        values = dict(values)
+        if "architecture" in values:
+            arch = values.pop("architecture")
+            if not isinstance(arch, str) or not arch:
+                raise ConfigError(
+                    f"{where}: variant '{name}': 'architecture' must be a plugin name,"
+                    f' e.g. "wgan-gp"'
+                )
+            architectures[name] = arch
+        if "search" in values:
+            table = _table(values.pop("search"), f"variants.{name}.search", where)
+            searches[name] = {k: _search_range(f"{name}.{k}", v, where) for k, v in table.items()}
+        settings[name] = values
+    # One Optuna study holds every variant's trials: a choice list of one name must be the
+    # same in all (Optuna refuses a categorical parameter whose choices change).
+    seen: dict[str, list[Any]] = {}
+    for name, table in searches.items():
+        for key, spec in table.items():
+            if "choices" in spec and seen.setdefault(key, spec["choices"]) != spec["choices"]:
+                raise ConfigError(
+                    f"{where}: variant '{name}': search '{key}' lists other choices than"
+                    f" another variant's ({seen[key]}); a choice list must be the same in all"
+                )
+    return settings, architectures, searches
 
 
 def seed_list(value: Any, where: str) -> list[int]:
@@ -234,6 +300,12 @@ def _variants(raw: Mapping[str, Any], where: str) -> dict[str, dict[str, Any]]:
             raise ConfigError(f"{where}: variant '{name}' must be a table of settings")
         if "seed" in values:
             raise ConfigError(f"{where}: variant '{name}' sets 'seed'; seeds are the study's")
+        unknown = sorted(k for k, v in values.items() if isinstance(v, dict) and k != "search")
+        if unknown:
+            raise ConfigError(
+                f"{where}: variant '{name}': {', '.join(unknown)} is a table; a variant holds"
+                f" settings, 'architecture' and a 'search' table of ranges"
+            )
         out[str(name)] = dict(values)
     return out
 

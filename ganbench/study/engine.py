@@ -225,6 +225,11 @@ class StudyRun:
         params = {
             "study": self.study.name,
             "architecture": self.study.architecture,
+            **(
+                {"variant_architectures": _variant_archs(self.study)}
+                if self.study.architectures
+                else {}
+            ),
             "datasets": ",".join(self.study.datasets),
             "seeds": ",".join(map(str, self.study.seeds)),
             "variants": len(self.study.variants),
@@ -246,7 +251,7 @@ class StudyRun:
         assert self.optuna is not None
         self._reconcile()
         before = st.counts(self._states())
-        total = len(self.study.points()) if self.options.trials is None else self.options.trials
+        total = len(self.study.points()) if self.options.trials is None else self._search_total()
         finished = before["done"] + before["diverged"]
         self.say(
             f"study {self.study.name}: {finished} of {total} trials finished,"
@@ -267,6 +272,8 @@ class StudyRun:
             with self.lock:
                 if not self._enqueue_retries():
                     return
+                if self.options.trials is not None and self.study.per_variant_search:
+                    self._enqueue_next_variant()
             self.optuna.optimize(
                 self._objective,
                 n_trials=1,
@@ -297,8 +304,48 @@ class StudyRun:
         if self.options.trials is not None:
             c = st.counts(states)
             started = c["done"] + c["diverged"] + c["running"] + c["waiting"] + c["failed"]
-            return bool(todo) or started < self.options.trials
+            if self.study.per_variant_search:
+                started = sum(self._variant_counts().values())
+            return bool(todo) or started < self._search_total()
         return bool(todo)
+
+    def _search_total(self) -> int:
+        """Trials of a search: N, or N of every variant where variants have their ranges."""
+        assert self.options.trials is not None
+        if self.study.per_variant_search:
+            return self.options.trials * len(self.study.variants)
+        return self.options.trials
+
+    def _variant_counts(self) -> dict[str, int]:
+        """Sampled settings started per variant (a retried one counts once)."""
+        from optuna.trial import TrialState
+
+        assert self.optuna is not None
+        out = dict.fromkeys(self.study.variants, 0)
+        seen = set()
+        for trial in self.optuna.get_trials(deepcopy=False):
+            if trial.state == TrialState.PRUNED:
+                continue
+            params = {**(trial.system_attrs.get("fixed_params") or {}), **trial.params}
+            variant = params.get("variant")
+            if variant not in out:
+                continue
+            key = st.trial_params_key(params)
+            if set(params) - {"variant", "dataset", "seed"} and key in seen:
+                continue  # a retry of a failed setting: the same point
+            seen.add(key)
+            out[variant] += 1
+        return out
+
+    def _enqueue_next_variant(self) -> None:
+        """A per-variant search: the next trial goes to the variant with the fewest
+        settings so far, waiting ones included (each gets N). Optuna's sampler draws the
+        rest of its parameters from that variant's ranges."""
+        assert self.optuna is not None
+        counts = self._variant_counts()
+        variant = min(counts, key=lambda v: counts[v])  # file order breaks ties
+        if counts[variant] < (self.options.trials or 0):
+            self.optuna.enqueue_trial({"variant": variant})
 
     def _reconcile(self) -> None:
         """Trials left RUNNING by a dead worker of this machine: adopt the result of a run
@@ -336,6 +383,17 @@ class StudyRun:
 
     # ---- one trial ----------------------------------------------------------------------
     def _objective(self, trial: Trial) -> float:
+        if self.options.trials is not None and self.study.per_variant_search:
+            trial_id = self.storage.get_trial_id_from_study_id_trial_number(
+                self.study_id, trial.number
+            )
+            fixed = self.storage.get_trial(trial_id).system_attrs.get("fixed_params") or {}
+            if "variant" not in fixed:
+                import optuna
+
+                # Another worker took the trial enqueued for this one: set aside, unrun.
+                trial.set_user_attr("unassigned", True)
+                raise optuna.TrialPruned("no variant was enqueued for this trial")
         point, settings = self._suggest(trial)
         duplicate = self._duplicate_of(trial, point)
         if duplicate is not None:
@@ -355,6 +413,14 @@ class StudyRun:
 
     def _suggest(self, trial: Trial) -> tuple[Point, dict[str, Any]]:
         s = self.study
+        if self.options.trials is not None and s.per_variant_search:
+            # The variant is fixed by the enqueued trial; its own ranges are then sampled.
+            variant = trial.suggest_categorical("variant", list(s.variants))
+            dataset = trial.suggest_categorical("dataset", s.datasets)
+            seed = trial.suggest_categorical("seed", s.seeds)
+            space = s.search_space(variant)
+            sampled = {k: _suggest_range(trial, k, r) for k, r in space.items()}
+            return Point(variant, dataset, seed), {**s.trial_settings(variant), **sampled}
         dataset = trial.suggest_categorical("dataset", s.datasets)
         if self.options.trials is None:
             variant = trial.suggest_categorical("variant", list(s.variants))
@@ -424,14 +490,17 @@ class StudyRun:
             self.say(
                 f"trial {trial.number}: nothing to resume ({outcome.last_line}); starting over"
             )
+        architecture = self.study.architecture_of(point.variant)
         tags = {
             "mlflow.parentRunId": self.parent_run_id,
             STUDY_TAG: self.study.name,
             "ganbench.study.variant": point.variant,
+            "ganbench.study.architecture": architecture,
             "ganbench.study.trial": str(trial.number),
         }
+        searching = self.options.trials is not None and self.study.per_variant_search
         cmd = run_command(
-            self.study.architecture,
+            architecture,
             point.dataset,
             point.seed,
             settings,
@@ -439,7 +508,11 @@ class StudyRun:
             device=device,
             tracking_uri=self.options.tracking_uri,
             experiment=self.options.experiment,
-            run_name=f"{point.variant} seed {point.seed}",
+            run_name=(
+                f"{point.variant} trial {trial.number}"
+                if searching
+                else f"{point.variant} seed {point.seed}"
+            ),
             tags=tags,
             data_args=self.options.data_args,
         )
@@ -583,7 +656,7 @@ class StudyRun:
         stop = self.launcher.stop_signal
         complete = c["pending"] == c["failed"] == c["waiting"] == c["running"] == 0
         if self.options.trials is not None:
-            complete = c["done"] + c["diverged"] >= self.options.trials and c["running"] == 0
+            complete = c["done"] + c["diverged"] >= self._search_total() and c["running"] == 0
         if stop is not None:
             self.client.set_terminated(self.parent_run_id, status="KILLED")
             raise StudyStopped(
@@ -602,6 +675,10 @@ class StudyRun:
         elif c["running"] == 0:
             self.client.set_terminated(self.parent_run_id, status="FAILED")
         return StudyResult(self.parent_run_id, c, self.ran, complete)
+
+
+def _variant_archs(study: Study) -> str:
+    return ",".join(f"{v}={study.architecture_of(v)}" for v in study.variants)
 
 
 def _run_id_setter(trial: Trial) -> Callable[[str], None]:

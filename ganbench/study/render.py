@@ -48,6 +48,8 @@ def figures(client: MlflowClient, data: StudyReport, folder: Path) -> dict[str, 
     out["fid_vs_step"] = _fid_band(data, folder / "fid_vs_step.png")
     out["curves"] = _curves(data, folder / "curves.png")
     out["differences"] = _forest(data, folder / "differences.png")
+    if data.search:
+        out["budget"] = _budget(data, folder / "budget.png")
     for row in data.rows:
         path = _grid(client, row, folder / f"samples_{_slug(row.name)}.png")
         if path is not None:
@@ -65,7 +67,9 @@ def _fid_band(data: StudyReport, path: Path) -> Path | None:
         steps, mean, low, high = _band([r.fid for r in row.scored])
         if steps.size == 0:
             continue
-        (line,) = ax.plot(steps, mean, marker="o", ms=3, label=f"{row.name} (n={len(row.scored)})")
+        (line,) = ax.plot(
+            steps, mean, marker="o", ms=3, label=f"{_name(data, row)} (n={len(row.scored)})"
+        )
         ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.15)
     ax.set_xlabel("step")
     ax.set_ylabel(data.fid_name)
@@ -125,11 +129,69 @@ def _forest(data: StudyReport, path: Path) -> Path | None:
         ax.plot([low, high], [i, i], color=color, lw=2)
         ax.plot([d.estimate], [i], "o", color=color)
     ax.axvline(0, color="k", lw=0.8)
-    ax.set_yticks(range(len(rows)), [r.name for r in rows])
+    ax.set_yticks(range(len(rows)), [_name(data, r) for r in rows])
     ax.invert_yaxis()
     ax.set_xlabel(f"final {data.fid_name} minus {data.baseline}'s (95% Welch interval)")
     ax.grid(alpha=0.3, axis="x")
     return _save(fig, path)
+
+
+def _budget(data: StudyReport, path: Path) -> Path | None:
+    """Lucic et al.'s Figs. 4-5: the best FID expected from k sampled settings, per GAN."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    drawn = False
+    for row in data.rows:
+        points = [p for p in row.budget if math.isfinite(p.expected)]
+        if not points:
+            continue
+        ks = [p.k for p in points]
+        (line,) = ax.plot(
+            ks, [p.expected for p in points], marker="o", ms=3, label=_name(data, row)
+        )
+        # An infinite quantile (all k draws may diverge) is drawn at the expectation.
+        low = [p.low if math.isfinite(p.low) else p.expected for p in points]
+        high = [p.high if math.isfinite(p.high) else p.expected for p in points]
+        ax.fill_between(ks, low, high, color=line.get_color(), alpha=0.15)
+        drawn = True
+    if not drawn:
+        plt.close(fig)
+        return None
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("budget: hyperparameter settings sampled (k)")
+    ax.set_ylabel(f"min final {data.fid_name or 'FID'} over k settings")
+    ax.set_title("Best FID for a budget: mean over k-subsets, band = 5%..95%")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+BUDGET_HEADERS = ["variant", "settings (N)", "diverged", "k", "E[min FID]", "5%..95%"]
+
+
+def _budget_rows(data: StudyReport) -> list[list[str]]:
+    """A few budgets per variant: 1, 2, 5, 10, 20, 50, ... and N."""
+    rows = []
+    for row in data.rows:
+        n = len(row.budget)
+        if not n:
+            continue
+        ks = sorted({k for k in (1, 2, 5, 10, 20, 50, 100, 200, 500) if k < n} | {n})
+        diverged = str(len(row.diverged))
+        for k in ks:
+            p = row.budget[k - 1]
+            rows.append(
+                [_name(data, row), str(n), diverged, str(k), fmt(p.expected),
+                 f"{fmt(p.low)}..{fmt(p.high)}"]
+            )  # fmt: skip
+    return rows
+
+
+def _name(data: StudyReport, row: VariantRow) -> str:
+    return row.label if data.mixed_architectures else row.name
 
 
 def _grid(client: MlflowClient, row: VariantRow, path: Path) -> Path | None:
@@ -182,7 +244,7 @@ def _table_rows(data: StudyReport) -> list[list[str]]:
         diverged = ", ".join(f"seed {s} @ {st}" for s, st in row.diverged) or "0"
         rows.append(
             [
-                row.name,
+                _name(data, row),
                 ", ".join(str(r.seed) for r in row.runs),
                 _spread(row.final_fid),
                 _spread(row.best_fid),
@@ -217,6 +279,14 @@ def _img(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
 
 
+BUDGET_NOTE = (
+    "As Lucic et al.'s Figs. 4-5 (arXiv 1711.10337): each sampled hyperparameter setting's"
+    " final FID (a diverged one counts as infinite); for a budget of k settings, the mean"
+    " and the 5%..95% quantiles of the minimum over all k-subsets of the N trained ones"
+    " (exact, ganbench/study/budget.py)."
+)
+
+
 def html(data: StudyReport, figs: dict[str, Path]) -> str:
     e = htmllib.escape
     head = "".join(
@@ -246,6 +316,18 @@ def html(data: StudyReport, figs: dict[str, Path]) -> str:
         if k.startswith("samples:")
     )
     protocol = "".join(f"<li>{e(line)}</li>" for line in data.protocol)
+    budget = ""
+    if data.search:
+        bhead = "".join(f"<th>{e(h)}</th>" for h in BUDGET_HEADERS)
+        bbody = "".join(
+            "<tr>" + "".join(f"<td>{e(c)}</td>" for c in cells) + "</tr>"
+            for cells in _budget_rows(data)
+        )
+        budget = (
+            f"<h2>Best FID for a budget of k sampled settings</h2>"
+            f"<table id='budget'><thead><tr>{bhead}</tr></thead><tbody>{bbody}</tbody>"
+            f"</table><p>{e(BUDGET_NOTE)}</p>"
+        )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>study {e(data.name)}</title>
 <style>{_CSS}</style><script>{_CHECK}</script></head>
@@ -260,6 +342,7 @@ baseline <code>{e(data.baseline or "-")}</code>.</p>
 Welch t interval over seeds: independent samples with unequal spreads, and the t
 distribution for so few seeds. Where the interval contains zero, the difference is not
 distinguishable with that many seeds.</p>
+{budget}
 <h2>Figures</h2>{plots}
 <h2>Final samples (first finished seed)</h2><div class="grids">{grids}</div>
 <h2>What each variant tests</h2><table id="claims"><tbody>{claims}</tbody></table>
@@ -279,6 +362,11 @@ def markdown(data: StudyReport, figs: dict[str, Path]) -> str:
         " an interval that contains zero is *not distinguishable* with that many seeds.",
         "",
     ]
+    if data.search:
+        lines += ["## Best FID for a budget of k sampled settings", ""]
+        lines += ["| " + " | ".join(BUDGET_HEADERS) + " |", "|" + "---|" * len(BUDGET_HEADERS)]
+        lines += ["| " + " | ".join(cells) + " |" for cells in _budget_rows(data)]
+        lines += ["", BUDGET_NOTE, ""]
     for key, path in figs.items():
         lines.append(f"![{key}]({path.name})")
     lines += ["", "## Scoring protocol", ""] + [f"- {line}" for line in data.protocol]

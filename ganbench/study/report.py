@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ganbench.study.budget import BudgetPoint, budget_curve
 from ganbench.study.results import RunSummary, parent_run, summarize, trial_runs
 from ganbench.study.stats import Difference, Spread, welch_difference
 
@@ -37,6 +38,17 @@ class VariantRow:
     wall_seconds: float | None = None
     images_per_sec: float | None = None
     difference: Difference | None = None
+    #: The architecture plugin(s) its runs trained.
+    architecture: str = ""
+    #: A search: the best final FID expected from k of its sampled settings, k = 1..N.
+    budget: list[BudgetPoint] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        """Its name, and its architecture where that is not already the name."""
+        if not self.architecture or self.architecture == self.name:
+            return self.name
+        return f"{self.name} ({self.architecture})"
 
     @property
     def scored(self) -> list[RunSummary]:
@@ -55,6 +67,10 @@ class StudyReport:
     rows: list[VariantRow]
     protocol: list[str]
     datasets: list[str]
+    #: Whether variants train different architectures (their labels then name them).
+    mixed_architectures: bool = False
+    #: A per-variant hyperparameter search: the budget figure and table are drawn.
+    search: bool = False
 
 
 def collect(client: MlflowClient, parent_run_id: str) -> StudyReport:
@@ -65,12 +81,16 @@ def collect(client: MlflowClient, parent_run_id: str) -> StudyReport:
     order += sorted({r.variant for r in runs} - set(order))
     claims = definition.get("claims", {})
     baseline = definition.get("baseline") or (order[0] if order else None)
+    search = parent.data.params.get("mode", "").endswith("search") and bool(
+        definition.get("variant_search")
+    )
     rows = []
     for name in order:
         mine = sorted((r for r in runs if r.variant == name), key=lambda r: r.seed)
         if not mine:
             continue
         row = VariantRow(name, claims.get(name, ""), mine)
+        row.architecture = ",".join(sorted({r.architecture for r in mine if r.architecture}))
         scored = row.scored
         row.final_fid = Spread.of([r.final_fid for r in scored])
         row.best_fid = Spread.of([r.best_fid for r in scored if r.best_fid is not None])
@@ -80,6 +100,14 @@ def collect(client: MlflowClient, parent_run_id: str) -> StudyReport:
         row.wall_seconds = sum(walls) / len(walls) if walls else None
         speeds = [r.images_per_sec for r in mine if r.images_per_sec]
         row.images_per_sec = sum(speeds) / len(speeds) if speeds else None
+        if search:
+            # Each sampled setting's final FID; a diverged one is +inf (a failed draw).
+            values = [
+                math.inf if r.diverged_step is not None else r.final_fid
+                for r in mine
+                if r.diverged_step is not None or r.final_fid is not None
+            ]
+            row.budget = budget_curve(values) if values else []
         rows.append(row)
     base = next((r for r in rows if r.name == baseline), None)
     if base is not None:
@@ -100,6 +128,8 @@ def collect(client: MlflowClient, parent_run_id: str) -> StudyReport:
         rows=rows,
         protocol=_protocol(client, runs),
         datasets=definition.get("datasets", []),
+        mixed_architectures=len({r.architecture for r in rows}) > 1,
+        search=search,
     )
 
 

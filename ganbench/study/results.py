@@ -38,6 +38,8 @@ class RunSummary:
     name: str
     status: str
     variant: str
+    #: The architecture plugin the run trained.
+    architecture: str
     dataset: str
     seed: int
     params: dict[str, str]
@@ -102,6 +104,7 @@ def summarize(client: MlflowClient, run: Run, *, curves: bool = False) -> RunSum
         name=info.run_name or info.run_id,
         status=info.status,
         variant=tags.get("ganbench.study.variant", params.get("architecture", "")),
+        architecture=tags.get("ganbench.study.architecture", params.get("architecture", "")),
         dataset=params.get("dataset", ""),
         seed=int(params.get("seed", 0)),
         params=dict(params),

@@ -14,11 +14,17 @@ from ganbench.errors import GanbenchError, UnknownNameError
 from ganbench.study.definition import Study
 
 
-def _plan(registries: Any, study: Study, dataset: str, settings: dict[str, Any]) -> Any:
+def _plan(
+    registries: Any,
+    study: Study,
+    dataset: str,
+    settings: dict[str, Any],
+    architecture: str | None = None,
+) -> Any:
     from ganbench.training.plan import plan_run
 
     layers = [(f"study {study.name}", {k: str(v) for k, v in settings.items()})]
-    return plan_run(registries, study.architecture, dataset, layers)
+    return plan_run(registries, architecture or study.architecture, dataset, layers)
 
 
 def check_study(study: Study) -> Any:
@@ -27,21 +33,36 @@ def check_study(study: Study) -> Any:
 
     registries = load_registries()
     for variant in study.variants:
+        arch = study.architecture_of(variant)
+        if variant in study.architectures:  # the plugin named in the variant's table
+            try:
+                registries.architectures.get(arch)
+            except UnknownNameError as exc:
+                exc.args = (f"study {study.name}, variant {variant!r}: {exc}",)
+                raise
         for dataset in study.datasets:
             try:
-                _plan(registries, study, dataset, study.trial_settings(variant))
+                _plan(registries, study, dataset, study.trial_settings(variant), arch)
             except UnknownNameError:
                 raise  # an unknown dataset or architecture: its own message says it all
             except GanbenchError as exc:
                 exc.args = (f"study {study.name}, variant {variant!r}: {exc}",)
                 raise
-    for key, spec in study.search.items():
-        low = spec["choices"][0] if "choices" in spec else spec["low"]
-        try:
-            _plan(registries, study, study.datasets[0], {**study.settings, key: low})
-        except GanbenchError as exc:
-            exc.args = (f"study {study.name}, search range {key!r}: {exc}",)
-            raise
+    if study.per_variant_search:
+        spaces = [(v, study.search_space(v)) for v in study.variants]
+    else:  # one space for the whole study, on its architecture
+        spaces = [(None, study.search)]
+    for variant, space in spaces:
+        base = study.trial_settings(variant) if variant else study.settings
+        arch = study.architecture_of(variant) if variant else study.architecture
+        for key, spec in space.items():
+            low = spec["choices"][0] if "choices" in spec else spec["low"]
+            try:
+                _plan(registries, study, study.datasets[0], {**base, key: low}, arch)
+            except GanbenchError as exc:
+                where = f"variant {variant!r}, " if variant else ""
+                exc.args = (f"study {study.name}, {where}search range {key!r}: {exc}",)
+                raise
     return registries
 
 
@@ -61,7 +82,11 @@ def prepare_data(
     from ganbench.training.launch import DataOptions, prepare
 
     options = DataOptions(data_root, cache_dir, bad_images, None)
-    first = next(iter(study.variants))
+    # One variant per architecture: a plugin's preset may ask for other data (resolution).
+    firsts: dict[str, str] = {}
+    for variant in study.variants:
+        firsts.setdefault(study.architecture_of(variant), variant)
     for dataset in study.datasets:
-        plan = _plan(registries, study, dataset, study.trial_settings(first))
-        prepare(registries, plan, options, torch.device("cpu"), progress=progress, say=say)
+        for arch, variant in firsts.items():
+            plan = _plan(registries, study, dataset, study.trial_settings(variant), arch)
+            prepare(registries, plan, options, torch.device("cpu"), progress=progress, say=say)
