@@ -6,8 +6,9 @@ use them: a fresh plugin manager's registries, a CLI runner, and a throwaway SQL
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -50,3 +51,18 @@ def run_cli(cli_runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPat
         return cli_runner.invoke(cli, list(args), catch_exceptions=True)
 
     return invoke
+
+
+def state_tensors(obj: object, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """(path, tensor) for every tensor in a nested state (dicts, lists, tuples), so tests
+    can compare two checkpoints' states tensor by tensor."""
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        yield prefix, obj
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from state_tensors(v, f"{prefix}/{k}")
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            yield from state_tensors(v, f"{prefix}/{i}")

@@ -16,6 +16,7 @@ from processes import finish, ganbench
 
 from ganbench import checkpoint
 from ganbench.plugins import load_registries
+from ganbench.testing import state_tensors
 
 FMT = checkpoint.CHECKPOINT_FORMAT
 #: 16 px digits (1437 images), narrow networks, every step logged, no sample grids between;
@@ -67,17 +68,6 @@ def _invoke(folder: Path, *args: str):
         return CliRunner().invoke(cli, list(args))
 
 
-def _tensors(obj, prefix=""):
-    if isinstance(obj, torch.Tensor):
-        yield prefix, obj
-    elif isinstance(obj, dict):
-        for k, v in obj.items():
-            yield from _tensors(v, f"{prefix}/{k}")
-    elif isinstance(obj, (list, tuple)):
-        for i, v in enumerate(obj):
-            yield from _tensors(v, f"{prefix}/{i}")
-
-
 def _stop_and_resume(name: str, folder: Path, uri: str) -> tuple[Path, Path]:
     """``name``'s uninterrupted run, and the same run stopped after a few steps then
     continued with `ganbench resume`: (reference run folder, resumed run folder)."""
@@ -118,12 +108,12 @@ def test_a_stopped_and_resumed_run_ends_bit_for_bit_as_the_uninterrupted_one(fam
     assert stopped_at["step"] == stop_after
     final = f"checkpoints/step-{steps:09d}.pt"
     a, b = checkpoint.load_file(ref_dir / final, FMT), checkpoint.load_file(run_dir / final, FMT)
-    ta, tb = dict(_tensors(a["state"])), dict(_tensors(b["state"]))
+    ta, tb = dict(state_tensors(a["state"])), dict(state_tensors(b["state"]))
     assert ta.keys() == tb.keys() and len(ta) > 30
     unequal = [k for k in ta if not torch.equal(ta[k], tb[k])]
     assert unequal == [], f"{name}: tensors differ after the resume: {unequal[:5]}"
     # the model moved since the stop: equal final states are not the stop's state again
-    moved = dict(_tensors(stopped_at["state"]))
+    moved = dict(state_tensors(stopped_at["state"]))
     assert any(not torch.equal(moved[k], ta[k]) for k in ta if k.startswith("/generator"))
     ra, rb = a["resume"], b["resume"]
     assert ra["data"]["epoch"] == rb["data"]["epoch"]

@@ -16,6 +16,7 @@ from processes import SMALL_RUN, finish, ganbench, logged_steps, wait_for
 
 from ganbench import checkpoint
 from ganbench.runfolder import RunFolder
+from ganbench.testing import state_tensors
 
 FMT = checkpoint.CHECKPOINT_FORMAT
 STEPS = 300
@@ -67,17 +68,6 @@ def _images(client: MlflowClient, run_id: str) -> list[tuple[str, int]]:
     return sorted((n.split("/")[-1].split("+")[0], int(n.split("+")[2])) for n in names)
 
 
-def _tensors(obj, prefix=""):
-    if isinstance(obj, torch.Tensor):
-        yield prefix, obj
-    elif isinstance(obj, dict):
-        for k, v in obj.items():
-            yield from _tensors(v, f"{prefix}/{k}")
-    elif isinstance(obj, (list, tuple)):
-        for i, v in enumerate(obj):
-            yield from _tensors(v, f"{prefix}/{i}")
-
-
 def assert_same_run(reference: tuple, resumed: tuple) -> None:
     """Every tensor of the final checkpoint and generator equal (torch.equal), every metric
     history equal with one value per step, the same sample grids, once each."""
@@ -85,7 +75,7 @@ def assert_same_run(reference: tuple, resumed: tuple) -> None:
     final = f"checkpoints/step-{STEPS:09d}.pt"
     a = checkpoint.load_file(ref_dir / final, FMT)
     b = checkpoint.load_file(run_dir / final, FMT)
-    ta, tb = dict(_tensors(a["state"])), dict(_tensors(b["state"]))
+    ta, tb = dict(state_tensors(a["state"])), dict(state_tensors(b["state"]))
     assert ta.keys() == tb.keys() and len(ta) > 50
     unequal = [k for k in ta if not torch.equal(ta[k], tb[k])]
     assert unequal == [], f"tensors differ after the resume: {unequal[:5]}"
