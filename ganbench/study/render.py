@@ -73,10 +73,15 @@ def _fid_band(data: StudyReport, path: Path) -> Path | None:
         ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.15)
     ax.set_xlabel("step")
     ax.set_ylabel(data.fid_name)
-    ax.set_title("FID over training: mean over seeds, band = min..max")
+    ax.set_title(f"FID over training: mean over {_over(data)}, band = min..max")
     ax.legend(fontsize=8, ncol=2)
     ax.grid(alpha=0.3)
     return _save(fig, path)
+
+
+def _over(data: StudyReport) -> str:
+    """What a variant's runs are: seeds of one setting, or a search's sampled settings."""
+    return "sampled settings" if data.search else "seeds"
 
 
 def _band(series: list[list[tuple[int, float]]]) -> tuple[np.ndarray, ...]:
@@ -102,7 +107,7 @@ def _curves(data: StudyReport, path: Path) -> Path | None:
             if steps.size:
                 ax.plot(steps, mean, lw=1, label=row.name)
                 drawn = True
-        ax.set_title(f"{title} (mean over seeds)")
+        ax.set_title(f"{title} (mean over {_over(data)})")
         ax.grid(alpha=0.3)
     if not drawn:
         plt.close(fig)
@@ -238,12 +243,24 @@ def _verdict(row: VariantRow, baseline: str | None) -> tuple[str, str, str]:
 
 
 def _table_rows(data: StudyReport) -> list[list[str]]:
+    """The variants table's cells, in the order of ``headers(data)``."""
     rows = []
     for row in data.rows:
-        diff, interval, verdict = _verdict(row, data.baseline)
         diverged = ", ".join(f"seed {s} @ {st}" for s, st in row.diverged) or "0"
-        rows.append(
-            [
+        if data.search:
+            # A search's runs are sampled settings: how many, and the one that won.
+            cells = [
+                _name(data, row),
+                str(len(row.runs)),
+                _spread(row.final_fid),
+                _spread(row.best_fid),
+                _spread(row.final_is),
+                ", ".join(f"{k} {_short(v)}" for k, v in row.best_setting.items()) or "-",
+                str(len(row.diverged)),
+            ]
+        else:
+            diff, interval, verdict = _verdict(row, data.baseline)
+            cells = [
                 _name(data, row),
                 ", ".join(str(r.seed) for r in row.runs),
                 _spread(row.final_fid),
@@ -253,11 +270,22 @@ def _table_rows(data: StudyReport) -> list[list[str]]:
                 interval,
                 verdict,
                 diverged,
-                fmt(row.wall_seconds, 3) + (" s" if row.wall_seconds else ""),
-                fmt(row.images_per_sec, 3),
             ]
-        )
+        cells += [
+            fmt(row.wall_seconds, 3) + (" s" if row.wall_seconds else ""),
+            fmt(row.images_per_sec, 3),
+        ]
+        rows.append(cells)
     return rows
+
+
+def _short(value: str) -> str:
+    """A logged hyperparameter, 4 significant digits where it is a number."""
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return value if number.is_integer() and "." not in value else f"{number:.4g}"
 
 
 HEADERS = [
@@ -273,6 +301,34 @@ HEADERS = [
     "wall time",
     "images/s",
 ]
+
+SEARCH_HEADERS = [
+    "variant",
+    "settings (N)",
+    "final FID over settings: mean ± std (min)",
+    "best FID over settings: mean ± std (min)",
+    "final IS over settings: mean ± std (min)",
+    "setting with the lowest final FID",
+    "diverged",
+    "wall time",
+    "images/s",
+]
+
+SEARCH_NOTE = (
+    "Each row's runs are N hyperparameter settings sampled from its ranges, one seed each,"
+    " not seeds of one setting: their spread is the search's, so no Welch test against the"
+    " baseline is drawn. The budget curve below is the comparison."
+)
+GRID_NOTE = (
+    "Δ is the variant's mean final FID minus the baseline's (lower FID is better), with a"
+    " 95% Welch t interval over seeds: independent samples with unequal spreads, and the t"
+    " distribution for so few seeds. Where the interval contains zero, the difference is"
+    " not distinguishable with that many seeds."
+)
+
+
+def headers(data: StudyReport) -> list[str]:
+    return SEARCH_HEADERS if data.search else HEADERS
 
 
 def _img(path: Path) -> str:
@@ -291,13 +347,17 @@ def html(data: StudyReport, figs: dict[str, Path]) -> str:
     e = htmllib.escape
     head = "".join(
         f"<th class='l'>{e(h)}</th>" if i == 0 else f"<th>{e(h)}</th>"
-        for i, h in enumerate(HEADERS)
+        for i, h in enumerate(headers(data))
     )
     body = []
     for cells, row in zip(_table_rows(data), data.rows, strict=True):
-        cls = {"better": "better", "worse": "worse"}.get(cells[7].split(" ")[0], "same")
-        tds = [f"<td class='l'>{e(cells[0])}</td>"] + [f"<td>{e(c)}</td>" for c in cells[1:7]]
-        tds += [f"<td class='{cls}'>{e(cells[7])}</td>"] + [f"<td>{e(c)}</td>" for c in cells[8:]]
+        tds = [f"<td class='l'>{e(cells[0])}</td>"]
+        for i, cell in enumerate(cells[1:], 1):
+            if not data.search and i == 7:  # the verdict, coloured
+                cls = {"better": "better", "worse": "worse"}.get(cell.split(" ")[0], "same")
+                tds.append(f"<td class='{cls}'>{e(cell)}</td>")
+            else:
+                tds.append(f"<td>{e(cell)}</td>")
         body.append(f"<tr title='{e(row.claim)}'>{''.join(tds)}</tr>")
     claims = "".join(
         f"<tr><td class='l'>{e(r.name)}</td><td class='l'>{e(r.claim)}</td></tr>"
@@ -338,10 +398,7 @@ def html(data: StudyReport, figs: dict[str, Path]) -> str:
 baseline <code>{e(data.baseline or "-")}</code>.</p>
 <h2>Variants</h2>
 <table id="variants"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>
-<p>Δ is the variant's mean final FID minus the baseline's (lower FID is better), with a 95%
-Welch t interval over seeds: independent samples with unequal spreads, and the t
-distribution for so few seeds. Where the interval contains zero, the difference is not
-distinguishable with that many seeds.</p>
+<p>{e(SEARCH_NOTE if data.search else GRID_NOTE)}</p>
 {budget}
 <h2>Figures</h2>{plots}
 <h2>Final samples (first finished seed)</h2><div class="grids">{grids}</div>
@@ -354,14 +411,18 @@ distinguishable with that many seeds.</p>
 def markdown(data: StudyReport, figs: dict[str, Path]) -> str:
     lines = [f"# Study `{data.name}`", "", data.summary, ""]
     lines += [f"Parent run `{data.parent_run_id}`; baseline `{data.baseline}`.", ""]
-    lines += ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
+    heads = headers(data)
+    lines += ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
     lines += ["| " + " | ".join(cells) + " |" for cells in _table_rows(data)]
-    lines += [
-        "",
-        "Δ: mean final FID minus the baseline's, with a 95% Welch t interval over seeds;"
-        " an interval that contains zero is *not distinguishable* with that many seeds.",
-        "",
-    ]
+    if data.search:
+        lines += ["", SEARCH_NOTE, ""]
+    else:
+        lines += [
+            "",
+            "Δ: mean final FID minus the baseline's, with a 95% Welch t interval over seeds;"
+            " an interval that contains zero is *not distinguishable* with that many seeds.",
+            "",
+        ]
     if data.search:
         lines += ["## Best FID for a budget of k sampled settings", ""]
         lines += ["| " + " | ".join(BUDGET_HEADERS) + " |", "|" + "---|" * len(BUDGET_HEADERS)]

@@ -42,6 +42,8 @@ class VariantRow:
     architecture: str = ""
     #: A search: the best final FID expected from k of its sampled settings, k = 1..N.
     budget: list[BudgetPoint] = field(default_factory=list)
+    #: A search: the searched hyperparameters of its setting with the lowest final FID.
+    best_setting: dict[str, str] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -108,9 +110,13 @@ def collect(client: MlflowClient, parent_run_id: str) -> StudyReport:
                 if r.diverged_step is not None or r.final_fid is not None
             ]
             row.budget = budget_curve(values) if values else []
+            row.best_setting = _best_setting(row, definition)
         rows.append(row)
     base = next((r for r in rows if r.name == baseline), None)
-    if base is not None:
+    # In a search a variant's runs are N sampled settings, not seeds of one setting: their
+    # spread is the search's, and a Welch test on it would answer no question anyone asked
+    # (the budget curve is the comparison), so none is drawn.
+    if base is not None and not search:
         for row in rows:
             if row is not base:
                 row.difference = welch_difference(
@@ -131,6 +137,17 @@ def collect(client: MlflowClient, parent_run_id: str) -> StudyReport:
         mixed_architectures=len({r.architecture for r in rows}) > 1,
         search=search,
     )
+
+
+def _best_setting(row: VariantRow, definition: dict[str, Any]) -> dict[str, str]:
+    """The searched hyperparameters (as logged) of the variant's lowest final FID."""
+    scored = row.scored
+    if not scored:
+        return {}
+    best = min(scored, key=lambda r: r.final_fid if r.final_fid is not None else math.inf)
+    own = definition.get("variant_search", {}).get(row.name, {})
+    keys = {**definition.get("search", {}), **own}
+    return {k: best.params[k] for k in sorted(keys) if k in best.params}
 
 
 def _definition(client: MlflowClient, run_id: str) -> dict[str, Any]:
