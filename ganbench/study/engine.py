@@ -21,7 +21,7 @@ import queue
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -394,6 +394,19 @@ class StudyRun:
                 # Another worker took the trial enqueued for this one: set aside, unrun.
                 trial.set_user_attr("unassigned", True)
                 raise optuna.TrialPruned("no variant was enqueued for this trial")
+            if set(fixed) == {"variant"} and self.options.trials is not None:
+                before = settings_before(
+                    self.optuna.get_trials(deepcopy=False), trial.number, fixed["variant"]
+                )
+                if before >= self.options.trials:
+                    import optuna
+
+                    # Workers on other machines counted and enqueued at the same moment:
+                    # the variant has its N settings in lower-numbered trials already.
+                    trial.set_user_attr("beyond_budget", True)
+                    raise optuna.TrialPruned(
+                        f"{fixed['variant']} has its {self.options.trials} settings"
+                    )
         point, settings = self._suggest(trial)
         duplicate = self._duplicate_of(trial, point)
         if duplicate is not None:
@@ -675,6 +688,26 @@ class StudyRun:
         elif c["running"] == 0:
             self.client.set_terminated(self.parent_run_id, status="FAILED")
         return StudyResult(self.parent_run_id, c, self.ran, complete)
+
+
+def settings_before(trials: Sequence[FrozenTrial], number: int, variant: str) -> int:
+    """How many new settings of ``variant`` trials numbered below ``number`` drew.
+
+    Why by trial number: each worker counts and enqueues under its own lock, but workers
+    on several machines share only the storage, so two may both see N - 1 settings and
+    both enqueue one more. Optuna numbers trials atomically in the storage, so "the
+    variant's first N new settings by number" is the same answer on every worker, and
+    the trial that would be number N + 1 is set aside unrun. A new setting is a trial
+    enqueued with its variant alone (a retry carries its whole setting); a trial set
+    aside as beyond the budget is not one.
+    """
+    return sum(
+        1
+        for trial in trials
+        if trial.number < number
+        and (trial.system_attrs.get("fixed_params") or {}) == {"variant": variant}
+        and not trial.user_attrs.get("beyond_budget")
+    )
 
 
 def _variant_archs(study: Study) -> str:
