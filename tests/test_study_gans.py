@@ -58,6 +58,29 @@ def test_a_diverged_setting_is_an_infinite_draw():
     )
 
 
+def test_workers_that_enqueue_at_once_cannot_train_more_than_n_settings_of_a_variant(tmp_path):
+    """Two machines both saw 1 of N = 2 settings of 'a' and both enqueued one: by trial
+    number, the first two new settings of 'a' count and the third is beyond the budget on
+    every worker; retries (a whole setting enqueued again) and other variants do not count."""
+    from ganbench.study.engine import settings_before
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = optuna.create_study(study_name="race", storage=storage)
+    for fixed in ({"variant": "a"}, {"variant": "b"}, {"variant": "a"}, {"variant": "a"}):
+        study.enqueue_trial(fixed)
+    study.enqueue_trial({"variant": "a", "lr": 0.001})  # a retry of a failed setting
+    asked = [study.ask() for _ in range(5)]
+    seen = optuna.load_study(study_name="race", storage=storage)  # another worker's view
+    trials = seen.get_trials(deepcopy=False)
+    assert [settings_before(trials, t.number, "a") for t in asked] == [0, 1, 1, 2, 3]
+    assert [settings_before(trials, t.number, "b") for t in asked] == [0, 0, 1, 1, 1]
+    # Trial 3 (the third new 'a') is set aside: later trials do not count it.
+    asked[3].set_user_attr("beyond_budget", True)
+    study.tell(asked[3], state=TrialState.PRUNED)
+    trials = seen.get_trials(deepcopy=False)
+    assert settings_before(trials, asked[4].number, "a") == 2
+
+
 # ---- a variant's architecture ---------------------------------------------------------
 
 HEAD = 'name = "s"\narchitecture = "dcgan"\ndatasets = ["digits"]\n'
@@ -284,8 +307,16 @@ def test_a_per_variant_search_samples_each_gan_and_reports_the_budget_curve(tmp_
         assert [p.k for p in row.budget] == [1, 2]
         assert row.budget[0].expected == pytest.approx(np.mean(finals), rel=1e-12)
         assert row.budget[1].expected == pytest.approx(min(finals), rel=1e-12)
+        # Sampled settings are not seeds: no Welch test against the baseline, and the
+        # winning setting's searched values, as its run logged them.
+        assert row.difference is None
+        best = min(row.runs, key=lambda r: r.final_fid)
+        searched = {"dcgan": ["beta1", "lr"], "wgan-gp": ["gp_weight", "lr", "n_critic"]}
+        assert row.best_setting == {k: best.params[k] for k in searched[row.name]}
     logged = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
     assert {"report/budget.png", "report/report.md", "report/report.html"} <= logged
     md = (cache / "studies" / "gce-search" / "report" / "report.md").read_text()
     assert "## Best FID for a budget of k sampled settings" in md
     assert md.count("| wgan-gp | 2 | 0 |") == 2 and "![budget](budget.png)" in md
+    assert "| setting with the lowest final FID |" in md and "Welch t interval" not in md
+    assert "differences.png" not in md and "95% interval" not in md
