@@ -1,7 +1,10 @@
-"""A real HTTP server on 127.0.0.1 for download tests: serves byte strings by path.
+"""Real HTTP servers on 127.0.0.1 for download tests.
 
-It honours ``Range`` requests (to test resuming) and can be told to cut a response short
-after N bytes while announcing the full length (a dropped connection).
+:class:`LocalServer` serves any request handler on a free port in a daemon thread (the
+zoo-security tests' hostile servers are handlers of their own); :class:`FileServer`
+serves byte strings by path, honours ``Range`` requests (to test resuming) and can be
+told to cut a response short after N bytes while announcing the full length (a dropped
+connection).
 """
 
 from __future__ import annotations
@@ -11,7 +14,31 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
-class FileServer:
+class LocalServer:
+    """A ``ThreadingHTTPServer`` for ``handler`` on 127.0.0.1 at a free port; started by
+    ``with`` or :meth:`start`, stopped by leaving the block or :meth:`close`."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def __enter__(self) -> LocalServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class FileServer(LocalServer):
     def __init__(self) -> None:
         self.files: dict[str, bytes] = {}
         self.cut_after: dict[str, int] = {}  # path -> bytes sent before dropping
@@ -49,14 +76,8 @@ class FileServer:
                 if cut is not None:
                     self.close_connection = True
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        super().__init__(Handler)
 
     def __enter__(self) -> FileServer:
-        self.thread.start()
+        self.start()
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()

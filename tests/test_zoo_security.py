@@ -15,14 +15,14 @@ import json
 import threading
 import tomllib
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 import tomli_w
 import torch
 from click.testing import CliRunner
-from http_files import FileServer
+from http_files import FileServer, LocalServer
 
 from benchmarks.scoring_speed import random_inception_weights as make_random_inception_weights
 from ganbench.cli import cli
@@ -103,7 +103,7 @@ def test_remote_index_cannot_make_pull_copy_a_local_file(server, cache, tmp_path
 # -- a registry's version is a number, not a path ------------------------------------
 
 
-class FakeRegistry:
+class FakeRegistry(LocalServer):
     """The two REST calls of MLflow's client that a pull makes, answered as told."""
 
     def __init__(self, version: str, sha256: str) -> None:
@@ -142,13 +142,8 @@ class FakeRegistry:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__(Handler)
+        self.start()
 
 
 @pytest.mark.parametrize(
@@ -178,7 +173,7 @@ def test_registry_answers_cannot_escape_the_cache(ref, version, sha256, message,
 # -- a download stops at the declared size -------------------------------------------
 
 
-class EndlessServer:
+class EndlessServer(LocalServer):
     """Streams zeros until the client hangs up (at most ``cap`` bytes), announcing
     ``length`` as Content-Length or, when None, no length at all; counts what it sent."""
 
@@ -207,13 +202,8 @@ class EndlessServer:
                     self.close_connection = True
                     outer.finished.set()
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__init__(Handler)
+        self.start()
 
 
 @pytest.mark.parametrize(
