@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ import ganbench
 from ganbench.errors import ZooError
 from ganbench.runs import LoadedRun
 from ganbench.zoo.metadata import LATENT_DISTRIBUTIONS, GeneratorInfo, Score
+from ganbench.zoo.onnxsave import save_checked
 
 #: Opset 20 is what torch's exporter targets by default and onnxruntime >= 1.17 runs.
 DEFAULT_OPSET = 20
@@ -162,14 +162,4 @@ def write_metadata(source: Path, dest: Path, info: GeneratorInfo) -> None:
         f" {LATENT_DISTRIBUTIONS[info.z_distribution]}) -> images (N x {info.channels} x"
         f" {info.resolution} x {info.resolution}, in [-1, 1])"
     )
-    try:
-        onnx.checker.check_model(model, full_check=True)
-    except onnx.checker.ValidationError as exc:
-        raise ZooError(f"onnx.checker rejected the export: {str(exc).splitlines()[0]}") from None
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    try:
-        onnx.save(model, str(tmp))
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
+    save_checked(model, dest, "export")

@@ -26,6 +26,7 @@ import numpy as np
 
 from ganbench.errors import ZooError
 from ganbench.zoo.metadata import TORCH_FIDELITY_FORMAT, GeneratorInfo
+from ganbench.zoo.onnxsave import save_checked
 
 TORCH_FIDELITY = "torch-fidelity"
 #: The tools a zoo file can be flavoured for (``--for``).
@@ -214,18 +215,9 @@ def write_torch_fidelity(plain: Path, dest: Path | None = None) -> tuple[Path, F
         raise ZooError(f"{plain} is not a readable ONNX file ({exc}); give a zoo .onnx") from None
     info = GeneratorInfo.from_props({p.key: p.value for p in model.metadata_props}, str(plain))
     flavoured = torch_fidelity_model(model, info, file_digest(Path(plain), "sha256"), dest.name)
-    try:
-        onnx.checker.check_model(flavoured, full_check=True)
-    except onnx.checker.ValidationError as exc:
-        raise ZooError(f"onnx.checker rejected the flavour: {str(exc).splitlines()[0]}") from None
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    try:
-        onnx.save(flavoured, str(tmp))
-        check_torch_fidelity(Path(plain), tmp, info)
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
+    save_checked(
+        flavoured, dest, "flavour", lambda written: check_torch_fidelity(Path(plain), written, info)
+    )
     listed = FidelityFile(
         dest.name, file_digest(dest, "sha256"), dest.stat().st_size, Z_TYPES[info.z_distribution],
         info.z_dim,
