@@ -208,10 +208,6 @@ class Architecture(ABC):
     def build(self, config: Any, shape: ImageShape) -> GanModel:
         """A freshly initialised model for images of ``shape`` (on the CPU)."""
 
-    @abstractmethod
-    def build_generator(self, config: Any, shape: ImageShape) -> torch.nn.Module:
-        """The generator alone (to load a published generator's weights into)."""
-
 
 @dataclass
 class ImageArray:

@@ -25,9 +25,6 @@ class _TinyArchitecture(Architecture):
     def build(self, config, shape: ImageShape):
         raise NotImplementedError
 
-    def build_generator(self, config, shape: ImageShape):
-        raise NotImplementedError
-
 
 class _TinyPlugin:
     @hookimpl
@@ -133,7 +130,6 @@ def test_third_party_package_registers_through_its_entry_point(installed_dist):
             config_class = dict
             def supported_resolutions(self): return (32,)
             def build(self, config, shape): raise NotImplementedError
-            def build_generator(self, config, shape): raise NotImplementedError
 
         @hookimpl
         def ganbench_register_architectures(registry):

@@ -37,11 +37,6 @@ class DCGANArchitecture(Architecture):
 
         return DCGAN(config, shape)
 
-    def build_generator(self, config: Any, shape: ImageShape) -> Any:
-        from ganbench_plugins.dcgan.networks import Generator
-
-        return Generator(config, shape.channels, shape.resolution)
-
 
 @hookimpl
 def ganbench_register_architectures(registry: Registrar[Architecture]) -> None:

@@ -41,11 +41,6 @@ class TinyGANArchitecture(Architecture):
 
         return TinyGAN(config, shape)
 
-    def build_generator(self, config: Any, shape: ImageShape) -> Any:
-        from .model import Generator
-
-        return Generator(config, shape.channels, shape.resolution)
-
 
 @hookimpl
 def ganbench_register_architectures(registry: Registrar[Architecture]) -> None:
