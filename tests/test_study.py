@@ -151,7 +151,8 @@ def test_every_built_in_study_resolves_against_the_plugins():
         (["seeds", "--dataset", "digitz"], 2, "Error: unknown dataset 'digitz'. Did you mean"),
         (["seeds", "--set", "lrr=0.1"], 2, "Error: study seeds, variant 'base': unknown hyper"),
         (["nosuch"], 2, "Error: no study file or built-in study named 'nosuch'; built-in:"),
-        (["seeds", "--trials", "3"], 2, "Error: --trials needs a study file with a [search] table"),
+        (["seeds", "--trials", "3"], 2, "Error: --trials needs a study file with search ranges"),
+        (["gans-created-equal", "--search", "0"], 2, "Error: --trials N needs N of at least 1"),
         (["seeds", "--tracking-uri", "http://127.0.0.1:9"], 1, "Error: cannot reach the MLflow"),
     ],
 )  # fmt: skip

@@ -45,9 +45,10 @@ def study() -> None:
               " on the CPU]")  # fmt: skip
 @click.option("--device", default="auto", show_default=True,
               help="auto, cpu, or a comma list (cuda:0,cuda:1) the jobs share.")  # fmt: skip
-@click.option("--trials", type=int, help="Search the file's [search] ranges with this many"
-              " trials instead of running the grid (this many of every variant where variants"
-              " have their own [variants.NAME.search] ranges).")  # fmt: skip
+@click.option("--trials", "--search", "trials", type=int, metavar="N",
+              help="Search the file's [search] ranges with N trials instead of running the"
+              " grid (N of every variant where variants have their own"
+              " [variants.NAME.search] ranges).")  # fmt: skip
 @click.option("--sampler", type=click.Choice(["tpe", "random"]),
               help="Optuna sampler of a --trials search. [default: the study's 'sampler',"
               " else tpe]")  # fmt: skip
@@ -111,11 +112,13 @@ def run_study(
         assignments=cfg.parse_assignments(assignments),
         name=name,
     )
-    if trials is not None and (trials < 1 or not (spec.search or spec.per_variant_search)):
+    if trials is not None and not (spec.search or spec.per_variant_search):
         raise UsageError(
-            f"--trials needs a study file with a [search] table of ranges"
-            f" ({spec.name} has {len(spec.search)}) and N >= 1"
+            f"--trials needs a study file with search ranges, a [search] table or"
+            f" [variants.NAME.search] tables; {spec.name} has none"
         )
+    if trials is not None and trials < 1:
+        raise UsageError(f"--trials N needs N of at least 1; got {trials}")
     if trials is not None and spec.per_variant_search and not name:
         # Its grid (the paper defaults) and its search are two studies: both can be run.
         spec.name = f"{spec.name}-search"
