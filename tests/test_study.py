@@ -304,6 +304,11 @@ def test_the_report_equals_the_runs_metric_histories(tiny_study):
     md = (folder / "cache" / "studies" / "tiny" / "report" / "report.md").read_text()
     assert f"{rows['base'].final_fid.mean:.3g}" in md and "seed 0 @ 2, seed 1 @ 2" in md
     assert "digits-cnn/fid_100: digits-cnn, 100 generated vs 1437 real" in md
+    # One architecture: its variants share the four loss panels (11 x 7 in at 100 dpi).
+    from PIL import Image
+
+    report = folder / "cache" / "studies" / "tiny" / "report"
+    assert Image.open(report / "curves.png").size == (1100, 700)
 
 
 def _chromium() -> str:

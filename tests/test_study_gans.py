@@ -248,6 +248,11 @@ def test_gans_created_equal_runs_one_trial_per_gan_nested_under_one_parent(tmp_p
     logged = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
     assert {"report/report.md", "report/fid_vs_step.png"} <= logged
     assert "report/budget.png" not in logged  # a grid has no budget curve
+    # Four architectures' losses are four kinds of number: a row of panels each (15 x 11 in).
+    from PIL import Image
+
+    curves = cache / "studies" / "gans-created-equal" / "report" / "curves.png"
+    assert Image.open(curves).size == (1500, 1100)
     trials = optuna.load_study(
         study_name="gans-created-equal", storage=f"sqlite:///{tmp_path / 'optuna.db'}"
     ).trials
@@ -313,6 +318,12 @@ def test_a_per_variant_search_samples_each_gan_and_reports_the_budget_curve(tmp_
         best = min(row.runs, key=lambda r: r.final_fid)
         searched = {"dcgan": ["beta1", "lr"], "wgan-gp": ["gp_weight", "lr", "n_critic"]}
         assert row.best_setting == {k: best.params[k] for k in searched[row.name]}
+        # ... and its samples are the ones shown, not the first run's.
+        tmp = tmp_path / f"want-{row.name}"
+        tmp.mkdir()
+        want = client.download_artifacts(best.run_id, "samples_final.png", str(tmp))
+        shown = cache / "studies" / "gce-search" / "report" / f"samples_{row.name}.png"
+        assert shown.read_bytes() == Path(want).read_bytes()
     logged = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
     assert {"report/budget.png", "report/report.md", "report/report.html"} <= logged
     md = (cache / "studies" / "gce-search" / "report" / "report.md").read_text()
@@ -320,3 +331,4 @@ def test_a_per_variant_search_samples_each_gan_and_reports_the_budget_curve(tmp_
     assert md.count("| wgan-gp | 2 | 0 |") == 2 and "![budget](budget.png)" in md
     assert "| setting with the lowest final FID |" in md and "Welch t interval" not in md
     assert "differences.png" not in md and "95% interval" not in md
+    assert "## Final samples (the setting with the lowest final FID)" in md

@@ -51,7 +51,7 @@ def figures(client: MlflowClient, data: StudyReport, folder: Path) -> dict[str, 
     if data.search:
         out["budget"] = _budget(data, folder / "budget.png")
     for row in data.rows:
-        path = _grid(client, row, folder / f"samples_{_slug(row.name)}.png")
+        path = _grid(client, row, folder / f"samples_{_slug(row.name)}.png", data.search)
         if path is not None:
             out[f"samples:{row.name}"] = path
     return {k: v for k, v in out.items() if v is not None}
@@ -96,24 +96,48 @@ def _band(series: list[list[tuple[int, float]]]) -> tuple[np.ndarray, ...]:
 
 
 def _curves(data: StudyReport, path: Path) -> Path | None:
+    """D and G losses and D's outputs over training. Variants of one architecture share
+    panels; where architectures differ each gets its own row of panels, because their
+    losses and D outputs are different quantities (a Wasserstein critic's raw score next
+    to DCGAN's probability would flatten one to a line)."""
     import matplotlib.pyplot as plt
 
     keys = [("loss_d", "D loss"), ("loss_g", "G loss"), ("d_real", "D(x)"), ("d_fake", "D(G(z))")]
-    fig, axes = plt.subplots(2, 2, figsize=(11, 7), sharex=True)
+    groups: dict[str, list[VariantRow]] = {}
+    for row in data.rows:
+        groups.setdefault(row.architecture if data.mixed_architectures else "", []).append(row)
+    if len(groups) == 1:
+        fig, axes = plt.subplots(2, 2, figsize=(11, 7), sharex=True, squeeze=False)
+        pairs = zip(axes.flat, keys, strict=True)
+        panels = [(ax, key, title, data.rows) for ax, (key, title) in pairs]
+        bottom = list(axes[1])
+    else:
+        fig, axes = plt.subplots(
+            len(groups), 4, figsize=(15, 2.6 * len(groups) + 0.6), sharex=True, squeeze=False
+        )
+        panels = [
+            (axes[i, j], key, f"{arch}: {title}", rows)
+            for i, (arch, rows) in enumerate(groups.items())
+            for j, (key, title) in enumerate(keys)
+        ]
+        bottom = list(axes[-1])
     drawn = False
-    for ax, (key, title) in zip(axes.flat, keys, strict=True):
-        for row in data.rows:
+    for ax, key, title, rows in panels:
+        for row in rows:
             steps, mean, _, _ = _band([r.history[key] for r in row.runs if r.history.get(key)])
             if steps.size:
                 ax.plot(steps, mean, lw=1, label=row.name)
                 drawn = True
-        ax.set_title(f"{title} (mean over {_over(data)})")
+        ax.set_title(f"{title} (mean over {_over(data)})", fontsize=9 if len(groups) > 1 else 12)
         ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0] and (len(groups) > 1 and key == "loss_d"):
+            ax.legend(fontsize=7)
     if not drawn:
         plt.close(fig)
         return None
-    axes[0, 0].legend(fontsize=7, ncol=2)
-    for ax in axes[1]:
+    if len(groups) == 1:
+        axes[0, 0].legend(fontsize=7, ncol=2)
+    for ax in bottom:
         ax.set_xlabel("step")
     return _save(fig, path)
 
@@ -163,12 +187,18 @@ def _budget(data: StudyReport, path: Path) -> Path | None:
     if not drawn:
         plt.close(fig)
         return None
-    from matplotlib.ticker import MaxNLocator
+    from matplotlib.ticker import MaxNLocator, ScalarFormatter
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    # FID is positive and a search's spread covers decades (a failed draw scores 100+,
+    # tuned ones single digits): on a log axis the large-k end stays readable.
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(ScalarFormatter())
+    ax.yaxis.set_minor_formatter(ScalarFormatter())
+    ax.tick_params(axis="y", which="minor", labelsize=7)
     ax.set_xlabel("budget: hyperparameter settings sampled (k)")
     ax.set_ylabel(f"min final {data.fid_name or 'FID'} over k settings")
-    ax.set_title("Best FID for a budget: mean over k-subsets, band = 5%..95%")
+    ax.set_title("Best FID for a budget: mean over k-subsets, band = 5%..95% (log scale)")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     return _save(fig, path)
@@ -199,9 +229,13 @@ def _name(data: StudyReport, row: VariantRow) -> str:
     return row.label if data.mixed_architectures else row.name
 
 
-def _grid(client: MlflowClient, row: VariantRow, path: Path) -> Path | None:
-    """The final sample grid of the variant's first seed that finished."""
-    for run in row.scored or row.runs:
+def _grid(client: MlflowClient, row: VariantRow, path: Path, best: bool) -> Path | None:
+    """The final sample grid of the variant's first seed that finished or, in a search
+    (``best``), of its setting with the lowest final FID: the one the table names."""
+    runs = row.scored or row.runs
+    if best:
+        runs = sorted(runs, key=lambda r: r.final_fid if r.final_fid is not None else math.inf)
+    for run in runs:
         with tempfile.TemporaryDirectory() as tmp:
             try:
                 got = Path(client.download_artifacts(run.run_id, "samples_final.png", tmp))
@@ -210,6 +244,10 @@ def _grid(client: MlflowClient, row: VariantRow, path: Path) -> Path | None:
             path.write_bytes(got.read_bytes())
             return path
     return None
+
+
+def _samples_of(data: StudyReport) -> str:
+    return "the setting with the lowest final FID" if data.search else "first finished seed"
 
 
 def _save(fig: object, path: Path) -> Path:
@@ -401,7 +439,7 @@ baseline <code>{e(data.baseline or "-")}</code>.</p>
 <p>{e(SEARCH_NOTE if data.search else GRID_NOTE)}</p>
 {budget}
 <h2>Figures</h2>{plots}
-<h2>Final samples (first finished seed)</h2><div class="grids">{grids}</div>
+<h2>Final samples ({e(_samples_of(data))})</h2><div class="grids">{grids}</div>
 <h2>What each variant tests</h2><table id="claims"><tbody>{claims}</tbody></table>
 <h2>Scoring protocol</h2><ul>{protocol}</ul>
 </body></html>
@@ -428,7 +466,8 @@ def markdown(data: StudyReport, figs: dict[str, Path]) -> str:
         lines += ["| " + " | ".join(BUDGET_HEADERS) + " |", "|" + "---|" * len(BUDGET_HEADERS)]
         lines += ["| " + " | ".join(cells) + " |" for cells in _budget_rows(data)]
         lines += ["", BUDGET_NOTE, ""]
-    for key, path in figs.items():
-        lines.append(f"![{key}]({path.name})")
+    lines += [f"![{k}]({p.name})" for k, p in figs.items() if not k.startswith("samples:")]
+    lines += ["", f"## Final samples ({_samples_of(data)})", ""]
+    lines += [f"![{k}]({p.name})" for k, p in figs.items() if k.startswith("samples:")]
     lines += ["", "## Scoring protocol", ""] + [f"- {line}" for line in data.protocol]
     return "\n".join(lines) + "\n"
