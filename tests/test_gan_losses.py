@@ -407,8 +407,19 @@ def test_settings_come_from_toml_and_set_over_the_paper_defaults(tmp_path):
     plan = plan_run(registries, "wgan-gp", "digits", layers)
     assert (plan.model.n_critic, plan.model.d_norm, plan.model.gp_weight) == (2, "none", 5.0)
     assert plan.params()["n_critic"] == "2" and plan.train.batch_size == 64
-    # no preset is inherited from DCGAN's digits file: 25 epochs, no scoring
-    plain = plan_run(registries, "lsgan", "digits")
+    # each plugin reads its own digits preset, never DCGAN's (700 steps at batch 128)
+    got = {
+        name: plan_run(registries, name, "digits").train
+        for name in ("dcgan", "lsgan", "sngan", "wgan-gp")
+    }
+    assert {n: (t.steps, t.batch_size, t.eval_every) for n, t in got.items()} == {
+        "dcgan": (700, 128, 100),
+        "lsgan": (1000, 128, 100),
+        "sngan": (1400, 64, 200),
+        "wgan-gp": (400, 64, 100),
+    }
+    # where a plugin has no preset for the dataset, the defaults: 25 epochs, no scoring
+    plain = plan_run(registries, "sngan", "mnist")
     assert (plain.train.steps, plain.train.eval_every) == (None, 0)
     lsgan = plan_run(registries, "lsgan", "digits", [("--set", {"a": "-1", "c": "0"})])
     assert (lsgan.model.a, lsgan.model.b, lsgan.model.c) == (-1.0, 1.0, 0.0)
