@@ -84,6 +84,9 @@ def _stop_and_resume(name: str, folder: Path, uri: str) -> tuple[Path, Path]:
     resumed = _invoke(folder, "resume", str(run), "--no-progress")
     assert resumed.exit_code == 0, resumed.output
     assert f"resumed from step {stop_after} of {steps}" in resumed.output
+    # the run's own cache, not GANBENCH_CACHE_DIR (set for the whole test session): the
+    # final score reads the reference statistics the uninterrupted run read
+    assert f"statistics of digits train at 16px from {folder / 'cache'}" in resumed.output
     return ref, run
 
 

@@ -36,6 +36,20 @@ def data_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
+def typed(name: str, value: Any) -> Any:
+    """``value`` if the option ``name`` was typed on this command line, else None.
+
+    A resumed run keeps its own cache and weights folders (recorded when it started):
+    only what the user types now overrides them, not a GANBENCH_* variable that happens to
+    be set in the resuming shell. Scores depend on the cached reference statistics, so a
+    resume that silently switched caches would no longer be the run it continues.
+    """
+    from click.core import ParameterSource
+
+    source = click.get_current_context().get_parameter_source(name)
+    return value if source == ParameterSource.COMMANDLINE else None
+
+
 def _registries() -> Any:
     from ganbench.plugins import load_registries
 

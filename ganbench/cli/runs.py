@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ganbench.cli.data import data_options
+from ganbench.cli.data import data_options, typed
 from ganbench.cli.eval import tracking_option
 
 if TYPE_CHECKING:
@@ -459,7 +459,12 @@ def resume(
         resume_run(
             ref,
             load_registries(),
-            DataOptions(data_root, cache_dir, bad_images, inception_weights),
+            DataOptions(
+                data_root,
+                typed("cache_dir", cache_dir),
+                bad_images,
+                typed("inception_weights", inception_weights),
+            ),
             plan=None,
             tracking_uri=tracking_uri,
             device=replicas.device if replicas else resolve_device(device),

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from ganbench.cli.data import data_options
+from ganbench.cli.data import data_options, typed
 from ganbench.cli.eval import scoring_options
 from ganbench.cli.runs import launcher_options, resume_options, run_folder_option
 
@@ -164,6 +164,9 @@ def run(
             replicas.world if replicas else None,
             torch_device.type == "cuda",
         )
+        if resume_ref:  # the run's own folders, unless typed now (see ``typed``)
+            cache_dir = typed("cache_dir", cache_dir)
+            inception_weights = typed("inception_weights", inception_weights)
         _run(
             registries,
             plan,
