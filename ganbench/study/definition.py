@@ -91,7 +91,7 @@ class Study:
 
     def search_space(self, variant: str) -> dict[str, dict[str, Any]]:
         """The ranges a search samples for one variant: the study's, then its own."""
-        return {**self.search, **self.variant_search.get(variant, {})}
+        return search_space(self.search, self.variant_search, variant)
 
     def points(self) -> list[Point]:
         """Every (variant, dataset, seed), variants in file order, seeds innermost."""
@@ -136,6 +136,14 @@ class Study:
             for key in mine
             if key not in {"summary", "claims"} and other.get(key) != mine[key]
         ]
+
+
+def search_space(
+    search: Mapping[str, Any], variant_search: Mapping[str, Any], variant: str
+) -> dict[str, dict[str, Any]]:
+    """A variant's ranges from a study's ``search`` and ``variant_search`` tables (also
+    as a report reads them back from the resolved study file): the study's, then its own."""
+    return {**search, **variant_search.get(variant, {})}
 
 
 def builtin_names() -> list[str]:

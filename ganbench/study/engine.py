@@ -394,7 +394,7 @@ class StudyRun:
                 # Another worker took the trial enqueued for this one: set aside, unrun.
                 trial.set_user_attr("unassigned", True)
                 raise optuna.TrialPruned("no variant was enqueued for this trial")
-            if set(fixed) == {"variant"} and self.options.trials is not None:
+            if set(fixed) == {"variant"}:  # a new setting, not a retry of one
                 before = settings_before(
                     self.optuna.get_trials(deepcopy=False), trial.number, fixed["variant"]
                 )

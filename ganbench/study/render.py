@@ -130,13 +130,13 @@ def _curves(data: StudyReport, path: Path) -> Path | None:
                 drawn = True
         ax.set_title(f"{title} (mean over {_over(data)})", fontsize=9 if len(groups) > 1 else 12)
         ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0] and (len(groups) > 1 and key == "loss_d"):
-            ax.legend(fontsize=7)
     if not drawn:
         plt.close(fig)
         return None
-    if len(groups) == 1:
-        axes[0, 0].legend(fontsize=7, ncol=2)
+    # a legend in each architecture's first panel (one architecture: the first panel only)
+    for ax in axes[:, 0] if len(groups) > 1 else axes[:1, 0]:
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7, ncol=2)
     for ax in bottom:
         ax.set_xlabel("step")
     return _save(fig, path)
@@ -233,8 +233,8 @@ def _grid(client: MlflowClient, row: VariantRow, path: Path, best: bool) -> Path
     """The final sample grid of the variant's first seed that finished or, in a search
     (``best``), of its setting with the lowest final FID: the one the table names."""
     runs = row.scored or row.runs
-    if best:
-        runs = sorted(runs, key=lambda r: r.final_fid if r.final_fid is not None else math.inf)
+    if best and row.best is not None:
+        runs = [row.best, *(r for r in runs if r is not row.best)]
     for run in runs:
         with tempfile.TemporaryDirectory() as tmp:
             try:
@@ -452,15 +452,7 @@ def markdown(data: StudyReport, figs: dict[str, Path]) -> str:
     heads = headers(data)
     lines += ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
     lines += ["| " + " | ".join(cells) + " |" for cells in _table_rows(data)]
-    if data.search:
-        lines += ["", SEARCH_NOTE, ""]
-    else:
-        lines += [
-            "",
-            "Δ: mean final FID minus the baseline's, with a 95% Welch t interval over seeds;"
-            " an interval that contains zero is *not distinguishable* with that many seeds.",
-            "",
-        ]
+    lines += ["", SEARCH_NOTE if data.search else GRID_NOTE, ""]
     if data.search:
         lines += ["## Best FID for a budget of k sampled settings", ""]
         lines += ["| " + " | ".join(BUDGET_HEADERS) + " |", "|" + "---|" * len(BUDGET_HEADERS)]

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ganbench.study.budget import BudgetPoint, budget_curve
+from ganbench.study.definition import search_space
 from ganbench.study.results import RunSummary, parent_run, summarize, trial_runs
 from ganbench.study.stats import Difference, Spread, welch_difference
 
@@ -51,6 +52,11 @@ class VariantRow:
         if not self.architecture or self.architecture == self.name:
             return self.name
         return f"{self.name} ({self.architecture})"
+
+    @property
+    def best(self) -> RunSummary | None:
+        """The scored run with the lowest final FID (a search's best setting)."""
+        return min(self.scored, key=lambda r: r.final_fid or 0.0, default=None)
 
     @property
     def scored(self) -> list[RunSummary]:
@@ -141,13 +147,12 @@ def collect(client: MlflowClient, parent_run_id: str) -> StudyReport:
 
 def _best_setting(row: VariantRow, definition: dict[str, Any]) -> dict[str, str]:
     """The searched hyperparameters (as logged) of the variant's lowest final FID."""
-    scored = row.scored
-    if not scored:
+    if row.best is None:
         return {}
-    best = min(scored, key=lambda r: r.final_fid if r.final_fid is not None else math.inf)
-    own = definition.get("variant_search", {}).get(row.name, {})
-    keys = {**definition.get("search", {}), **own}
-    return {k: best.params[k] for k in sorted(keys) if k in best.params}
+    ranges = search_space(
+        definition.get("search", {}), definition.get("variant_search", {}), row.name
+    )
+    return {k: row.best.params[k] for k in sorted(ranges) if k in row.best.params}
 
 
 def _definition(client: MlflowClient, run_id: str) -> dict[str, Any]:
