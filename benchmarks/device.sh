@@ -2,7 +2,7 @@
 # The GPU checks in one go, for a lent CUDA machine that has PyTorch but no network:
 # `pytest -m gpu`, then `python -m benchmarks --device cuda --size full`, one section (or
 # pair) at a time under a time cap, so a section that fails or runs out of time loses only
-# itself. Results: benchmarks/results/cuda-full.json|md, copied with the whole log into
+# itself; DEVICE_PLAN picks steps (below). Results: benchmarks/results/cuda-full.json|md, copied with the whole log into
 # $OUT (or /tmp/device-out) after every step.
 #
 # Missing packages travel as wheels in .whl/ (Python 3.12, manylinux x86_64; see
@@ -11,6 +11,7 @@
 # .whl/ifold/ replace the machine's own copy only where its version is too old for them.
 #
 #   bash benchmarks/device.sh            # the whole run, capped at DEVICE_BUDGET_S (450 s)
+#   DEVICE_PLAN=gpu-graphs,ceiling,train DEVICE_BUDGET_S=400 bash benchmarks/device.sh
 set -u -o pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/device-out}
@@ -126,6 +127,12 @@ EOF
     return 0
 }
 
+# DEVICE_PLAN: comma-separated steps to run (default all): gpu-graphs (the captured-step
+# tests), ceiling, train, gpu (the other gpu tests), compile, probe, fid, resilience,
+# distributed, shared, zoo, frechet.
+PLAN=${DEVICE_PLAN:-all}
+want() { [[ $PLAN == all || ,$PLAN, == *,$1,* ]]; }
+
 main() {
     date -u
     setup || {
@@ -133,20 +140,23 @@ main() {
         return 1
     }
     echo "=== setup done at ${SECONDS}s"
-    step 120 "pytest -m gpu" $PY -m pytest -m gpu -p no:cacheprovider -v -rA tests/test_gpu.py
+    local tests=($PY -m pytest -m gpu -p no:cacheprovider -v -rA -s tests/test_gpu.py)
+    want gpu-graphs && step 150 "pytest -m gpu: captured steps" "${tests[@]}" -k "captured"
     local bench=($PY -m benchmarks --device "$DEVICE" --size "$SIZE" --only)
     # GPU sections first; zoo, help and frechet measure the CPU only and come last.
-    step 30 "bench ceiling" "${bench[@]}" ceiling
-    step 240 "bench train" "${bench[@]}" train
-    step 60 "bench probe" "${bench[@]}" probe
-    step 180 "bench fid" "${bench[@]}" fid
-    step 120 "bench resilience" "${bench[@]}" resilience
-    step 60 "bench distributed" "${bench[@]}" distributed
+    want ceiling && step 30 "bench ceiling" "${bench[@]}" ceiling
+    want train && step 300 "bench train" "${bench[@]}" train
+    want gpu && step 150 "pytest -m gpu: the others" "${tests[@]}" -k "not captured"
+    want compile && step 420 "bench compile" "${bench[@]}" compile
+    want probe && step 60 "bench probe" "${bench[@]}" probe
+    want fid && step 180 "bench fid" "${bench[@]}" fid
+    want resilience && step 120 "bench resilience" "${bench[@]}" resilience
+    want distributed && step 60 "bench distributed" "${bench[@]}" distributed
     # scoring shared by the GPUs against rank 0 alone (all GPUs of the machine)
-    step 60 "shared scoring" $PY -m torch.distributed.run --standalone \
+    want shared && step 60 "shared scoring" $PY -m torch.distributed.run --standalone \
         --nproc-per-node "$(nvidia-smi -L | wc -l)" -m benchmarks.shared_scoring --samples 50000
-    step 45 "bench zoo,help" "${bench[@]}" zoo,help
-    step 45 "bench frechet" "${bench[@]}" frechet
+    want zoo && step 45 "bench zoo,help" "${bench[@]}" zoo,help
+    want frechet && step 45 "bench frechet" "${bench[@]}" frechet
     echo "=== done at ${SECONDS}s"
     date -u
     [[ -f benchmarks/results/$DEVICE-$SIZE.md ]] && cat benchmarks/results/"$DEVICE-$SIZE".md

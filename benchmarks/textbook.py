@@ -1,16 +1,21 @@
-"""The baseline: the textbook PyTorch DCGAN loop, as a user would write it.
+"""The baseline: pytorch/examples' dcgan/main.py, the textbook PyTorch DCGAN loop.
 
-This follows the PyTorch DCGAN tutorial/example: a ``DataLoader`` over a dataset whose
-``__getitem__`` turns one image into a tensor with ``ToTensor`` and ``Normalize``, two
-workers, fp32 NCHW, a Sigmoid at D's end with ``BCELoss``, Adam without flags,
-``zero_grad``/``backward``/``step``, D on real then on fake, then G. The networks have the
-same layers as ganbench's DCGAN at the same resolution, so only the loop differs.
+As main.py trains (pytorch/examples dcgan/main.py): a ``DataLoader`` with 2 workers over
+``torchvision.datasets.ImageFolder`` reading image files, each decoded and transformed
+with ``Resize``, ``CenterCrop``, ``ToTensor`` and ``Normalize`` in the workers; fp32 NCHW;
+a Sigmoid at D's end with ``BCELoss``; Adam(lr 2e-4, betas (0.5, 0.999)) without flags;
+D's update as ``zero_grad``, backward on the real batch, backward on the fake batch,
+``step``; then G's update on the same fake batch; the losses read with ``.item()`` every
+iteration for its log line. The networks have the same layers as ganbench's DCGAN at the
+same resolution, so only the loop and its data path differ. Not timed here: main.py's
+image grid every 100 iterations and its per-epoch checkpoints.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -63,26 +68,15 @@ def weights_init(m: nn.Module) -> None:
         nn.init.constant_(m.bias.data, 0)
 
 
-class ArrayImages(torch.utils.data.Dataset):
-    """Decoded images (uint8 N x H x W x C) served one PIL image at a time, as an
-    ImageFolder does after decoding; the transform runs per image in the workers."""
-
-    def __init__(self, images_nhwc: np.ndarray) -> None:
-        from torchvision import transforms
-
-        self.images = images_nhwc
-        channels = images_nhwc.shape[-1]
-        self.transform = transforms.Compose(
-            [transforms.ToTensor(), transforms.Normalize((0.5,) * channels, (0.5,) * channels)]
+def write_image_files(images_nhwc: np.ndarray, root: Path) -> Path:
+    """The images as PNG files in ``root/0/``, the one-class layout ImageFolder reads."""
+    folder = root / "0"
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, image in enumerate(images_nhwc):
+        Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(
+            folder / f"{i:06d}.png", compress_level=1
         )
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        image = self.images[i]
-        pil = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
-        return self.transform(pil), 0
+    return root
 
 
 class TextbookDCGAN:
@@ -90,6 +84,7 @@ class TextbookDCGAN:
 
     def __init__(self, channels: int, resolution: int, device: torch.device) -> None:
         self.device = device
+        torch.backends.cudnn.benchmark = True  # main.py: cudnn.benchmark = True
         self.netG = generator(channels, resolution).to(device)
         self.netD = discriminator(channels, resolution).to(device)
         self.netG.apply(weights_init)
@@ -122,12 +117,27 @@ class TextbookDCGAN:
         return (errD_real + errD_fake).item(), errG.item()
 
 
-def loader_batches(
-    images_nhwc: np.ndarray, batch_size: int, device: torch.device, workers: int = 2
+def folder_batches(
+    root: Path, resolution: int, batch_size: int, device: torch.device, workers: int = 2
 ) -> Iterator[torch.Tensor]:
-    """The tutorial's data path: DataLoader with workers, batches moved per iteration."""
+    """main.py's data path for ``--dataset folder``: ImageFolder, its four transforms, a
+    shuffling DataLoader with 2 workers; batches moved to the device per iteration."""
+    import torchvision.datasets as dset
+    import torchvision.transforms as transforms
+
+    dataset = dset.ImageFolder(
+        root=str(root),
+        transform=transforms.Compose(
+            [
+                transforms.Resize(resolution),
+                transforms.CenterCrop(resolution),
+                transforms.ToTensor(),
+                transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+            ]
+        ),
+    )
     loader = torch.utils.data.DataLoader(
-        ArrayImages(images_nhwc),
+        dataset,
         batch_size=batch_size,
         shuffle=True,
         num_workers=workers,

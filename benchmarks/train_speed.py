@@ -2,10 +2,20 @@
 to the first step are its own): ``python -m benchmarks.train_speed --impl ganbench ...``
 prints one JSON line.
 
-Implementations: ``ganbench`` (the runner's data path and model with the fast-path
-defaults for the device), ``ganbench-plain`` (every switch off: fp32, NCHW, per-parameter
-Adam), ``textbook`` (benchmarks/textbook.py with its DataLoader) and ``textbook-on-device``
-(the same loop with the data already normalised on the device).
+Implementations:
+
+- ``ganbench``: the runner's data path, model and step with the fast-path defaults for
+  the device (on CUDA each step replays as one CUDA graph), statistics read back every
+  10 steps as the runner logs them;
+- ``ganbench-eager``: the same with ``graphs=off`` (the eager fast path);
+- ``ganbench-plain``: every switch off (fp32, NCHW, per-parameter Adam, no graphs);
+- ``ganbench-compile``, ``ganbench-reduce-overhead``, ``ganbench-max-autotune``: the fast
+  path with G and D under ``torch.compile`` in that mode (and no hand-made graphs);
+- ``ganbench-bf16``: the fast path in bf16 autocast (the CPU's default is fp32);
+- ``ganbench-no-cudnn-benchmark``: the default without cuDNN's autotuner (CUDA);
+- ``textbook``: pytorch/examples' dcgan/main.py loop (benchmarks/textbook.py) fed by its
+  DataLoader with 2 workers from image files; ``textbook-on-device``: the same loop with
+  the data already normalised on the device.
 """
 
 from __future__ import annotations
@@ -13,12 +23,28 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
-IMPLS = ("ganbench", "ganbench-plain", "textbook", "textbook-on-device")
+GANBENCH = {
+    "ganbench": {},
+    "ganbench-eager": {"graphs": "off"},
+    "ganbench-compile": {"compile": "on"},
+    "ganbench-reduce-overhead": {"compile": "on", "compile_mode": "reduce-overhead"},
+    "ganbench-max-autotune": {"compile": "on", "compile_mode": "max-autotune"},
+    "ganbench-bf16": {"precision": "bf16"},
+    "ganbench-no-cudnn-benchmark": {"cudnn_benchmark": "off"},
+}
+IMPLS = (*GANBENCH, "ganbench-plain", "textbook", "textbook-on-device")
+#: The runner reads the statistics back once per log interval (its default log_every).
+LOG_EVERY = 10
+#: Untimed steps after the first: allocator, cuDNN, loader workers, and the CUDA graph's
+#: warm-up and capture (ganbench.training.graphs.WARMUP_STEPS eager steps, then capture).
+WARMUP = 5
 
 
 def synthetic_images(n: int, channels: int, resolution: int, seed: int = 0) -> np.ndarray:
@@ -32,32 +58,50 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def _ganbench(images: np.ndarray, batch: int, device: torch.device, plain: bool):
+def _ganbench(images: np.ndarray, batch: int, device: torch.device, impl: str):
     from ganbench.interfaces import ImageArray, ImageShape, Speed
     from ganbench.plugins import load_registries
     from ganbench.training.data import make_batches
+    from ganbench.training.graphs import graphs_unavailable, make_step
     from ganbench.training.speed import resolve_speed
+    from ganbench.training.statistics import StepStatistics
 
-    speed = Speed(device) if plain else resolve_speed(device)
+    plain = impl == "ganbench-plain"
+    speed = Speed(device) if plain else resolve_speed(device, **GANBENCH[impl])
     data = ImageArray(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
     arch = load_registries().architectures.get("dcgan")
     model = arch.build(arch.config_class(), ImageShape(data.shape.channels, data.shape.resolution))
+    if speed.graphs and graphs_unavailable(model, distributed=False):
+        raise SystemExit(graphs_unavailable(model, distributed=False))
     model.to(device)
     model.accelerate(speed)
     batches = iter(make_batches(data, batch, device, 0, speed.memory_format))
+    statistics = StepStatistics(device)
+    failed: list[str] = []
+    step_once = make_step(model, statistics, speed.graphs, failed.append)
+    settings = {**speed.params(), "captured": False}
 
     def step() -> None:
-        model.train_step(next(batches))  # losses stay on the device, as in the runner
+        step_once(next(batches))
+        if step_once.statistics.count == LOG_EVERY:
+            statistics.take()[1].tolist()  # the runner's one host sync per log interval
+        if failed:
+            raise SystemExit(f"capture failed: {failed[0]}")
+        settings["captured"] = step_once.captured
 
-    return step, speed.params()
+    return step, settings
 
 
 def _textbook(images: np.ndarray, batch: int, device: torch.device, on_device: bool):
     from benchmarks import textbook
 
     model = textbook.TextbookDCGAN(images.shape[-1], images.shape[1], device)
-    make = textbook.device_batches if on_device else textbook.loader_batches
-    batches = make(images, batch, device)
+    if on_device:
+        batches = textbook.device_batches(images, batch, device)
+    else:  # main.py reads image files: write them once, outside the timed steps
+        folder = Path(tempfile.mkdtemp(prefix="ganbench-textbook-"))
+        textbook.write_image_files(images, folder)
+        batches = textbook.folder_batches(folder, images.shape[1], batch, device)
 
     def step() -> None:
         model.step(next(batches))
@@ -73,13 +117,13 @@ def measure(
         torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
     if impl.startswith("ganbench"):
-        step, settings = _ganbench(images, batch, device, plain=impl == "ganbench-plain")
+        step, settings = _ganbench(images, batch, device, impl)
     else:
         step, settings = _textbook(images, batch, device, on_device=impl == "textbook-on-device")
     step()
     _sync(device)
     first = time.perf_counter() - started
-    for _ in range(2):  # warm-up: allocator, cuDNN autotuning, worker start
+    for _ in range(WARMUP):
         step()
     _sync(device)
     start = time.perf_counter()

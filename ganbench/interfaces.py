@@ -38,6 +38,13 @@ class Speed:
     autocast: torch.dtype | None = None
     adam: Literal["fused", "foreach", "plain"] = "plain"
     compile: bool = False
+    #: torch.compile's mode when ``compile`` (default, reduce-overhead, max-autotune).
+    compile_mode: str = "default"
+    #: Replay each training step as one CUDA graph (ganbench.training.graphs); the model
+    #: makes its optimizers capturable when this is set.
+    graphs: bool = False
+    #: Why ``graphs`` is off where it was asked for or would be on by default ("" if on).
+    graphs_off: str = ""
 
     @property
     def memory_format(self) -> torch.memory_format:
@@ -55,7 +62,15 @@ class Speed:
             "speed.precision": precision,
             "speed.adam": self.adam,
             "speed.compile": str(self.compile),
+            **({"speed.compile_mode": self.compile_mode} if self.compile else {}),
+            "speed.graphs": str(self.graphs),
+            **({"speed.graphs_off": self.graphs_off} if self.graphs_off else {}),
             "speed.threads": str(torch.get_num_threads()),
+            **(
+                {"speed.cudnn_benchmark": str(torch.backends.cudnn.benchmark)}
+                if self.device.type == "cuda"
+                else {}
+            ),
         }
 
 
@@ -79,9 +94,23 @@ class GanModel(ABC):
 
     def accelerate(self, speed: Speed) -> None:
         """Apply the runner's fast-path settings (memory layout, autocast, fused optimizer,
-        compilation) before the first step. The default ignores them: a plugin that does
-        not implement this trains on the plain path, correctly, only slower."""
+        compilation, capturable optimizers for CUDA graphs) before the first step. The
+        default ignores them: a plugin that does not implement this trains on the plain
+        path, correctly, only slower."""
         return None
+
+    #: The step can be captured as a CUDA graph and traced whole by torch.compile: no
+    #: host sync (no ``.item()``, no Python branch on a tensor's value), randomness only
+    #: from torch's default generators or :meth:`random_generators`, optimizers made
+    #: capturable in :meth:`accelerate` when ``speed.graphs``. The runner then replays
+    #: the step as one CUDA graph (``ganbench.training.graphs``); False (the default)
+    #: keeps a plugin's step eager, with the reason logged.
+    graph_safe_step: ClassVar[bool] = False
+
+    def random_generators(self) -> list[torch.Generator]:
+        """CUDA generators of the model's own that its step draws from (besides torch's
+        default ones), registered with every capture so replays draw fresh numbers."""
+        return []
 
     #: (rank, world size) of this replica in a data-parallel run; (0, 1) otherwise.
     shard: tuple[int, int] = (0, 1)

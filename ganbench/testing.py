@@ -66,3 +66,36 @@ def state_tensors(obj: object, prefix: str = "") -> Iterator[tuple[str, Any]]:
     elif isinstance(obj, (list, tuple)):
         for i, v in enumerate(obj):
             yield from state_tensors(v, f"{prefix}/{i}")
+
+
+#: What a traced step must not call: each reads a tensor back to the host.
+HOST_READS = ("item", "tolist", "cpu", "numpy", "__bool__", "__float__", "__int__")
+
+
+def trace_step_whole(model: Any, real: Any) -> tuple[Any, list[str]]:
+    """Trace ``model.train_step(real)`` with ``torch.compile(fullgraph=True)``: (the step's
+    outputs, the host reads found in the traced graph). Raises on any graph break.
+
+    For plugin authors who set ``GanModel.graph_safe_step``: a step that traces whole into
+    one graph without host reads can be captured as a CUDA graph. Dynamo traces
+    ``backward()`` and ``autograd.grad`` into the graph (``trace_autograd_ops``); a host
+    read that feeds no branch may trace without a break, so the graph's nodes are
+    searched for them too. Run one eager step first (Adam's state must exist)."""
+    import torch
+
+    graphs: list[Any] = []
+
+    def record(gm: Any, example_inputs: Any) -> Any:
+        graphs.append(gm)
+        return gm.forward
+
+    with torch._dynamo.config.patch(trace_autograd_ops=True, capture_scalar_outputs=False):
+        torch._dynamo.reset()
+        out = torch.compile(model.train_step, fullgraph=True, backend=record)(real)
+    reads = []
+    for gm in graphs:
+        for node in gm.graph.nodes:
+            name = str(getattr(node.target, "__name__", node.target))
+            if name in HOST_READS or "_local_scalar_dense" in name:
+                reads.append(f"{node.op} {name} ({node.name})")
+    return out, reads

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from pathlib import Path
 
@@ -114,3 +115,127 @@ def test_analyses_on_cuda_equal_the_cpu(zoo_run, tmp_path):
         assert cpu.keys() == cuda.keys()
         for key in cpu:
             assert cuda[key] == pytest.approx(cpu[key], rel=1e-3, abs=1e-4), (name, key)
+
+
+# ---- the captured step (ganbench.training.graphs) --------------------------------------
+CAPTURE_STEPS = 50
+
+
+@contextlib.contextmanager
+def _deterministic():
+    """cuDNN's deterministic algorithms: two runs of the same kernels give the same bits
+    (the default ones may accumulate with atomics in any order)."""
+    before = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before
+
+
+def _train_steps(name: str, precision: str, graphs: bool, steps: int = CAPTURE_STEPS):
+    """``steps`` steps of ``name`` at 32 px from seed 0 on fixed random batches: (model,
+    its step callable, the statistics' sums over the steps)."""
+    from ganbench.interfaces import ImageShape
+    from ganbench.training.graphs import make_step
+    from ganbench.training.speed import resolve_speed
+    from ganbench.training.statistics import StepStatistics
+
+    cuda = torch.device("cuda")
+    torch.manual_seed(0)
+    arch = load_registries().architectures.get(name)
+    model = arch.build(arch.config_class(), ImageShape(3, 32))
+    speed = resolve_speed(cuda, precision=precision, graphs="on" if graphs else "off")
+    model.to(cuda)
+    model.accelerate(speed)
+    statistics = StepStatistics(cuda)
+    failed: list[str] = []
+    step = make_step(model, statistics, speed.graphs, failed.append)
+    data = torch.Generator(device=cuda).manual_seed(1)  # not the default generator
+    n = model.real_batches_per_step
+    for _ in range(steps):
+        real = torch.rand(n * 64, 3, 32, 32, generator=data, device=cuda) * 2 - 1
+        step(real.contiguous(memory_format=speed.memory_format))
+    assert failed == []
+    keys, means = statistics.take()
+    return model, step, dict(zip(keys, (means * steps).tolist(), strict=True))
+
+
+@pytest.mark.parametrize(
+    ("name", "precision"),
+    [("dcgan", "bf16"), ("lsgan", "bf16"), ("wgan-gp", "bf16"), ("sngan", "bf16"),
+     ("dcgan", "fp16"), ("wgan-gp", "fp16")],
+)  # fmt: skip
+def test_captured_steps_equal_eager_steps(name, precision):
+    """50 steps replayed from one CUDA graph train the networks the eager steps train
+    (bf16 tolerance; fp16 through the GradScaler's capturable unscale and update), and
+    the statistics summed on the device equal the eager steps' sums."""
+    from ganbench.testing import state_tensors
+
+    with _deterministic():
+        captured, step, sums = _train_steps(name, precision, graphs=True)
+        eager, _, eager_sums = _train_steps(name, precision, graphs=False)
+    assert step.captured and step.captures == 1
+    worst = {}
+    for part in ("generator", "discriminator", "opt_g", "opt_d"):
+        a = dict(state_tensors(captured.state_dict()[part]))
+        b = dict(state_tensors(eager.state_dict()[part]))
+        assert a.keys() == b.keys()
+        for key in a:
+            x, y = a[key].double(), b[key].double()
+            if "step" in key or not x.is_floating_point():
+                assert torch.equal(x, y), (part, key)
+            elif y.norm() > 0:
+                worst[part] = max(worst.get(part, 0.0), float((x - y).norm() / y.norm()))
+    print(f"{name} {precision}: worst relative differences {worst}")
+    # the networks' parameters and buffers; Adam's moments are printed, not bounded (a
+    # second moment near zero magnifies any rounding)
+    assert worst["generator"] < 1e-2 and worst["discriminator"] < 1e-2
+    assert sums.keys() == eager_sums.keys()
+    for key in sums:
+        assert sums[key] == pytest.approx(eager_sums[key], rel=1e-2, abs=1e-3), key
+
+
+def test_a_resumed_captured_run_continues_bit_exactly(tmp_path):
+    """A captured run stopped at step 20 and resumed from its checkpoint (the resumed
+    process captures anew after loading the state) ends with the uninterrupted captured
+    run's weights, bit for bit, and logs the same statistics."""
+    from ganbench import checkpoint
+    from ganbench.runfolder import RunFolder
+    from ganbench.testing import state_tensors
+    from ganbench.training.runner import Resume
+
+    settings = {"steps": 40, "log_every": 5, "checkpoint_every": 20, "sample_every": 1000}
+    plan = plan_run(load_registries(), "dcgan", "digits", [("test", settings)])
+    data = load_images(plan.dataset, plan.request(), Path("/nonexistent"))
+    cuda = torch.device("cuda")
+    with _deterministic():
+        whole = NullTracker()
+        (tmp_path / "whole").mkdir()
+        (tmp_path / "resumed").mkdir()
+        folder = RunFolder(tmp_path / "whole", {"run_id": "whole"})
+        train(plan, data, whole, cuda, show_progress=False, folder=folder)
+        assert whole.params["speed.graphs"] == "True"
+        assert "ganbench.graphs_fallback" not in whole.tags
+        at_20 = checkpoint.load_file(
+            folder.checkpoint_dir / "step-000000020.pt", checkpoint.CHECKPOINT_FORMAT
+        )
+        resumed = NullTracker()
+        again = RunFolder(tmp_path / "resumed", {"run_id": "resumed"})
+        resume = Resume(at_20, folder.checkpoint_dir / "step-000000020.pt", 1, {})
+        train(plan, data, resumed, cuda, show_progress=False, folder=again, resume=resume)
+    ends = [
+        checkpoint.load_file(f.checkpoint_dir / "step-000000040.pt", checkpoint.CHECKPOINT_FORMAT)
+        for f in (folder, again)
+    ]
+    # weights, optimizer states, random generators, data cursor (not the history, which
+    # holds wall-clock rates)
+    a, b = ({**dict(state_tensors(e["state"])), **dict(state_tensors(e["resume"]["rng"]))}
+            for e in ends)  # fmt: skip
+    assert a.keys() == b.keys() and len(a) > 40
+    assert ends[0]["resume"]["data"]["position"] == ends[1]["resume"]["data"]["position"]
+    unequal = [k for k in a if not torch.equal(a[k], b[k])]
+    assert unequal == [], unequal[:5]
+    for key in ("loss_d", "loss_g", "d_real", "d_fake"):
+        after = [(s, v) for s, v in whole.metrics[key] if s > 20]
+        assert resumed.metrics[key] == after, key

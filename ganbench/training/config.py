@@ -53,8 +53,16 @@ class TrainConfig:
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     #: Adam implementation: fused kernels, foreach, or the plain per-parameter loop.
     adam: Literal["auto", "fused", "foreach", "plain"] = "auto"
-    #: torch.compile the networks (off: it has not paid for itself where measured).
+    #: torch.compile the networks (off: it has not paid for itself where measured; on the
+    #: CPU it is refused, measured slower there).
     compile: Literal["auto", "on", "off"] = "off"
+    #: torch.compile's mode when compile is on: reduce-overhead adds its own CUDA graphs.
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune"] = "default"
+    #: Replay each training step as one CUDA graph (CUDA only; auto: on where the model's
+    #: step is graph-safe, off elsewhere, with the reason logged as speed.graphs_off).
+    graphs: Literal["auto", "on", "off"] = "auto"
+    #: cuDNN's autotuner on CUDA (auto: on, unless cuDNN's deterministic mode is set).
+    cudnn_benchmark: Literal["auto", "on", "off"] = "auto"
     #: CPU threads for torch; 0 = one per core this process may use.
     threads: int = 0
     #: Distributed runs: batch-norm statistics over the global batch (SyncBatchNorm, GPUs

@@ -15,6 +15,7 @@ averages the logged values: one host sync per logging interval, as in one proces
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import math
 import random
@@ -33,7 +34,7 @@ from ganbench import checkpoint
 from ganbench.distributed import Replicas, weights_digest
 from ganbench.errors import GanbenchError, TrainingDiverged, UsageError
 from ganbench.images import loss_curves, sample_grid
-from ganbench.interfaces import GanModel, ImageArray
+from ganbench.interfaces import GanModel, ImageArray, Speed
 from ganbench.metrics.scoring import PROVENANCE_DIR, provenance_name
 from ganbench.metrics.session import Scorer
 from ganbench.progress import TrainingProgress
@@ -41,9 +42,11 @@ from ganbench.runfolder import RunFolder, host
 from ganbench.tracking import Tracker
 from ganbench.training import rng
 from ganbench.training.data import DeviceBatches, fits_on_device, make_batches
+from ganbench.training.graphs import graphs_unavailable, make_step
 from ganbench.training.plan import RunPlan
 from ganbench.training.signals import Preempted, StopNow, StopSignals, signal_name
 from ganbench.training.speed import resolve_speed
+from ganbench.training.statistics import StepStatistics
 
 SAMPLES_KEY = "samples"
 #: How often the run folder's heartbeat file is rewritten, and the MLflow tag sent.
@@ -177,9 +180,15 @@ def train(
             adam=cfg.adam,
             compile=cfg.compile,
             threads=cfg.threads,
+            compile_mode=cfg.compile_mode,
+            graphs=cfg.graphs,
+            cudnn_benchmark=cfg.cudnn_benchmark,
         )
         model = plan.architecture.build(plan.model, data.shape)
         _check_batches_per_step(plan, model)
+        speed = _graphs_for(speed, model, replicas is not None)
+        if cfg.graphs == "on" and not speed.graphs:
+            say(f"note: training steps are not captured as CUDA graphs: {speed.graphs_off}")
         model.to(device)
         model.accelerate(speed)
         shard, on_device = (0, 1), None
@@ -209,6 +218,9 @@ def train(
         }
         loop = _Loop(plan, model, data, tracker, device, folder, steps, scorer, batches)
         loop.replicas = replicas
+        loop.step_once = make_step(
+            model, loop.statistics, speed.graphs, _on_capture_failure(tracker, say)
+        )
         if resume is None:
             tracker.log_params(
                 {**plan.params(), "num_images": len(data), "total_steps": steps, **environment}
@@ -225,6 +237,24 @@ def train(
             for note in loop.restore(resume):
                 say(f"note: {note}")
         return loop.run(show_progress, stop)
+
+
+def _graphs_for(speed: Speed, model: GanModel, distributed: bool) -> Speed:
+    """``speed`` with CUDA graphs off, and why, where this model or run cannot have them."""
+    if not speed.graphs:
+        return speed
+    reason = graphs_unavailable(model, distributed)
+    return speed if reason is None else dataclasses.replace(speed, graphs=False, graphs_off=reason)
+
+
+def _on_capture_failure(tracker: Tracker, say: Any) -> Any:
+    """What a failed capture does: one note, one tag; the run goes on eagerly."""
+
+    def report(reason: str) -> None:
+        say(f"note: the training step could not be captured as a CUDA graph ({reason}); eager")
+        tracker.set_tags({"ganbench.graphs_fallback": reason[:5000]})
+
+    return report
 
 
 def _real_batches(batches: Iterator[torch.Tensor], n: int) -> torch.Tensor:
@@ -282,6 +312,10 @@ class _Loop:
         self.replicas: Replicas | None = None
         #: (stop signal, checkpoint due) as agreed by all ranks at the last logging step.
         self._agreed: tuple[int | None, bool] = (None, False)
+        #: The steps' statistics, summed on the device between logging steps.
+        self.statistics = StepStatistics(device)
+        #: Runs one training step (eager, or replayed as a CUDA graph): set by ``train``.
+        self.step_once: Any = make_step(model, self.statistics, False, lambda reason: None)
 
     @property
     def main(self) -> bool:
@@ -343,14 +377,14 @@ class _Loop:
             ) as progress:
                 mark, mark_step = time.perf_counter(), self.step
                 for step in range(self.step + 1, self.steps + 1):
-                    stats = self.model.train_step(_real_batches(batches, per_step))
+                    self.step_once(_real_batches(batches, per_step))
                     self.step = step
                     if step % cfg.log_every == 0 or step == self.steps:
                         now = time.perf_counter()
                         # cfg.batch_size is the global batch: the rate is the group's,
                         # in real images consumed (per_step batches a step).
                         rate = (step - mark_step) * cfg.batch_size * per_step / (now - mark)
-                        last = self._log(stats, step, rate, stop)
+                        last = self._log(step, rate, stop)
                         mark, mark_step = now, step
                         progress.advance(step, last)
                     else:
@@ -447,12 +481,13 @@ class _Loop:
             self._next_tag_beat = now + HEARTBEAT_TAG_SECONDS
 
     def _log(
-        self, stats: Any, step: int, images_per_sec: float, stop: StopSignals | None = None
+        self, step: int, images_per_sec: float, stop: StopSignals | None = None
     ) -> dict[str, float]:
-        # The only host sync of the interval: all scalars come back in one transfer (in a
-        # distributed run, after one all-reduce that makes them means over the ranks).
-        keys = list(stats)
-        stacked = torch.stack([stats[k].float() for k in keys])
+        """Log the statistics' means over the steps since the last logging step.
+
+        The only host sync of the interval: all scalars come back in one transfer (in a
+        distributed run, after one all-reduce that makes them means over the ranks)."""
+        keys, stacked = self.statistics.take()
         if self.replicas is not None:
             stacked = self.replicas.sum_(stacked).div_(self.replicas.world)
             self._agree(stop)

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 import torch
 
 from ganbench.interfaces import GanModel, ImageShape, Speed
+from ganbench.training.update import optimize
 from ganbench_plugins.dcgan import losses
 from ganbench_plugins.dcgan.config import DCGANConfig
 from ganbench_plugins.dcgan.networks import (
@@ -56,6 +57,9 @@ class DCGAN(GanModel):
 
     #: Spectral normalisation on every D layer (SNGAN), applied after initialisation.
     spectral_norm: ClassVar[bool] = False
+    #: The step syncs nothing with the host and draws only from torch's default
+    #: generators: the runner replays it as one CUDA graph (every family member's too).
+    graph_safe_step: ClassVar[bool] = True
 
     def __init__(self, config: DCGANConfig, shape: ImageShape) -> None:
         self.config = config
@@ -71,6 +75,9 @@ class DCGAN(GanModel):
         if self.spectral_norm:
             add_spectral_norm(self.discriminator)
         self.opt_g, self.opt_d = self._optimizers({})
+        # the parameters each update differentiates for (fixed: the modules never change)
+        self._g_params = list(self.generator.parameters())
+        self._d_params = list(self.discriminator.parameters())
         # The fast path (accelerate): compiled callables of the same modules (state dicts
         # stay those of the plain modules), autocast dtype, and fp16's gradient scaler.
         self._G, self._D = self.generator, self.discriminator
@@ -78,6 +85,7 @@ class DCGAN(GanModel):
         self._device_type = "cpu"
         self._scaler = torch.amp.GradScaler("cpu", enabled=False)
         self._compile = False
+        self._compile_mode = "default"
         #: D's DistributedDataParallel wrapper in a distributed run (see distribute).
         self._ddp_d: Any = None
 
@@ -93,16 +101,30 @@ class DCGAN(GanModel):
         if speed.channels_last:
             self.generator.to(memory_format=torch.channels_last)
             self.discriminator.to(memory_format=torch.channels_last)
-        kind = {"fused": {"fused": True}, "foreach": {"foreach": True}, "plain": {"foreach": False}}
-        self.opt_g, self.opt_d = self._optimizers(kind[speed.adam])
+        kind: dict[str, bool] = {
+            "fused": {"fused": True},
+            "foreach": {"foreach": True},
+            "plain": {"foreach": False},
+        }[speed.adam]
+        if speed.graphs:
+            # Adam's step count on the device, bias corrections without a host read
+            kind = {**kind, "capturable": True}
+        self.opt_g, self.opt_d = self._optimizers(kind)
         self._device_type = speed.device.type
+        # autocast's cache of cast weights stays on when the step is captured: each
+        # autocast context opens and closes inside the step, so the cache never outlives
+        # a capture (what make_graphed_callables's cache_enabled=False rule guards against)
         self._autocast = speed.autocast
         self._scaler = torch.amp.GradScaler(
             speed.device.type, enabled=speed.autocast == torch.float16
         )
         self._compile = speed.compile
+        self._compile_mode = speed.compile_mode
         if speed.compile:
-            self._G, self._D = torch.compile(self.generator), torch.compile(self.discriminator)
+            self._G, self._D = self._compiled(self.generator), self._compiled(self.discriminator)
+
+    def _compiled(self, module: Any) -> Any:
+        return torch.compile(module, mode=self._compile_mode)
 
     def distribute(self, replicas: Any) -> None:
         # D runs two forwards (real, then fake) before its one backward. DDP's default
@@ -118,7 +140,7 @@ class DCGAN(GanModel):
         self._ddp_d = replicas.wrap(self.discriminator, broadcast_buffers=False)
         self._G, self._D = ddp_g, self._ddp_d
         if self._compile:
-            self._G, self._D = torch.compile(ddp_g), torch.compile(self._ddp_d)
+            self._G, self._D = self._compiled(ddp_g), self._compiled(self._ddp_d)
 
     def _d_without_sync(self) -> contextlib.AbstractContextManager:
         """G's loss also reaches D's parameters; those gradients are never used (D's
@@ -137,9 +159,16 @@ class DCGAN(GanModel):
     ) -> torch.Tensor:
         return sample_latent(self.config, n, generator=generator, device=device)
 
+    def step_scaler(self) -> torch.amp.GradScaler | None:
+        """fp16's gradient scaler, or None: bf16 and fp32 need none, and a disabled
+        GradScaler is still a call that Dynamo does not trace."""
+        return self._scaler if self._autocast == torch.float16 else None
+
     def _amp(self) -> torch.autocast:
         return torch.autocast(
-            self._device_type, self._autocast or torch.float32, enabled=self._autocast is not None
+            self._device_type,
+            self._autocast or torch.float32,
+            enabled=self._autocast is not None,
         )
 
     # ---- what the family's members change ------------------------------------------------
@@ -169,7 +198,13 @@ class DCGAN(GanModel):
 
     # ---- the step ------------------------------------------------------------------------
     def train_step(self, real: torch.Tensor) -> Mapping[str, torch.Tensor]:
-        G, D, scaler = self._G, self._D, self._scaler
+        # No host sync and no branch on a tensor's value: the runner replays this whole
+        # method as one CUDA graph (GanModel.graph_safe_step).
+        G, D, scaler = self._G, self._D, self.step_scaler()
+        if self._compile and self._compile_mode != "default":
+            # torch.compile's own CUDA graphs (cudagraph trees): a new step begins, so
+            # the last step's graph outputs may be overwritten
+            torch.compiler.cudagraph_mark_step_begin()
         n = self.real_batches_per_step
         reals = split_batches(real, n)
         penalty = None
@@ -178,7 +213,6 @@ class DCGAN(GanModel):
 
             # D: real and fake go through D as separate batches, as the paper's code
             # does, so batchnorm sees each on its own.
-            self.opt_d.zero_grad(set_to_none=True)
             with self._amp():
                 # With several D updates G takes fresh latents below, so these fakes need
                 # no graph back into G; with one, G's update reuses this fake.
@@ -190,24 +224,23 @@ class DCGAN(GanModel):
             penalty = self.d_penalty(real_i, fake)
             if penalty is not None:
                 loss_d = loss_d + penalty
-            scaler.scale(loss_d).backward()
-            scaler.step(self.opt_d)
-            if i < n - 1:
+            optimize(loss_d, self.opt_d, scaler, self._d_params)
+            if i < n - 1 and scaler is not None:
                 scaler.update()  # a GradScaler steps each optimizer once per update
 
         # G: one update, on D as it is after its updates. After several D updates G draws
         # fresh latents (Gulrajani et al.'s Algorithm 1, line 11); after one it reuses the
-        # fake D was just trained on (DCGAN's order, one G forward fewer).
-        self.opt_g.zero_grad(set_to_none=True)
+        # fake D was just trained on (DCGAN's order, one G forward fewer). Its backward
+        # fills G's gradients only: D's weight gradients from this loss would be unused.
         if n > 1:
             with self._amp():
                 fake = G(self.batch_latent(reals[-1].shape[0], real.device))
         with self._amp(), self._d_without_sync():
             logit_gen = D(fake)
             loss_g = self.g_loss(logit_gen)
-        scaler.scale(loss_g).backward()
-        scaler.step(self.opt_g)
-        scaler.update()
+        optimize(loss_g, self.opt_g, scaler, self._g_params)
+        if scaler is not None:
+            scaler.update()
 
         # With several D updates the D statistics are the last update's.
         stats = {

@@ -47,7 +47,7 @@ class WGANGP(DCGAN):
             real,
             fake,
             weight=self.config.gp_weight,
-            scaler=self._scaler,
+            scaler=self.step_scaler(),
             autocast_ctx=self._amp(),
             shard=self.shard,
         )

@@ -1,0 +1,178 @@
+"""A whole training step replayed as one CUDA graph, or run eagerly; the same step either way.
+
+At the paper's batch size (128) a DCGAN step on an H100/H200 is launch-bound: a few
+hundred small kernels, each waiting for Python and the launch path, take longer than the
+arithmetic. Capturing the model's whole ``train_step`` (every D and G update: forwards,
+backwards, a gradient penalty's double backward, capturable Adam, a GradScaler's
+unscale and update) plus the statistics' in-place add into one CUDA graph turns the
+step into one launch. Nothing here knows what the step does: any family whose step is
+graph-safe (``GanModel.graph_safe_step``: no host sync, no data-dependent Python
+control flow, randomness from registered generators) is captured the same way.
+
+How (torch.cuda.graph's "whole network capture" recipe):
+
+- the first ``warmup`` steps run eagerly on a side stream (they are real training
+  steps): lazy initialisation (Adam's state, cuBLAS workspaces, the scaler's scale)
+  happens outside the capture;
+- then the step is captured once on a static input buffer; every later step copies its
+  batch into that buffer and replays the graph. Capturing does not execute, so the step
+  that captures replays right after, and no step is lost or done twice;
+- randomness: latents and the penalty's interpolation weights come from the default
+  CUDA generator, which every capture registers; a model's own generators are
+  registered too (``GanModel.random_generators``). Each replay advances the generator's
+  offset by what an eager step would, so a captured run draws what an eager one does,
+  and a checkpoint's random state resumes it exactly;
+- a new input shape (another batch size) captures again; a resumed run captures in its
+  own process after its state is loaded (the optimizer's state tensors are new then);
+- a capture that fails (a step that is not graph-safe after all) is reported once with
+  its reason and the run continues eagerly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from ganbench.interfaces import GanModel
+from ganbench.training.statistics import StepStatistics
+
+#: Eager steps before a capture. torch's recipe warms up 3 iterations on a side stream
+#: (11 for DistributedDataParallel, which is not captured here).
+WARMUP_STEPS = 3
+
+
+class EagerStep:
+    """The model's step as written; its statistics are summed on the device."""
+
+    captured = False
+
+    def __init__(self, model: GanModel, statistics: StepStatistics) -> None:
+        self.model, self.statistics = model, statistics
+
+    def __call__(self, real: torch.Tensor) -> None:
+        self.statistics.add(self.model.train_step(real))
+        self.statistics.counted()
+
+
+class CapturedStep:
+    """The model's step (and its statistics' add) as one CUDA graph, replayed per step."""
+
+    def __init__(
+        self,
+        model: GanModel,
+        statistics: StepStatistics,
+        *,
+        warmup: int = WARMUP_STEPS,
+        on_fallback: Callable[[str], None] = lambda reason: None,
+    ) -> None:
+        self.model, self.statistics = model, statistics
+        self.warmup = warmup
+        self.on_fallback = on_fallback
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.static_real: torch.Tensor | None = None
+        #: Why capture was given up (None while capturing works).
+        self.failed: str | None = None
+        #: Captures made so far (a new batch shape captures again).
+        self.captures = 0
+        self._eager_left = warmup
+        self._side = torch.cuda.Stream()
+
+    @property
+    def captured(self) -> bool:
+        return self.graph is not None
+
+    def _same_input(self, real: torch.Tensor) -> bool:
+        static = self.static_real
+        return (
+            static is not None
+            and static.shape == real.shape
+            and static.dtype == real.dtype
+            and static.stride() == real.stride()
+        )
+
+    def __call__(self, real: torch.Tensor) -> None:
+        if self.failed is None and not self._same_input(real):
+            self.graph, self.static_real = None, None
+            self._eager_left = max(self._eager_left, 1)  # lazy setup for the new shape
+        if self.failed is not None:
+            self._eager(real)
+        elif self.graph is None and self._eager_left > 0:
+            self._eager_left -= 1
+            self._warm(real)
+        else:
+            if self.graph is None and not self._capture(real):
+                self._eager(real)
+                return
+            assert self.static_real is not None and self.graph is not None
+            self.static_real.copy_(real)
+            self.graph.replay()
+            self.statistics.counted()
+
+    def _eager(self, real: torch.Tensor) -> None:
+        self.statistics.add(self.model.train_step(real))
+        self.statistics.counted()
+
+    def _warm(self, real: torch.Tensor) -> None:
+        """An eager step on a side stream, ordered after the default stream's work."""
+        current = torch.cuda.current_stream()
+        self._side.wait_stream(current)
+        with torch.cuda.stream(self._side):
+            self._eager(real)
+        current.wait_stream(self._side)
+        # remembers the shape: a warm-up on another shape does not restart the count
+        self.static_real = torch.empty_like(real)
+
+    def _capture(self, real: torch.Tensor) -> bool:
+        """Record the step on a static copy of ``real``; False (and eager from now on)
+        if the step cannot be captured."""
+        static = self.static_real if self._same_input(real) else None
+        if static is None:
+            static = torch.empty_like(real)
+        graph = torch.cuda.CUDAGraph()
+        for generator in self.model.random_generators():
+            graph.register_generator_state(generator)
+        torch.cuda.synchronize()
+        try:
+            # thread_local: other threads (the streamed batches' pinning thread, the
+            # tracking writer) may call CUDA while this one captures
+            with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+                self.statistics.add(self.model.train_step(static))
+        except Exception as exc:  # the step is not graph-safe: say why, train eagerly
+            self.failed = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            with contextlib.suppress(Exception):
+                torch.cuda.synchronize()
+            self.on_fallback(self.failed)
+            return False
+        self.graph, self.static_real = graph, static
+        self.captures += 1
+        return True
+
+
+def graphs_unavailable(model: GanModel, distributed: bool) -> str | None:
+    """Why this model's step is not captured in this run (None: it is)."""
+    if distributed:
+        return (
+            "distributed runs are not captured: DistributedDataParallel needs its own"
+            " capture recipe (static buckets, 11 warm-up steps), not implemented here"
+        )
+    if not type(model).graph_safe_step:
+        return (
+            f"{type(model).__name__} does not declare its step graph-safe"
+            " (GanModel.graph_safe_step)"
+        )
+    return None
+
+
+def make_step(
+    model: GanModel,
+    statistics: StepStatistics,
+    graphs: bool,
+    on_fallback: Callable[[str], None],
+) -> Any:
+    """The callable that runs one training step: captured when ``graphs``, else eager."""
+    if graphs:
+        return CapturedStep(model, statistics, on_fallback=on_fallback)
+    return EagerStep(model, statistics)
