@@ -88,6 +88,20 @@ class BadImageError(GanbenchError):
         super().__init__(f"cannot decode {where}: {reason}")
 
 
+class Stopped(GanbenchError):
+    """Work stopped on request by a signal (SIGTERM, Ctrl-C), with what was kept and how to
+    continue in its message: exit code 128 + the signal, as a shell reports a process that
+    the signal killed, but the line is news rather than an error."""
+
+    def __init__(self, signum: int, message: str) -> None:
+        super().__init__(message)
+        self.signum = signum
+        self.exit_code = 128 + signum
+
+    def __reduce__(self) -> tuple:
+        return (type(self), (self.signum, str(self)))
+
+
 class DownloadError(GanbenchError):
     """A download failed, was truncated or did not match its checksum (nothing was kept)."""
 

@@ -64,6 +64,7 @@ def folder(tmp_path):
 
 def _prepare(root, cache, **kw):
     kw.setdefault("say", lambda _: None)
+    kw.setdefault("workers", 1)  # _Folder's interrupt_at is a class attribute of this process
     return prepare(_Folder(), DatasetRequest("train", 16), root, cache, progress=False, **kw)
 
 
@@ -109,21 +110,34 @@ def test_second_call_reuses_and_a_changed_file_invalidates(folder, tmp_path):
 
 def test_stop_policy_names_the_file(folder, tmp_path):
     with pytest.raises(BadImageError, match=r"3\.png.*--bad-images skip"):
-        _prepare(folder, tmp_path / "cache", bad_images="stop")
-    assert list((tmp_path / "cache" / "prepared" / "pngs").iterdir()) == []
+        _prepare(folder, tmp_path / "cache", bad_images="stop", chunk=2)
+    parent = tmp_path / "cache" / "prepared" / "pngs"
+    assert [p.name for p in parent.iterdir()] == ["train-16px.partial"]  # no cache
+    # The chunk before the bad file was kept: skipping bad files continues from there.
+    messages = []
+    data, reused = _prepare(folder, tmp_path / "cache", say=messages.append)
+    assert not reused and len(data) == 6
+    assert messages[0].startswith("continuing: 2 of 7 images already decoded")
+    assert [p.name for p in parent.iterdir()] == ["train-16px"]
 
 
-def test_interrupted_preparation_leaves_nothing_trusted(folder, tmp_path):
+def test_interrupted_preparation_leaves_nothing_trusted_and_continues(folder, tmp_path):
     _Folder.interrupt_at = 4
     try:
         with pytest.raises(KeyboardInterrupt):
-            _prepare(folder, tmp_path / "cache")
+            _prepare(folder, tmp_path / "cache", chunk=2)
     finally:
         _Folder.interrupt_at = None
     parent = tmp_path / "cache" / "prepared" / "pngs"
-    assert list(parent.iterdir()) == []  # neither a cache nor a temporary folder
-    data, reused = _prepare(folder, tmp_path / "cache")
+    assert [p.name for p in parent.iterdir()] == ["train-16px.partial"]  # no cache
+    messages = []
+    data, reused = _prepare(folder, tmp_path / "cache", say=messages.append)
     assert not reused and len(data) == 6
+    assert messages[0].startswith("continuing: 4 of 7 images already decoded")
+    fresh, _ = _prepare(folder, tmp_path / "fresh")
+    np.testing.assert_array_equal(data.images, fresh.images)
+    np.testing.assert_array_equal(data.labels, fresh.labels)
+    assert [p.name for p in parent.iterdir()] == ["train-16px"]
 
 
 def test_a_cache_without_its_manifest_is_rebuilt(folder, tmp_path):

@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 import ganbench
-from ganbench.errors import GanbenchError
+from ganbench.errors import GanbenchError, Stopped
 
 
 class _Stopped(click.ClickException):
@@ -27,11 +27,11 @@ class _Group(click.Group):
     """Turns ganbench's errors into click's one-line ``Error: ...`` and exit code."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        from ganbench.training.signals import Preempted, StopNow
+        from ganbench.training.signals import StopNow
 
         try:
             return super().invoke(ctx)
-        except Preempted as exc:
+        except Stopped as exc:  # training's Preempted, a preparation's stop
             stopped = _Stopped(str(exc))
             stopped.exit_code = exc.exit_code
             raise stopped from None

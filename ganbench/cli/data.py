@@ -153,7 +153,21 @@ def download(
 @click.option("--resolution", "-r", type=int, help="Image size (default: the dataset's).")
 @click.option("--split", help="Split (default: train).", default="train", show_default=True)
 @click.option("--category", help="Sub-set(s), comma-separated (LSUN).")
-@click.option("--force", is_flag=True, help="Rebuild even if a valid cache exists.")
+@click.option(
+    "--force", is_flag=True, help="Rebuild from scratch even if a valid or unfinished cache exists."
+)
+@click.option(
+    "--workers",
+    type=int,
+    help="Processes that decode (1: this process only). [default: one per core this"
+    " process may use]",
+)
+@click.option(
+    "--chunk",
+    type=int,
+    help="Images per unit of work; an interrupted preparation loses at most one per worker."
+    " [default: 256, fewer when the split is small, so every worker gets 16 or more]",
+)
 @click.option("--progress/--no-progress", default=True)
 @data_options
 def prepare(
@@ -162,12 +176,19 @@ def prepare(
     split: str,
     category: str | None,
     force: bool,
+    workers: int | None,
+    chunk: int | None,
     progress: bool,
     data_root: str | None,
     cache_dir: str | None,
     bad_images: str,
 ) -> None:
-    """Decode, center-crop and resize a split once into a memory-mapped uint8 cache."""
+    """Decode, center-crop and resize a split once into a memory-mapped uint8 cache.
+
+    Worker processes decode chunks of images straight into the cache's memory map. An
+    interrupted preparation (Ctrl-C, SIGTERM, a killed job) keeps what it decoded in
+    CACHE_FOLDER.partial/: run the same command again to continue.
+    """
     from ganbench.data.paths import cache_root, dataset_root
     from ganbench.data.prepare import prepare as build
     from ganbench.errors import UsageError
@@ -197,6 +218,8 @@ def prepare(
         bad_images=bad_images,
         progress=progress,
         force=force,
+        workers=workers,
+        chunk=chunk,
         say=say,
     )
     state = "already prepared" if reused else "prepared"

@@ -14,7 +14,7 @@ import threading
 from types import FrameType, TracebackType
 from typing import Any
 
-from ganbench.errors import GanbenchError
+from ganbench.errors import Stopped
 
 #: SIGUSR1 is what SLURM sends before a job's time limit with ``--signal=USR1@SECONDS``;
 #: torchrun also passes SIGHUP and SIGQUIT on to its workers.
@@ -25,13 +25,8 @@ def signal_name(signum: int) -> str:
     return signal.Signals(signum).name
 
 
-class Preempted(GanbenchError):
+class Preempted(Stopped):
     """Stopped by a signal after writing a checkpoint: exit code 128 + the signal."""
-
-    def __init__(self, signum: int, message: str) -> None:
-        super().__init__(message)
-        self.signum = signum
-        self.exit_code = 128 + signum
 
 
 class StopNow(BaseException):
