@@ -62,7 +62,10 @@ TRAIN_IMPLS = {
         ("ganbench", "ganbench-eager", "textbook-on-device"),
         ("textbook", "ganbench-plain", "ganbench-no-cudnn-benchmark"),
     ),
-    "cpu": (("ganbench", "ganbench-plain", "textbook", "textbook-on-device"), ("ganbench-bf16",)),
+    "cpu": (
+        ("ganbench", "ganbench-plain", "textbook", "textbook-on-device"),
+        ("ganbench-fp32", "ganbench-bf16"),
+    ),
 }
 EXTRA_CONFIG = {"cuda": (64, 128), "cpu": (64, 64)}
 #: torch.compile against the captured step, one config (compilation takes minutes).
@@ -134,7 +137,7 @@ def train_section(device: torch.device, size: str, say: Any) -> list[dict]:
     every, first = TRAIN_IMPLS[device.type]
     plan = [(impl, r, b) for r, b in configs for impl in every]
     plan += [(impl, *EXTRA_CONFIG[device.type]) for impl in first]
-    return _train_rows(device, plan, {"quick": 3, "full": 100}[size], say)
+    return _train_rows(device, plan, {"quick": 6, "full": 100}[size], say)
 
 
 def compile_section(device: torch.device, size: str, say: Any) -> list[dict]:

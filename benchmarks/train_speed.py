@@ -11,7 +11,8 @@ Implementations:
 - ``ganbench-plain``: every switch off (fp32, NCHW, per-parameter Adam, no graphs);
 - ``ganbench-compile``, ``ganbench-reduce-overhead``, ``ganbench-max-autotune``: the fast
   path with G and D under ``torch.compile`` in that mode (and no hand-made graphs);
-- ``ganbench-bf16``: the fast path in bf16 autocast (the CPU's default is fp32);
+- ``ganbench-bf16``, ``ganbench-fp32``: the fast path in that precision (the CPU's
+  default is bf16 where it has bf16 instructions, fp32 elsewhere);
 - ``ganbench-no-cudnn-benchmark``: the default without cuDNN's autotuner (CUDA);
 - ``textbook``: pytorch/examples' dcgan/main.py loop (benchmarks/textbook.py) fed by its
   DataLoader with 2 workers from image files; ``textbook-on-device``: the same loop with
@@ -37,6 +38,7 @@ GANBENCH = {
     "ganbench-reduce-overhead": {"compile": "on", "compile_mode": "reduce-overhead"},
     "ganbench-max-autotune": {"compile": "on", "compile_mode": "max-autotune"},
     "ganbench-bf16": {"precision": "bf16"},
+    "ganbench-fp32": {"precision": "fp32"},
     "ganbench-no-cudnn-benchmark": {"cudnn_benchmark": "off"},
 }
 IMPLS = (*GANBENCH, "ganbench-plain", "textbook", "textbook-on-device")

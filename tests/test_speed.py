@@ -14,7 +14,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from ganbench.interfaces import ImageShape, Speed
 from ganbench.plugins import load_registries
-from ganbench.training.speed import resolve_speed
+from ganbench.training.speed import cpu_has_native_bf16, resolve_speed
 
 CPU = torch.device("cpu")
 
@@ -47,13 +47,14 @@ def _params(model) -> dict[str, torch.Tensor]:
 
 def test_cpu_defaults_resolve_as_measured():
     speed = resolve_speed(CPU)
+    native = cpu_has_native_bf16()
     assert (speed.channels_last, speed.autocast, speed.adam, speed.compile) == (
         True,
-        None,
+        torch.bfloat16 if native else None,
         "fused",
         False,
     )
-    assert speed.params()["speed.precision"] == "fp32"
+    assert speed.params()["speed.precision"] == ("bf16" if native else "fp32")
     plain = resolve_speed(CPU, channels_last="off", adam="plain", precision="fp32", threads=1)
     assert (plain.channels_last, plain.adam) == (False, "plain")
     assert torch.get_num_threads() == 1
@@ -153,13 +154,13 @@ def test_fast_adam_takes_the_same_steps(kind):
 
 
 def test_fast_path_losses_follow_the_plain_path():
-    """End to end, 3 steps of the full fast path against the plain one from the same weights,
+    """End to end, 3 steps of the fp32 fast path against the plain one from the same weights,
     batches and latents: the losses agree to 1e-3. (Weights are not compared elementwise:
     Adam's first steps move each weight by +-lr whatever its gradient's size, so a gradient
     that is ~0 can flip sign on the last bit and move its weight the other way.)"""
     torch.manual_seed(123)
     batches = [torch.rand(16, 3, 32, 32) * 2 - 1 for _ in range(3)]
-    fast, plain = resolve_speed(CPU), Speed(CPU, adam="plain")
+    fast, plain = resolve_speed(CPU, precision="fp32"), Speed(CPU, adam="plain")
     a, b = _model(fast), _model(plain)
     for x, y in zip(_train(a, batches, fast), _train(b, batches, plain), strict=True):
         for k in x:
@@ -349,8 +350,25 @@ def test_run_logs_requested_and_resolved_switches(run_cli, tmp_path):
     p = run.data.params
     assert p["adam"] == "foreach" and p["speed.adam"] == "foreach"
     assert p["channels_last"] == "auto" and p["speed.channels_last"] == "True"
-    assert p["precision"] == "auto" and p["speed.precision"] == "fp32"
+    native = "bf16" if cpu_has_native_bf16() else "fp32"
+    assert p["precision"] == "auto" and p["speed.precision"] == native
     assert p["speed.compile"] == "False" and int(p["speed.threads"]) >= 1
+
+
+def test_compile_is_refused_on_the_cpu_with_the_measured_reason(run_cli):
+    result = run_cli("run", "dcgan", "--dataset", "digits", *TINY_RUN, "--set", "compile=on")
+    assert result.exit_code == 2
+    assert "compile=on does not pay on the CPU" in result.output
+    assert "use compile=off" in result.output
+
+
+def test_cpu_bf16_rule_reads_the_cpu():
+    """bf16 by default only where the CPU multiplies bf16 in hardware; the kernel's flags
+    and torch's own capability list agree."""
+    from pathlib import Path
+
+    flags = Path("/proc/cpuinfo").read_text().split()
+    assert cpu_has_native_bf16() == ("avx512_bf16" in flags or "amx_bf16" in flags)
 
 
 def test_unknown_switch_value_is_a_usage_error(run_cli):

@@ -128,6 +128,7 @@ def run(
     from ganbench.plugins import load_registries
     from ganbench.training.launch import DataOptions
     from ganbench.training.plan import plan_run
+    from ganbench.training.speed import check_compile
 
     if steps is not None and epochs is not None:
         raise click.UsageError("give --steps or --epochs, not both")
@@ -164,6 +165,7 @@ def run(
             replicas.world if replicas else None,
             torch_device.type == "cuda",
         )
+        check_compile(plan.train.compile, torch_device)
         if resume_ref:  # the run's own folders, unless typed now (see ``typed``)
             cache_dir = typed("cache_dir", cache_dir)
             inception_weights = typed("inception_weights", inception_weights)
