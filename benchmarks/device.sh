@@ -141,12 +141,12 @@ main() {
     }
     echo "=== setup done at ${SECONDS}s"
     local tests=($PY -m pytest -m gpu -p no:cacheprovider -v -rA -s tests/test_gpu.py)
-    want gpu-graphs && step 150 "pytest -m gpu: captured steps" "${tests[@]}" -k "captured"
+    want gpu-graphs && step 150 "pytest -m gpu: captured steps" "${tests[@]}" -k "captur"
     local bench=($PY -m benchmarks --device "$DEVICE" --size "$SIZE" --only)
     # GPU sections first; zoo, help and frechet measure the CPU only and come last.
     want ceiling && step 30 "bench ceiling" "${bench[@]}" ceiling
     want train && step 300 "bench train" "${bench[@]}" train
-    want gpu && step 150 "pytest -m gpu: the others" "${tests[@]}" -k "not captured"
+    want gpu && step 150 "pytest -m gpu: the others" "${tests[@]}" -k "not captur"
     want compile && step 420 "bench compile" "${bench[@]}" compile
     want probe && step 60 "bench probe" "${bench[@]}" probe
     want fid && step 180 "bench fid" "${bench[@]}" fid

@@ -239,3 +239,73 @@ def test_a_resumed_captured_run_continues_bit_exactly(tmp_path):
     for key in ("loss_d", "loss_g", "d_real", "d_fake"):
         after = [(s, v) for s, v in whole.metrics[key] if s > 20]
         assert resumed.metrics[key] == after, key
+
+
+def test_a_new_batch_shape_captures_again():
+    """Batches of 64, then 32, then 64 again: each new shape warms up once and captures
+    anew, and the run equals an eager one bit for bit. (Written 2026-12-04 after the
+    device time was spent: first run on the next lent device.)"""
+    from ganbench.interfaces import ImageShape
+    from ganbench.testing import state_tensors
+    from ganbench.training.graphs import make_step
+    from ganbench.training.speed import resolve_speed
+    from ganbench.training.statistics import StepStatistics
+
+    cuda = torch.device("cuda")
+    sizes = [64] * 5 + [32] * 5 + [64] * 2
+    results = []
+    with _deterministic():
+        for graphs in (True, False):
+            torch.manual_seed(0)
+            arch = load_registries().architectures.get("dcgan")
+            model = arch.build(arch.config_class(), ImageShape(3, 32))
+            speed = resolve_speed(cuda, graphs="on" if graphs else "off")
+            model.to(cuda)
+            model.accelerate(speed)
+            statistics = StepStatistics(cuda)
+            step = make_step(model, statistics, speed.graphs, pytest.fail)
+            data = torch.Generator(device=cuda).manual_seed(1)
+            for n in sizes:
+                real = torch.rand(n, 3, 32, 32, generator=data, device=cuda) * 2 - 1
+                step(real.contiguous(memory_format=speed.memory_format))
+            assert statistics.count == len(sizes)
+            results.append((step, dict(state_tensors(model.state_dict()))))
+    (captured, a), (_, b) = results
+    assert captured.captures == 3
+    assert [k for k in a if not torch.equal(a[k], b[k])] == []
+
+
+def test_a_step_that_cannot_be_captured_falls_back_to_eager_and_says_why():
+    """A step that reads a loss back to the host cannot be captured: the capture fails
+    once, the reason is reported, and training goes on eagerly. (Written 2026-12-04 after
+    the device time was spent: first run on the next lent device.)"""
+    from ganbench.interfaces import ImageShape
+    from ganbench.training.graphs import make_step
+    from ganbench.training.speed import resolve_speed
+    from ganbench.training.statistics import StepStatistics
+    from ganbench_plugins.dcgan.model import DCGAN
+
+    class Syncs(DCGAN):
+        def d_loss(self, out_real, out_fake):
+            loss = super().d_loss(out_real, out_fake)
+            self.last = loss.item()  # a host sync: not allowed while capturing
+            return loss
+
+    cuda = torch.device("cuda")
+    torch.manual_seed(0)
+    model = Syncs(DCGANConfig(), ImageShape(3, 32))
+    speed = resolve_speed(cuda, graphs="on")
+    model.to(cuda)
+    model.accelerate(speed)
+    statistics = StepStatistics(cuda)
+    reasons: list[str] = []
+    step = make_step(model, statistics, speed.graphs, reasons.append)
+    before = model.generator.net[0].weight.detach().clone()
+    for _ in range(8):
+        step(torch.rand(64, 3, 32, 32, device=cuda) * 2 - 1)
+    assert len(reasons) == 1 and reasons[0]
+    assert not step.captured and step.failed == reasons[0]
+    assert statistics.count == 8
+    _, means = statistics.take()
+    assert torch.isfinite(means).all()
+    assert not torch.equal(before, model.generator.net[0].weight)  # it trained
