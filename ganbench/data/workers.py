@@ -191,9 +191,13 @@ class ChunkRunner:
 def _kill(pool: ProcessPoolExecutor) -> None:
     """Stop the workers now, whatever they are doing (their chunks are not journaled)."""
     processes = list((getattr(pool, "_processes", None) or {}).values())
-    pool.shutdown(wait=False, cancel_futures=True)
     for process in processes:
         if process.is_alive():
             process.kill()
     for process in processes:
         process.join(10)
+    # Only now, with the workers gone, shut down and wait for the pool's manager thread:
+    # left running (shutdown(wait=False)), it closes its wake-up pipe while Python's exit
+    # hook for process pools still writes to it ("Bad file descriptor" at exit, seen
+    # after a Ctrl-C).
+    pool.shutdown(wait=True, cancel_futures=True)
