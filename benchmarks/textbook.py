@@ -1,6 +1,8 @@
 """The baseline: pytorch/examples' dcgan/main.py, the textbook PyTorch DCGAN loop.
 
-As main.py trains (pytorch/examples dcgan/main.py): a ``DataLoader`` with 2 workers over
+As main.py trains (pytorch/examples dcgan/main.py, read at commit 00b1e34: the 'folder'
+dataset branch, the DataLoader call, and the loop body under ``for epoch in
+range(opt.niter)``): a ``DataLoader`` with 2 workers over
 ``torchvision.datasets.ImageFolder`` reading image files, each decoded and transformed
 with ``Resize``, ``CenterCrop``, ``ToTensor`` and ``Normalize`` in the workers; fp32 NCHW;
 a Sigmoid at D's end with ``BCELoss``; Adam(lr 2e-4, betas (0.5, 0.999)) without flags;

@@ -30,6 +30,7 @@ from typing import Any
 
 from ganbench import checkpoint
 from ganbench.errors import UsageError
+from ganbench.sealed import write_atomic
 
 FORMAT = "ganbench-run-folder/1"
 #: Checkpoints kept besides best.pt: the newest, and the one before in case it is damaged.
@@ -46,9 +47,7 @@ def host() -> str:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data, indent=1) + "\n")
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

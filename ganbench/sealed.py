@@ -1,4 +1,5 @@
-"""Folders that appear whole or not at all: built under a temporary name, then renamed.
+"""Files and folders that appear whole or not at all: built under a temporary name, then
+renamed.
 
 The prepared image cache and the cached real statistics are both trusted only when
 complete; building them beside their final place and renaming (``os.replace``, atomic on
@@ -39,3 +40,20 @@ def sealed_folder(folder: Path) -> Iterator[Path]:
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_atomic(path: Path, data: bytes | str, *, durable: bool = False) -> None:
+    """``data`` into ``path`` whole or not at all: a temporary file beside it (named for
+    this process, so two writers never share one), renamed onto it. ``durable`` fsyncs
+    the file first, for state that a ``kill -9`` or a power loss must not leave empty."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(raw)
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -25,7 +25,8 @@ from processes import finish, ganbench, wait_for
 
 from ganbench.data import prepare as prep
 from ganbench.data.chunks import ChunkDecoder
-from ganbench.data.partial import JOURNAL, PartialFolder, partial_folder
+from ganbench.data.journal import JOURNAL, partial_folder
+from ganbench.data.partial import PartialFolder
 from ganbench.data.prepare import cache_folder, decode_into, prepare
 from ganbench.interfaces import DatasetRequest
 from ganbench_plugins.lsun import LsunDataset

@@ -10,7 +10,6 @@ checkpoint's step, notes as tags.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,18 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 import ganbench
 from ganbench.interfaces import AnalysisResult
+from ganbench.sealed import write_atomic
 
 if TYPE_CHECKING:
     from ganbench.tracking import MlflowTracker
-
-
-def _atomic_bytes(data: bytes, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _json_default(value: Any) -> Any:
@@ -57,11 +48,11 @@ def write_local(
         buffer = io.BytesIO()
         picture.save(buffer, format="PNG")
         path = folder / f"{key}.png"
-        _atomic_bytes(buffer.getvalue(), path)
+        write_atomic(path, buffer.getvalue())
         written.append(path)
     for key, table in result.tables.items():
         path = folder / f"{key}.json"
-        _atomic_bytes(json.dumps(table, indent=1, default=_json_default).encode(), path)
+        write_atomic(path, json.dumps(table, indent=1, default=_json_default))
         written.append(path)
     summary = {
         "analysis": name,
@@ -75,7 +66,7 @@ def write_local(
         "ganbench": ganbench.__version__,
     }
     path = folder / "result.json"
-    _atomic_bytes(json.dumps(summary, indent=1, default=_json_default).encode(), path)
+    write_atomic(path, json.dumps(summary, indent=1, default=_json_default))
     written.append(path)
     return written
 

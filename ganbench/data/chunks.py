@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ganbench.data.partial import IMAGES, LABELS_BY_INDEX, ChunkRecord, Plan
+from ganbench.data.journal import IMAGES, LABELS_BY_INDEX, ChunkRecord, Plan
 from ganbench.data.transform import to_array
 from ganbench.errors import BadImageError, GanbenchError
 from ganbench.interfaces import Dataset, DatasetRequest, ImageSource

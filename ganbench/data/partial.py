@@ -30,7 +30,6 @@ until the killed one's workers have exited (they exit as soon as their parent di
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import fcntl
 import io
 import json
@@ -38,134 +37,28 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
+from ganbench.data.journal import (
+    COMPACT,
+    IMAGES,
+    JOURNAL,
+    LABELS_BY_INDEX,
+    LOCK,
+    SKIPPED,
+    WORK_FILES,
+    ChunkRecord,
+    Compaction,
+    Plan,
+    Resumed,
+    partial_folder,
+    same_work,
+)
 from ganbench.errors import GanbenchError
-
-FORMAT = "ganbench-partial/1"
-IMAGES = "images.npy"
-LABELS_BY_INDEX = "labels-by-index.npy"
-JOURNAL = "journal.jsonl"
-SKIPPED = "skipped.npy"
-COMPACT = "compact.json"
-#: Held (flock) by the process that owns the folder.
-LOCK = "lock"
-#: Files the sealed cache does not keep.
-WORK_FILES = (JOURNAL, LABELS_BY_INDEX, SKIPPED, COMPACT)
-
-
-def partial_folder(folder: Path) -> Path:
-    """Where the cache ``folder`` is built: beside it, at a name a rerun finds again."""
-    return folder.with_name(folder.name + ".partial")
-
-
-@dataclass(frozen=True)
-class Plan:
-    """What is prepared. A partial folder made for any other plan is started over."""
-
-    fingerprint: str
-    #: N x C x R x R.
-    shape: tuple[int, int, int, int]
-    #: Images per chunk: the unit of work and of resuming.
-    chunk: int
-
-    @property
-    def count(self) -> int:
-        return self.shape[0]
-
-    @property
-    def chunks(self) -> int:
-        return -(-self.count // self.chunk)
-
-    def bounds(self, chunk: int) -> tuple[int, int]:
-        start = chunk * self.chunk
-        return start, min(start + self.chunk, self.count)
-
-    def header(self) -> dict[str, Any]:
-        return {
-            "format": FORMAT,
-            "fingerprint": self.fingerprint,
-            "shape": list(self.shape),
-            "chunk": self.chunk,
-        }
-
-
-@dataclass
-class ChunkRecord:
-    """One decoded chunk, as journaled: its failures in source order, and whether any of
-    its images had a label."""
-
-    chunk: int
-    bad: list[tuple[int, str, str]] = field(default_factory=list)
-    labeled: bool = False
-
-    def line(self) -> bytes:
-        record = {"chunk": self.chunk, "bad": [list(b) for b in self.bad], "labeled": self.labeled}
-        return json.dumps(record).encode() + b"\n"
-
-    @classmethod
-    def parse(cls, text: bytes, plan: Plan) -> ChunkRecord | None:
-        """The record on a journal line, or None when the line is not a valid one."""
-        try:
-            obj = json.loads(text)
-            chunk, bad, labeled = obj["chunk"], obj["bad"], obj["labeled"]
-        except (ValueError, TypeError, KeyError):
-            return None
-        if type(chunk) is not int or not 0 <= chunk < plan.chunks or type(labeled) is not bool:
-            return None
-        if not isinstance(bad, list):
-            return None
-        start, stop = plan.bounds(chunk)
-        entries: list[tuple[int, str, str]] = []
-        for entry in bad:
-            if not (isinstance(entry, list) and len(entry) == 3):
-                return None
-            index, where, reason = entry
-            previous = entries[-1][0] if entries else start - 1
-            if type(index) is not int or not previous < index < stop:
-                return None
-            if not (isinstance(where, str) and isinstance(reason, str)):
-                return None
-            entries.append((index, where, reason))
-        return cls(chunk, entries, labeled)
-
-
-@dataclass
-class Compaction:
-    """How far compaction got: source rows before ``next`` are moved, to rows before
-    ``count``; ``block`` rows are moved between two records."""
-
-    next: int
-    count: int
-    block: int
-    has_labels: bool
-
-
-@dataclass
-class Resumed:
-    """What a partial folder holds for a plan."""
-
-    phase: Literal["decoding", "compacting"]
-    #: The plan, with the chunk size the folder was started with (a rerun may pass another).
-    plan: Plan
-    records: dict[int, ChunkRecord] = field(default_factory=dict)
-    compaction: Compaction | None = None
-    #: The journal had lines past a torn or unreadable one (ignored, and rewritten).
-    dropped: bool = False
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """``data`` into ``path`` whole or not at all: a temporary file, fsync, rename."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+from ganbench.sealed import write_atomic
 
 
 def npy_bytes(array: Any) -> bytes:
@@ -263,7 +156,7 @@ class PartialFolder:
         images_ok = _has_array(self.path / IMAGES, np.uint8, plan.shape)
         if (self.path / COMPACT).exists():
             state = _read_json(self.path / COMPACT)
-            adopted = _same_work(state, plan)
+            adopted = same_work(state, plan)
             compaction = self._read_compaction(state, adopted) if state and adopted else None
             return Resumed("compacting", adopted, compaction=compaction) if compaction else None
         if not images_ok or not _has_array(self.path / LABELS_BY_INDEX, np.int64, plan.shape[:1]):
@@ -273,7 +166,7 @@ class PartialFolder:
         except OSError:
             return None
         lines = data.split(b"\n")
-        adopted = _same_work(_parse_json(lines[0]), plan)
+        adopted = same_work(_parse_json(lines[0]), plan)
         if adopted is None:
             return None
         plan = adopted
@@ -334,13 +227,13 @@ class PartialFolder:
             self.path / LABELS_BY_INDEX, "w+", np.int64, plan.shape[:1]
         )
         del labels
-        write_atomic(self.path / JOURNAL, json.dumps(plan.header()).encode() + b"\n")
+        write_atomic(self.path / JOURNAL, json.dumps(plan.header()).encode() + b"\n", durable=True)
 
     def rewrite_journal(self, plan: Plan, records: Iterable[ChunkRecord]) -> None:
         """The journal with only its valid records, so appends follow a whole line."""
         lines = [json.dumps(plan.header()).encode() + b"\n"]
         lines += [r.line() for r in sorted(records, key=lambda r: r.chunk)]
-        write_atomic(self.path / JOURNAL, b"".join(lines))
+        write_atomic(self.path / JOURNAL, b"".join(lines), durable=True)
 
     def record(self, record: ChunkRecord) -> None:
         """Journal a chunk whose rows are flushed: from now on it counts as done."""
@@ -374,10 +267,10 @@ class PartialFolder:
             keep[skipped] = False
             labels = np.asarray(by_index[keep])
             del by_index
-        write_atomic(self.path / "labels.npy", npy_bytes(labels))
+        write_atomic(self.path / "labels.npy", npy_bytes(labels), durable=True)
         text = "".join(f"{where}\t{why}\n" for _, where, why in bad)
-        write_atomic(self.path / "bad_images.txt", text.encode())
-        write_atomic(self.path / SKIPPED, npy_bytes(skipped))
+        write_atomic(self.path / "bad_images.txt", text.encode(), durable=True)
+        write_atomic(self.path / SKIPPED, npy_bytes(skipped), durable=True)
         start = int(skipped[0]) if len(skipped) else plan.count
         compaction = Compaction(start, start, block, has_labels)
         self.checkpoint(plan, compaction)
@@ -387,11 +280,13 @@ class PartialFolder:
 
     def checkpoint(self, plan: Plan, compaction: Compaction) -> None:
         state = {**plan.header(), **vars(compaction)}
-        write_atomic(self.path / COMPACT, json.dumps(state).encode())
+        write_atomic(self.path / COMPACT, json.dumps(state).encode(), durable=True)
 
     def finish(self, manifest: dict[str, Any]) -> None:
         """Write the manifest (the seal) and drop the work files."""
-        write_atomic(self.path / "manifest.json", json.dumps(manifest, indent=1).encode())
+        write_atomic(
+            self.path / "manifest.json", json.dumps(manifest, indent=1).encode(), durable=True
+        )
         for name in WORK_FILES:
             (self.path / name).unlink(missing_ok=True)
 
@@ -428,20 +323,6 @@ def _same_file(path: Path, fd: int) -> bool:
         return os.stat(path).st_ino == os.fstat(fd).st_ino
     except FileNotFoundError:
         return False
-
-
-def _same_work(header: Any, plan: Plan) -> Plan | None:
-    """``plan`` with the chunk size of ``header`` if that describes the same work (files,
-    shape and format), else None."""
-    if not isinstance(header, dict):
-        return None
-    expected = plan.header()
-    if any(header.get(k) != expected[k] for k in ("format", "fingerprint", "shape")):
-        return None
-    chunk = header.get("chunk")
-    if type(chunk) is not int or chunk < 1:
-        return None
-    return dataclasses.replace(plan, chunk=chunk)
 
 
 def _parse_json(text: bytes) -> Any:

@@ -32,7 +32,8 @@ import numpy as np
 import ganbench
 from ganbench.data.chunks import ChunkDecoder, ChunkJob
 from ganbench.data.compact import compact, damaged
-from ganbench.data.partial import IMAGES, Compaction, PartialFolder, Plan, Resumed
+from ganbench.data.journal import IMAGES, Compaction, Plan, Resumed
+from ganbench.data.partial import PartialFolder
 from ganbench.data.transform import to_array
 from ganbench.data.workers import ChunkRunner, check_workers, why_not_parallel
 from ganbench.errors import BadImageError, GanbenchError, Stopped, UsageError

@@ -31,12 +31,13 @@ How (torch.cuda.graph's "whole network capture" recipe):
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
-from ganbench.interfaces import GanModel
+from ganbench.interfaces import GanModel, Speed
 from ganbench.training.statistics import StepStatistics
 
 #: Eager steps before a capture. torch's recipe warms up 3 iterations on a side stream
@@ -69,14 +70,16 @@ class CapturedStep:
         on_fallback: Callable[[str], None] = lambda reason: None,
     ) -> None:
         self.model, self.statistics = model, statistics
-        self.warmup = warmup
         self.on_fallback = on_fallback
+        self._eager = EagerStep(model, statistics)
         self.graph: torch.cuda.CUDAGraph | None = None
         self.static_real: torch.Tensor | None = None
         #: Why capture was given up (None while capturing works).
         self.failed: str | None = None
         #: Captures made so far (a new batch shape captures again).
         self.captures = 0
+        #: (shape, dtype, strides) of the batches the graph (or its warm-up) is for.
+        self._input: tuple | None = None
         self._eager_left = warmup
         self._side = torch.cuda.Stream()
 
@@ -84,35 +87,25 @@ class CapturedStep:
     def captured(self) -> bool:
         return self.graph is not None
 
-    def _same_input(self, real: torch.Tensor) -> bool:
-        static = self.static_real
-        return (
-            static is not None
-            and static.shape == real.shape
-            and static.dtype == real.dtype
-            and static.stride() == real.stride()
-        )
-
     def __call__(self, real: torch.Tensor) -> None:
-        if self.failed is None and not self._same_input(real):
-            self.graph, self.static_real = None, None
-            self._eager_left = max(self._eager_left, 1)  # lazy setup for the new shape
         if self.failed is not None:
             self._eager(real)
-        elif self.graph is None and self._eager_left > 0:
-            self._eager_left -= 1
-            self._warm(real)
-        else:
-            if self.graph is None and not self._capture(real):
+            return
+        key = (real.shape, real.dtype, real.stride())
+        if key != self._input:  # the first batch, or another shape: warm up, capture
+            self.graph, self._input = None, key
+            self._eager_left = max(self._eager_left, 1)
+        if self.graph is None:
+            if self._eager_left > 0:
+                self._eager_left -= 1
+                self._warm(real)
+                return
+            if not self._capture(real):
                 self._eager(real)
                 return
-            assert self.static_real is not None and self.graph is not None
-            self.static_real.copy_(real)
-            self.graph.replay()
-            self.statistics.counted()
-
-    def _eager(self, real: torch.Tensor) -> None:
-        self.statistics.add(self.model.train_step(real))
+        assert self.static_real is not None and self.graph is not None
+        self.static_real.copy_(real)
+        self.graph.replay()
         self.statistics.counted()
 
     def _warm(self, real: torch.Tensor) -> None:
@@ -122,15 +115,12 @@ class CapturedStep:
         with torch.cuda.stream(self._side):
             self._eager(real)
         current.wait_stream(self._side)
-        # remembers the shape: a warm-up on another shape does not restart the count
-        self.static_real = torch.empty_like(real)
 
     def _capture(self, real: torch.Tensor) -> bool:
-        """Record the step on a static copy of ``real``; False (and eager from now on)
-        if the step cannot be captured."""
-        static = self.static_real if self._same_input(real) else None
-        if static is None:
-            static = torch.empty_like(real)
+        """Record the step on a static buffer shaped like ``real``; False (and eager from
+        now on) if the step cannot be captured. Capturing runs nothing: the caller
+        replays the graph for this step."""
+        static = torch.empty_like(real)
         graph = torch.cuda.CUDAGraph()
         for generator in self.model.random_generators():
             graph.register_generator_state(generator)
@@ -166,12 +156,30 @@ def graphs_unavailable(model: GanModel, distributed: bool) -> str | None:
     return None
 
 
+def speed_for(speed: Speed, model: GanModel, distributed: bool) -> Speed:
+    """``speed`` with CUDA graphs off, and why, where this model or run cannot have them."""
+    if not speed.graphs:
+        return speed
+    reason = graphs_unavailable(model, distributed)
+    return speed if reason is None else dataclasses.replace(speed, graphs=False, graphs_off=reason)
+
+
+def reported_fallback(tracker: Any, say: Callable[[str], None]) -> Callable[[str], None]:
+    """What a failed capture does in a run: one note, one tag; the run goes on eagerly."""
+
+    def report(reason: str) -> None:
+        say(f"note: the training step could not be captured as a CUDA graph ({reason}); eager")
+        tracker.set_tags({"ganbench.graphs_fallback": reason[:5000]})
+
+    return report
+
+
 def make_step(
     model: GanModel,
     statistics: StepStatistics,
     graphs: bool,
-    on_fallback: Callable[[str], None],
-) -> Any:
+    on_fallback: Callable[[str], None] = lambda reason: None,
+) -> EagerStep | CapturedStep:
     """The callable that runs one training step: captured when ``graphs``, else eager."""
     if graphs:
         return CapturedStep(model, statistics, on_fallback=on_fallback)

@@ -15,7 +15,6 @@ averages the logged values: one host sync per logging interval, as in one proces
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import datetime
 import math
 import random
@@ -34,7 +33,7 @@ from ganbench import checkpoint
 from ganbench.distributed import Replicas, weights_digest
 from ganbench.errors import GanbenchError, TrainingDiverged, UsageError
 from ganbench.images import loss_curves, sample_grid
-from ganbench.interfaces import GanModel, ImageArray, Speed
+from ganbench.interfaces import GanModel, ImageArray
 from ganbench.metrics.scoring import PROVENANCE_DIR, provenance_name
 from ganbench.metrics.session import Scorer
 from ganbench.progress import TrainingProgress
@@ -42,7 +41,13 @@ from ganbench.runfolder import RunFolder, host
 from ganbench.tracking import Tracker
 from ganbench.training import rng
 from ganbench.training.data import DeviceBatches, fits_on_device, make_batches
-from ganbench.training.graphs import graphs_unavailable, make_step
+from ganbench.training.graphs import (
+    CapturedStep,
+    EagerStep,
+    make_step,
+    reported_fallback,
+    speed_for,
+)
 from ganbench.training.plan import RunPlan
 from ganbench.training.signals import Preempted, StopNow, StopSignals, signal_name
 from ganbench.training.speed import resolve_speed
@@ -186,7 +191,7 @@ def train(
         )
         model = plan.architecture.build(plan.model, data.shape)
         _check_batches_per_step(plan, model)
-        speed = _graphs_for(speed, model, replicas is not None)
+        speed = speed_for(speed, model, replicas is not None)
         if cfg.graphs == "on" and not speed.graphs:
             say(f"note: training steps are not captured as CUDA graphs: {speed.graphs_off}")
         model.to(device)
@@ -219,7 +224,7 @@ def train(
         loop = _Loop(plan, model, data, tracker, device, folder, steps, scorer, batches)
         loop.replicas = replicas
         loop.step_once = make_step(
-            model, loop.statistics, speed.graphs, _on_capture_failure(tracker, say)
+            model, loop.statistics, speed.graphs, reported_fallback(tracker, say)
         )
         if resume is None:
             tracker.log_params(
@@ -237,24 +242,6 @@ def train(
             for note in loop.restore(resume):
                 say(f"note: {note}")
         return loop.run(show_progress, stop)
-
-
-def _graphs_for(speed: Speed, model: GanModel, distributed: bool) -> Speed:
-    """``speed`` with CUDA graphs off, and why, where this model or run cannot have them."""
-    if not speed.graphs:
-        return speed
-    reason = graphs_unavailable(model, distributed)
-    return speed if reason is None else dataclasses.replace(speed, graphs=False, graphs_off=reason)
-
-
-def _on_capture_failure(tracker: Tracker, say: Any) -> Any:
-    """What a failed capture does: one note, one tag; the run goes on eagerly."""
-
-    def report(reason: str) -> None:
-        say(f"note: the training step could not be captured as a CUDA graph ({reason}); eager")
-        tracker.set_tags({"ganbench.graphs_fallback": reason[:5000]})
-
-    return report
 
 
 def _real_batches(batches: Iterator[torch.Tensor], n: int) -> torch.Tensor:
@@ -314,8 +301,8 @@ class _Loop:
         self._agreed: tuple[int | None, bool] = (None, False)
         #: The steps' statistics, summed on the device between logging steps.
         self.statistics = StepStatistics(device)
-        #: Runs one training step (eager, or replayed as a CUDA graph): set by ``train``.
-        self.step_once: Any = make_step(model, self.statistics, False, lambda reason: None)
+        #: Runs one training step: eager here; ``train`` sets the captured one on CUDA.
+        self.step_once: EagerStep | CapturedStep = EagerStep(model, self.statistics)
 
     @property
     def main(self) -> bool:

@@ -90,10 +90,10 @@ def resolve_speed(
     )
     cuda = device.type == "cuda"
     check_compile(compile, device)
-    if precision == "auto":
-        precision = "bf16" if cpu_has_native_bf16() else "fp32"
-        if cuda:
-            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if precision == "auto" and cuda:
+        precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    elif precision == "auto":
+        precision = "bf16" if device.type == "cpu" and cpu_has_native_bf16() else "fp32"
     dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
     if adam == "auto":
         adam = "fused"  # CPU and CUDA both have fused Adam in torch >= 2.4

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ganbench.errors import UnknownModelError, UsageError, ZooError
+from ganbench.sealed import write_atomic
 from ganbench.zoo.flavours import FidelityFile
 from ganbench.zoo.metadata import GeneratorInfo, Score
 
@@ -252,12 +253,7 @@ def load_index(
 
 def write_text_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_atomic(path, text)
 
 
 def render(entries: list[ZooEntry]) -> str:

@@ -143,9 +143,9 @@ class DCGAN(GanModel):
             self._G, self._D = self._compiled(ddp_g), self._compiled(self._ddp_d)
 
     def _d_without_sync(self) -> contextlib.AbstractContextManager:
-        """G's loss also reaches D's parameters; those gradients are never used (D's
-        optimizer zeroes them first), so in a distributed run they are not all-reduced:
-        half of D's gradient traffic saved per step."""
+        """G's update runs through D but differentiates for G's parameters only, so D's
+        DistributedDataParallel wrapper must not expect (and wait to all-reduce) gradients
+        of its own from that backward."""
         return self._ddp_d.no_sync() if self._ddp_d is not None else contextlib.nullcontext()
 
     def to(self, device: torch.device) -> DCGAN:
