@@ -45,19 +45,25 @@ def torchrun_args(nproc: int, max_restarts: int, argv: Sequence[str]) -> list[st
         raise UsageError(f"--nproc must be at least 1, not {nproc}")
     if max_restarts < 0:
         raise UsageError(f"--max-restarts must be 0 or more, not {max_restarts}")
-    return [
-        "--standalone",
-        f"--nproc-per-node={nproc}",
-        f"--max-restarts={max_restarts}",
-        # torchrun SIGKILLs its workers 30 s after passing a stop on; they stop at the next
-        # logging step and rank 0 may then be scoring or writing a checkpoint: give them
-        # longer. And pass SIGUSR1 (SLURM's warning before the time limit) on as well.
-        f"--shutdown-timeout={SHUTDOWN_TIMEOUT}",
-        "--signals-to-handle=SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1",
-        "-m",
-        "ganbench",
-        *worker_argv(argv),
-    ]
+    known = torchrun_options()
+    args = ["--standalone", f"--nproc-per-node={nproc}", f"--max-restarts={max_restarts}"]
+    # torchrun SIGKILLs its workers 30 s after passing a stop on; they stop at the next
+    # logging step and rank 0 may then be scoring or writing a checkpoint: give them
+    # longer. torchrun has this option since 2.12 (2.11's, on the lent H200, refused it);
+    # older ones keep their 30 s, and a checkpoint cut short leaves the previous one.
+    if "--shutdown-timeout" in known:
+        args.append(f"--shutdown-timeout={SHUTDOWN_TIMEOUT}")
+    # Pass SIGUSR1 (SLURM's warning before the time limit) on as well.
+    if "--signals-to-handle" in known:
+        args.append("--signals-to-handle=SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1")
+    return [*args, "-m", "ganbench", *worker_argv(argv)]
+
+
+def torchrun_options() -> frozenset[str]:
+    """The options this PyTorch's torchrun accepts (they grow from release to release)."""
+    from torch.distributed.run import get_args_parser
+
+    return frozenset(o for action in get_args_parser()._actions for o in action.option_strings)
 
 
 def launch(nproc: int, max_restarts: int, argv: Sequence[str]) -> None:

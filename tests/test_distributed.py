@@ -18,11 +18,11 @@ import torch
 from mlflow import MlflowClient
 from processes import finish, ganbench, logged_steps, wait_for
 
-from ganbench import checkpoint
+from ganbench import checkpoint, launcher
 from ganbench.distributed import check_global_batch, weights_digest
 from ganbench.errors import UsageError
 from ganbench.interfaces import ImageArray
-from ganbench.launcher import torchrun_args, worker_argv
+from ganbench.launcher import torchrun_args, torchrun_options, worker_argv
 from ganbench.runfolder import RunFolder
 from ganbench.training.data import make_batches
 
@@ -95,11 +95,26 @@ def test_the_launcher_passes_every_option_but_its_own_to_the_workers():
     args = torchrun_args(2, 1, argv)
     assert {"--standalone", "--nproc-per-node=2", "--max-restarts=1"} <= set(args)
     # stopped workers get time to checkpoint, and SLURM's SIGUSR1 reaches them
-    assert "--shutdown-timeout=300" in args
+    assert ("--shutdown-timeout=300" in args) == ("--shutdown-timeout" in torchrun_options())
     assert any(a.startswith("--signals-to-handle=") and "SIGUSR1" in a for a in args)
     assert args[-8:] == ["-m", "ganbench", "run", "dcgan", "-d", "digits", "--steps", "5"]
     with pytest.raises(UsageError, match="--nproc must be at least 1"):
         torchrun_args(0, 0, argv)
+
+
+def test_the_launcher_passes_only_options_this_torchrun_knows(monkeypatch):
+    """torch 2.11's torchrun has no --shutdown-timeout: the lent H200's refused the command
+    line (exit 2) until the launcher asked the parser what it accepts."""
+    from torch.distributed.run import get_args_parser
+
+    argv = ["run", "dcgan", "--nproc", "2", "--steps", "5"]
+    parsed = get_args_parser().parse_args(torchrun_args(2, 0, argv))
+    assert parsed.nproc_per_node == "2" and parsed.training_script_args[-2:] == ["--steps", "5"]
+    older = torchrun_options() - {"--shutdown-timeout", "--shutdown_timeout"}
+    monkeypatch.setattr(launcher, "torchrun_options", lambda: older)
+    args = torchrun_args(2, 0, argv)
+    assert not any(a.startswith("--shutdown-timeout") for a in args)
+    assert any(a.startswith("--signals-to-handle=") for a in args)
 
 
 def test_ranks_read_disjoint_shares_that_make_up_the_global_batch():

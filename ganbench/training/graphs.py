@@ -134,11 +134,27 @@ class CapturedStep:
             self.failed = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             with contextlib.suppress(Exception):
                 torch.cuda.synchronize()
+            release_generators(self.model, real.device)
             self.on_fallback(self.failed)
             return False
         self.graph, self.static_real = graph, static
         self.captures += 1
         return True
+
+
+def release_generators(model: GanModel, device: torch.device) -> None:
+    """Free the generators a failed capture left registered to it.
+
+    A capture that raises never reaches ``capture_end``'s epilogue, so the generators keep
+    their capture state and the next eager ``torch.rand`` fails with "Offset increment
+    outside graph capture encountered unexpectedly" (seen on the lent H200, torch 2.11).
+    Each gets a fresh state with the same seed and offset instead (``clone_state`` does not
+    copy a capture's bookkeeping; ``graphsafe_set_state`` swaps it in).
+    """
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    for generator in (torch.cuda.default_generators[index], *model.random_generators()):
+        if hasattr(generator, "graphsafe_set_state"):  # torch >= 2.4
+            generator.graphsafe_set_state(generator.clone_state())
 
 
 def graphs_unavailable(model: GanModel, distributed: bool) -> str | None:
