@@ -390,6 +390,13 @@ class FeatureExtractor(ABC):
     resizer: ClassVar[str]
     #: Environment variable that may name a local weights file (offline machines).
     weights_env: ClassVar[str | None] = None
+    #: The dimension of each output by feature name, as the network (with its default
+    #: weights) gives them, e.g. ``{"pool": 2048, "logits": 1008}``: known without loading
+    #: any weights, so FID's sample count (it needs more samples than dimensions for a
+    #: covariance that is not singular) is checked before weights are loaded or
+    #: downloaded. Undeclared (empty), the check waits for the real features' dimension,
+    #: after the weights are loaded and the reference statistics computed.
+    feature_dims: ClassVar[Mapping[str, int]] = {}
 
     @abstractmethod
     def load(self, weights: str | None, device: torch.device) -> LoadedExtractor:
@@ -450,6 +457,10 @@ class Metric(ABC):
     feature: ClassVar[str] = "pool"
     #: False for metrics of the generated images alone (IS).
     needs_real: ClassVar[bool] = True
+    #: True for metrics that fit a covariance to the features (FID's Gaussians): the core
+    #: refuses to score them from no more samples (generated, or real when their number
+    #: is limited) than the feature's dimension, where the covariance is singular.
+    fits_covariance: ClassVar[bool] = False
 
     @abstractmethod
     def compute(self, fake: np.ndarray, real: RealStats | None, seed: int) -> Mapping[str, float]:

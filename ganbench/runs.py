@@ -58,7 +58,10 @@ def plan_from_params(registries: Registries, params: Mapping[str, str]) -> RunPl
         raise CheckpointError(f"the run's parameters lack {exc.args[0]!r}") from None
     # Params are strings; "None" marks an unset optional (e.g. epochs when steps was given).
     values = {k: (None if v == "None" else v) for k, v in params.items()}
-    return plan_run(registries, architecture, dataset, [("the run's parameters", values)])
+    # A finished run's scoring settings are not checked again: `ganbench eval` may score
+    # it another way (a resume checks them when it makes its scorer).
+    layers = [("the run's parameters", values)]
+    return plan_run(registries, architecture, dataset, layers, check_scoring=False)
 
 
 def load_checkpoint(path: Path, registries: Registries, source: str | None = None) -> LoadedRun:

@@ -78,6 +78,57 @@ def test_later_layer_wins_and_steps_replace_epochs(registries):
     assert (plan.train.steps, plan.train.epochs) == (None, 2.0)
 
 
+def test_d_steps_is_a_third_length_and_the_later_given_length_wins(registries):
+    """steps, epochs and d_steps: one per layer, the later-given one decides (a preset's
+    steps and the default epochs give way to a later d_steps, and back)."""
+    plan = plan_run(registries, "dcgan", "digits", [("--set", {"d_steps": "20"})])
+    # the digits preset gives steps; the later d_steps replaces it
+    assert (plan.train.steps, plan.train.epochs, plan.train.d_steps) == (None, None, 20)
+    assert plan.params()["d_steps"] == "20"
+    layers = [("a.toml", {"d_steps": 20}), ("--set", {"epochs": "2"})]
+    train = plan_run(registries, "dcgan", "digits", layers).train
+    assert (train.steps, train.epochs, train.d_steps) == (None, 2.0, None)
+    layers = [("a.toml", {"epochs": 2}), ("--set", {"d_steps": "30"}), ("flags", {"steps": 5})]
+    train = plan_run(registries, "wgan-gp", "digits", layers).train
+    assert (train.steps, train.epochs, train.d_steps) == (5, None, None)
+    # unset lengths in a layer (None, as the command line's flags) give way
+    layers = [("--set", {"d_steps": "7"}), ("flags", {"steps": None, "epochs": None})]
+    assert plan_run(registries, "dcgan", "digits", layers).train.d_steps == 7
+
+
+@pytest.mark.parametrize(
+    ("values", "given"),
+    [
+        ({"steps": "5", "d_steps": "20"}, "steps and d_steps"),
+        ({"epochs": "1", "d_steps": "20"}, "epochs and d_steps"),
+        ({"steps": "5", "epochs": "1", "d_steps": "20"}, "steps and epochs and d_steps"),
+    ],
+)
+def test_two_lengths_in_one_layer_are_refused_in_one_line(registries, values, given):
+    with pytest.raises(UsageError, match=f"--set sets {given}: the length") as caught:
+        plan_run(registries, "dcgan", "digits", [("--set", values)])
+    assert "steps, epochs or d_steps" in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_total_steps_counts_d_steps_in_real_batches_per_step(registries):
+    from ganbench.training.runner import length_params, total_steps
+
+    for name, set_, steps, n in [
+        ("dcgan", {"d_steps": "20"}, 20, 1),
+        ("wgan-gp", {"d_steps": "20"}, 4, 5),
+        ("wgan-gp", {"d_steps": "22"}, 5, 5),  # ceil: a whole G step's worth
+        ("dcgan", {"d_steps": "20", "n_critic": "3"}, 7, 3),
+        ("wgan-gp", {"steps": "20"}, 20, 5),
+    ]:
+        plan = plan_run(registries, name, "digits", [("--set", set_)])
+        assert total_steps(plan, batches_per_epoch=1000) == steps, (name, set_)
+        assert length_params(plan, steps) == {
+            "total_steps": steps,
+            "real_batches_per_step": n,
+            "real_batches": steps * n,
+        }
+
+
 def test_toml_file(tmp_path, registries):
     path = tmp_path / "variant.toml"
     path.write_text('beta1 = 0.9\nz_distribution = "normal"\nbatch_size = 32\n')
@@ -101,6 +152,7 @@ def test_toml_file(tmp_path, registries):
         ({"resolution": 256}, "dataset digits is not offered at resolution 256"),
         ({"split": "val"}, "dataset digits has no split 'val'"),
         ({"steps": 0}, "steps must be at least 1"),
+        ({"d_steps": 0}, "d_steps must be at least 1, not 0"),
         ({"batch_size": 0}, "batch_size must be at least 1"),
     ],
 )

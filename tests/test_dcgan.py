@@ -292,6 +292,64 @@ def test_fc_hidden_without_batchnorm_keeps_biases():
     _check_shapes(_small(fc_hidden=16, batchnorm=False), 32)
 
 
+@pytest.mark.parametrize(
+    "switches",
+    [{}, {"fc_hidden": 16}, {"bn_d_input": True}, {"downsample": "avgpool"}],
+    ids=lambda s: ",".join(f"{k}={v}" for k, v in s.items()) or "paper",
+)
+def test_d_batchnorm_off_removes_exactly_d_s_batchnorm_layers(switches):
+    """Lucic et al.'s ``discriminator_batchnorm``: D loses its BatchNorm layers (its
+    convolutions and linear layers get their biases, as with ``batchnorm=false``), every
+    other D layer stays, and G is the same network, module for module."""
+    on, off = DCGANConfig(**switches), DCGANConfig(d_batchnorm=False, **switches)
+    bns = (nn.BatchNorm1d, nn.BatchNorm2d)
+    d_on, d_off = _sequence(Discriminator(on, 3, 32)), _sequence(Discriminator(off, 3, 32))
+    assert any(isinstance(m, bns) for m in d_on)
+    assert not any(isinstance(m, bns) for m in d_off)
+    assert [type(m) for m in d_off] == [type(m) for m in d_on if not isinstance(m, bns)]
+    assert all(m.bias is not None for m in d_off if isinstance(m, (nn.Conv2d, nn.Linear)))
+    # D as batchnorm=false builds it; G as the default builds it
+    no_bn = DCGANConfig(batchnorm=False, **switches)
+    assert [repr(m) for m in d_off] == [repr(m) for m in _sequence(Discriminator(no_bn, 3, 32))]
+    g_on, g_off = Generator(on, 3, 32), Generator(off, 3, 32)
+    assert repr(g_off) == repr(g_on)
+    assert {k: v.shape for k, v in g_off.state_dict().items()} == {
+        k: v.shape for k, v in g_on.state_dict().items()
+    }
+    # the default is the paper's D, batchnorm and all
+    assert DCGANConfig().d_batchnorm is True
+    assert repr(Discriminator(DCGANConfig(d_batchnorm=True), 3, 32)) == repr(
+        Discriminator(DCGANConfig(), 3, 32)
+    )
+    torch.manual_seed(0)
+    model = DCGAN(_small(d_batchnorm=False, **switches), ImageShape(1, 32))
+    stats = model.train_step(torch.rand(8, 1, 32, 32) * 2 - 1)
+    assert all(torch.isfinite(v) for v in stats.values())
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("wgan-gp", "d_batchnorm=false does not apply to WGAN-GP"),
+        ("sngan", "d_batchnorm=false does not apply to SNGAN: its D has no batchnorm"),
+    ],
+)
+def test_d_batchnorm_off_is_refused_in_one_line_where_d_has_no_batchnorm(run_cli, name, message):
+    args = ("run", name, "--dataset", "digits", "--set", "d_batchnorm=false", "--no-progress")
+    result = run_cli(*args)
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and message in errors[0], result.output
+    if name == "wgan-gp":
+        assert "use d_norm=none" in errors[0]
+    # lsgan's D is DCGAN's: there the switch applies
+    from ganbench.plugins import load_registries
+
+    lsgan = load_registries().architectures.get("lsgan")
+    d = lsgan.build(lsgan.config_class(d_batchnorm=False), ImageShape(1, 32)).discriminator
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in d.modules())
+
+
 @pytest.mark.parametrize("downsample", ["maxpool", "avgpool"])
 def test_batchnorm_switches_with_pooling_and_upsampling(downsample):
     config = DCGANConfig(

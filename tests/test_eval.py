@@ -311,3 +311,278 @@ def test_probe_command_logs_trained_and_random_init_results(evaluated_run, monke
     bad = CliRunner().invoke(cli, ["probe", run.info.run_id, "--dataset", "cifar10"])
     assert bad.exit_code == 2
     assert "takes 1-channel images but cifar10 has 3" in bad.output.strip().splitlines()[-1]
+
+
+# FID's covariance needs more samples than feature dimensions, checked before any weights
+# are loaded; and FID against the test split (compare_gan, StudioGAN).
+
+
+def _refusing_load(self, weights, device):
+    raise AssertionError(f"{self.name}'s weights were loaded (or downloaded)")
+
+
+def _last_line(result) -> str:
+    return result.output.strip().splitlines()[-1]
+
+
+def test_inception_fid_from_2000_samples_is_refused_before_anything(tmp_path, monkeypatch):
+    """A run, and ``ganbench eval``, with Inception-v3 FID at 2,000 samples: refused in
+    one line naming the fix, before Inception's weights are looked for (none here, and no
+    network), and before any MLflow run, run folder or cache exists."""
+    from click.testing import CliRunner
+
+    from ganbench.cli import cli
+    from ganbench_plugins.fidelity import InceptionV3
+
+    monkeypatch.setattr(InceptionV3, "load", _refusing_load)
+    monkeypatch.delenv("GANBENCH_INCEPTION_WEIGHTS", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    args = ["run", "dcgan", "--dataset", "digits", *TINY_RUN, "--cache-dir", "cache"]
+    args += ["--extractor", "inception-v3", "--eval-every", "3", "--eval-samples", "2000"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().splitlines() == [
+        "Error: FID from 2,000 samples of inception-v3's 2,048-d pool features has a singular"
+        " covariance; score at least 2,049 samples, 10,000 or more as compare_gan and"
+        " StudioGAN do (--eval-samples 10000, or --set eval_samples=10000)"
+    ]
+    assert list(tmp_path.iterdir()) == []  # no mlflow.db, no cache/runs folder
+    # KID, IS and precision/recall fit no covariance: not refused here (the weights are
+    # then looked for, which this test forbids)
+    kid = CliRunner().invoke(cli, [*args, "--metrics", "kid"])
+    assert "weights were loaded" in str(kid.exception)
+
+    # a study's trials are planned the same way: refused before any trial starts
+    from ganbench.errors import UsageError
+    from ganbench.training.plan import plan_run
+
+    settings = {"eval_every": 100, "eval_samples": 2000, "eval_extractor": "inception-v3"}
+    with pytest.raises(UsageError, match=r"^FID from 2,000 samples of inception-v3's"):
+        plan_run(load_registries(), "dcgan", "digits", [("study s", settings)])
+
+
+def test_eval_refuses_too_few_samples_for_the_extractor(evaluated_run, monkeypatch):
+    """``ganbench eval``: Inception-v3 at 2,000 generated (or real) samples, digits-cnn's
+    64-d features at 64: refused in one line, before any weights load, logging nothing."""
+    from click.testing import CliRunner
+
+    from ganbench.cli import cli
+    from ganbench_plugins.digits import DigitsCnnExtractor
+    from ganbench_plugins.fidelity import InceptionV3
+
+    folder, client, run, _ = evaluated_run
+    before = client.get_run(run.info.run_id).data.metrics
+    monkeypatch.chdir(folder)
+    monkeypatch.setattr(InceptionV3, "load", _refusing_load)
+    monkeypatch.setattr(DigitsCnnExtractor, "load", _refusing_load)
+    monkeypatch.delenv("GANBENCH_INCEPTION_WEIGHTS", raising=False)
+    base = ["eval", run.info.run_id, "--metrics", "fid,is", "--no-progress"]
+    inception = [*base, "--extractor", "inception-v3"]
+    cases = [
+        (
+            [*inception, "--samples", "2000"],
+            "Error: FID from 2,000 samples of inception-v3's 2,048-d pool features has a"
+            " singular covariance; score at least 2,049 samples, 10,000 or more as"
+            " compare_gan and StudioGAN do (--samples 10000)",
+        ),
+        (
+            [*inception, "--samples", "10000", "--real-samples", "2048"],
+            "Error: FID from 2,048 real samples of inception-v3's 2,048-d pool features has"
+            " a singular covariance; use at least 2,049 real samples, 10,000 or more as"
+            " compare_gan and StudioGAN do (--real-samples 10000, or leave --real-samples"
+            " out to use the whole split)",
+        ),
+        (
+            [*base, "--samples", "64"],
+            "Error: FID from 64 samples of digits-cnn's 64-d pool features has a singular"
+            " covariance; score at least 65 samples (--samples 65)",
+        ),
+    ]
+    for args, message in cases:
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 2, result.output
+        assert _last_line(result) == message
+    assert client.get_run(run.info.run_id).data.metrics == before
+
+
+class _PoolingNet(torch.nn.Module):
+    """uint8 images -> their grey level averaged over a side x side grid: side^2-d pool."""
+
+    def __init__(self, side: int) -> None:
+        super().__init__()
+        self.side = side
+
+    def forward(self, images):
+        x = images.float().mean(dim=1, keepdim=True) / 255
+        pool = torch.nn.functional.adaptive_avg_pool2d(x, self.side).flatten(1)
+        return {"pool": pool, "logits": pool[:, :10]}
+
+
+def _extractor(name: str, dims: dict[str, int], side: int):
+    from ganbench.interfaces import FeatureExtractor, LoadedExtractor
+
+    class Tiny(FeatureExtractor):
+        summary = "a test's grid of grey levels"
+        resizer = "none"
+
+        def load(self, weights, device):
+            loads.append(self.name)
+            return LoadedExtractor(_PoolingNet(side).to(device), "0" * 64, "the test")
+
+    Tiny.name, Tiny.feature_dims = name, dims
+    loads: list[str] = []
+    return Tiny(), loads
+
+
+def test_the_rule_holds_for_any_extractor(tmp_path):
+    """A 64-d extractor of a plugin's: 64 samples refused before it loads, 65 scored; one
+    that declares no dimensions is checked on the real features, once loaded, and so is a
+    whole split of fewer real images than dimensions."""
+    from ganbench.errors import UsageError
+    from ganbench.metrics.session import make_scorer
+    from ganbench.training.plan import plan_run
+
+    registries = load_registries()
+    declared, declared_loads = _extractor("tiny-64", {"pool": 64, "logits": 10}, 8)
+    undeclared, undeclared_loads = _extractor("tiny-undeclared", {}, 8)
+    wide, _ = _extractor("tiny-400", {}, 20)
+    for extractor in (declared, undeclared, wide):
+        registries.extractors.add(extractor, plugin="the test")
+    plan = plan_run(registries, "dcgan", "digits")
+
+    def scorer(extractor: str, samples: int, split: str | None = None):
+        return make_scorer(
+            registries, plan, data_root=None, cache_dir=str(tmp_path), metrics="fid,is",
+            extractor=extractor, inception_weights=None, samples=samples, real_samples=None,
+            device=CPU, seed=0, progress=False, say=lambda _: None, split=split,
+        )  # fmt: skip
+
+    refused = r"FID from 64 samples of tiny-64's 64-d pool .*\(--samples 65\)$"
+    with pytest.raises(UsageError, match=refused):
+        scorer("tiny-64", 64)
+    assert declared_loads == []
+    made = scorer("tiny-64", 65)
+    assert declared_loads == ["tiny-64"] and made.real.features.shape == (1437, 64)
+    # no dimensions declared: the real features' say it, after loading
+    with pytest.raises(UsageError, match=r"FID from 64 samples of tiny-undeclared's 64-d pool"):
+        scorer("tiny-undeclared", 64)
+    assert undeclared_loads == ["tiny-undeclared"]
+    assert scorer("tiny-undeclared", 65).samples == 65
+    # 400-d features, and the 360 real images of the test split
+    with pytest.raises(
+        UsageError,
+        match=r"^FID from 360 real samples of tiny-400's 400-d pool features has a singular"
+        r" covariance; use at least 401 real samples \(the whole test split has 360: use a"
+        r" bigger split\)$",
+    ):
+        scorer("tiny-400", 500, split="test")
+    # the same rule where a run is planned: before training
+    settings = {"eval_every": 100, "eval_samples": 64, "eval_extractor": "tiny-64"}
+    with pytest.raises(UsageError, match=r"--eval-samples 65, or --set eval_samples=65\)$"):
+        plan_run(registries, "dcgan", "digits", [("study s", settings)])
+    settings["eval_metrics"] = "is,kid,prc"  # no covariance fitted: allowed
+    assert plan_run(registries, "dcgan", "digits", [("study s", settings)]).train.eval_samples == 64
+    # digits' own extractor is 64-d: the studies' 2,000 samples are fine
+    assert registries.extractors.get("digits-cnn").feature_dims["pool"] < 2000
+
+
+def test_declared_feature_dims_are_the_networks(tmp_path):
+    """The dimensions the extractors declare (checked before loading) are their outputs'."""
+    from benchmarks.scoring_speed import random_inception_weights
+
+    registries = load_registries()
+    images = torch.randint(0, 256, (2, 3, 40, 40), generator=torch.Generator().manual_seed(0))
+    weights = {"inception-v3": str(random_inception_weights(tmp_path)), "digits-cnn": None}
+    for name, path in weights.items():
+        extractor = registries.extractors.get(name)
+        with torch.no_grad():
+            out = extractor.load(path, CPU).module(images.to(torch.uint8))
+        assert {k: v.shape[1] for k, v in out.items()} == dict(extractor.feature_dims)
+    assert registries.extractors.get("inception-v3").feature_dims == {"pool": 2048, "logits": 1008}
+    assert registries.extractors.get("digits-cnn").feature_dims == {"pool": 64, "logits": 10}
+
+
+def test_inception_fid_from_fewer_than_10k_samples_is_said(tmp_path, monkeypatch):
+    from ganbench.metrics.session import make_scorer
+    from ganbench.training.plan import plan_run
+    from ganbench_plugins.fidelity import InceptionV3
+
+    monkeypatch.setattr(InceptionV3, "load", _refusing_load)
+    registries = load_registries()
+    plan = plan_run(registries, "dcgan", "digits")
+    cases = [(5000, "fid", True), (10_000, "fid", False), (5000, "is", False)]
+    for samples, metrics, warned in cases:
+        said: list[str] = []
+        with pytest.raises(AssertionError, match="weights were loaded"):
+            make_scorer(
+                registries, plan, data_root=None, cache_dir=str(tmp_path), metrics=metrics,
+                extractor="inception-v3", inception_weights=None, samples=samples,
+                real_samples=None, device=CPU, seed=0, progress=False, say=said.append,
+            )  # fmt: skip
+        expected = [
+            "warning: FID from 5,000 generated samples is biased upward (the fewer, the more)"
+            " and not comparable with published FIDs, scored from 10,000 (compare_gan,"
+            " StudioGAN) or 50,000"
+        ]
+        assert said == (expected if warned else [])
+
+
+def test_eval_split_test_scores_against_the_test_split(tmp_path, monkeypatch):
+    """``eval_split=test``: training-time FID against the test split's statistics (cached
+    apart from the train split's, which differ), and ``ganbench eval`` follows it unless
+    --split says otherwise. 65 samples of digits-cnn's 64-d features are allowed."""
+    from click.testing import CliRunner
+
+    from ganbench.cli import cli
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    args = ["run", "dcgan", "--dataset", "digits", *TINY_RUN, "--cache-dir", "cache"]
+    args += ["--eval-every", "3", "--eval-samples", "65", "--metrics", "fid"]
+    result = CliRunner().invoke(cli, [*args, "--set", "eval_split=test"])
+    assert result.exit_code == 0, result.output
+    assert "computed digits-cnn statistics of 360 images of digits test at 32px" in result.output
+    client, [run] = _runs(tmp_path)
+    assert run.data.params["eval_split"] == "test" and run.data.params["split"] == "train"
+    tag = run.data.tags["digits-cnn/fid_65.how"]
+    assert tag.startswith("digits-cnn, 65 generated vs 360 real (digits test at 32px)")
+    path = client.download_artifacts(run.info.run_id, "scoring/step-000000006.json", str(tmp_path))
+    how = json.loads(Path(path).read_text())["how"]["digits-cnn/fid_65"]
+    assert how["reference"] == "digits test at 32px" and how["real_samples"] == "360"
+
+    rid = run.info.run_id
+    eval_args = ["eval", rid, "--metrics", "fid", "--samples", "65", "--cache-dir", "cache"]
+    on_train = CliRunner().invoke(cli, [*eval_args, "--split", "train", "--no-progress"])
+    assert on_train.exit_code == 0, on_train.output
+    assert "computed digits-cnn statistics of 1437 images of digits train at 32px" in (
+        on_train.output
+    )
+    again = CliRunner().invoke(cli, [*eval_args, "--no-progress"])  # the run's eval_split
+    assert again.exit_code == 0, again.output
+    assert "using cached digits-cnn statistics of digits test at 32px" in again.output
+    # one cache folder per split, with different statistics
+    stats = {}
+    for manifest in (tmp_path / "cache" / "stats" / "digits").glob("*/manifest.json"):
+        with np.load(manifest.parent / "stats.npz") as npz:
+            stats[json.loads(manifest.read_text())["reference"]["split"]] = npz["mu"]
+    assert sorted(stats) == ["test", "train"]
+    assert np.abs(stats["test"] - stats["train"]).max() > 1e-3
+    # the same samples (seed 0) against either split: two FIDs
+    fids = [
+        next(line for line in out.output.splitlines() if line.startswith("digits-cnn/fid_65 = "))
+        for out in (on_train, again)
+    ]
+    assert fids[0] != fids[1]
+
+    # an unknown split: one line, nothing started
+    bad = CliRunner().invoke(cli, [*args, "--set", "eval_split=valid"])
+    assert bad.exit_code == 2
+    assert bad.output.strip().splitlines() == [
+        "Error: eval_split 'valid': dataset digits has no such split; use one of train,"
+        " test, all, or leave it empty for the split it trains on"
+    ]
+    assert len(_runs(tmp_path)[1]) == 1
+    bad_eval = CliRunner().invoke(cli, [*eval_args, "--split", "valid"])
+    assert bad_eval.exit_code == 2
+    assert _last_line(bad_eval) == "Error: digits has no split 'valid'; use one of train, test, all"

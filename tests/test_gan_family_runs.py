@@ -2,7 +2,8 @@
 wgan-gp and sngan from their entry points; a tiny wgan-gp run on digits trains end to end
 with 5 real batches a step (the data cursor, epochs counted in images); and each plugin
 stopped mid-run and resumed ends bit for bit where the uninterrupted run ends (CPU):
-weights, optimizer and spectral-norm state, data cursor, random generators, losses."""
+weights, optimizer and spectral-norm state, data cursor, random generators, losses; and
+a budget in D steps (``d_steps``) is the same real batches for dcgan and wgan-gp."""
 
 from __future__ import annotations
 
@@ -165,6 +166,69 @@ def test_one_batch_a_step_moves_the_cursor_one_batch_a_step(family_runs):
     last = checkpoint.load_file(ref_dir / "checkpoints" / "step-000000006.pt", FMT)
     # 6 batches of 256, 5 an epoch: epoch 1, position 1
     assert (last["resume"]["data"]["epoch"], last["resume"]["data"]["position"]) == (1, 1)
+
+
+#: Lucic et al.'s budget, counted in D updates: ``--set d_steps=20`` is 20 D updates on 20
+#: real batches for every GAN, so 20 G updates for DCGAN (n_critic 1) and 4 for WGAN-GP
+#: (n_critic 5). name -> (total steps, real batches per step).
+D_STEPS = {"dcgan": (20, 1), "wgan-gp": (4, 5)}
+
+
+@pytest.fixture(scope="module")
+def d_step_runs(tmp_path_factory) -> tuple[str, dict[str, Path]]:
+    """A tiny run of each D_STEPS plugin with ``--set d_steps=20`` (batches of 16, no
+    scoring); wgan-gp's stopped after 2 steps and resumed. (tracking URI, name -> run
+    folder)."""
+    folder = tmp_path_factory.mktemp("d-steps")
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    threads = torch.get_num_threads()
+    dirs = {}
+    try:
+        for name in D_STEPS:
+            dirs[name] = folder / name
+            args = ("run", name, *TINY, "--batch-size", "16", "--set", "d_steps=20")
+            args += ("--set", "eval_every=0", "--tracking-uri", uri)
+            args += ("--cache-dir", str(folder / "cache"), "--run-dir", str(dirs[name]))
+            if name == "wgan-gp":
+                with pytest.MonkeyPatch.context() as mp:
+                    mp.setattr("ganbench.training.launch.StopSignals", lambda: _StopAt(2))
+                    stopped = _invoke(folder, *args)
+                assert stopped.exit_code == 128 + signal.SIGTERM, stopped.output
+                done = _invoke(folder, "resume", str(dirs[name]), "--no-progress")
+                assert "resumed from step 2 of 4" in done.output
+            else:
+                done = _invoke(folder, *args)
+            assert done.exit_code == 0, done.output
+        return uri, dirs
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("name", list(D_STEPS))
+def test_a_budget_in_d_steps_is_the_same_real_batches_for_every_gan(d_step_runs, name):
+    uri, dirs = d_step_runs
+    steps, n = D_STEPS[name]
+    client = MlflowClient(tracking_uri=uri)
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    [run] = [r for r in runs if r.data.tags.get("ganbench.run_dir") == str(dirs[name])]
+    assert run.info.status == "FINISHED"
+    p = run.data.params
+    assert (p["d_steps"], p["steps"], p["epochs"], p["n_critic"]) == ("20", "None", "None", str(n))
+    assert (p["total_steps"], p["real_batches_per_step"], p["real_batches"]) == (
+        str(steps),
+        str(n),
+        "20",
+    )
+    last = checkpoint.load_file(dirs[name] / "checkpoints" / f"step-{steps:09d}.pt", FMT)
+    assert last["step"] == steps
+    # Adam's step counts: 20 D updates (one per real batch), steps G updates
+    counts = {
+        opt: {int(s["step"]) for s in last["state"][opt]["state"].values()}
+        for opt in ("opt_d", "opt_g")
+    }
+    assert counts == {"opt_d": {20}, "opt_g": {steps}}
+    # the data cursor moved 20 batches of 16 (89 an epoch)
+    assert (last["resume"]["data"]["epoch"], last["resume"]["data"]["position"]) == (0, 20)
 
 
 def test_plugins_lists_the_new_architectures_from_their_entry_points(run_cli):

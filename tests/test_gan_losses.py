@@ -350,6 +350,34 @@ def test_wgan_gp_takes_n_critic_d_steps_each_on_its_own_batch_then_one_g_step():
         model.train_step(real[:39])
 
 
+def test_dcgan_with_n_critic_3_takes_3_d_steps_each_on_its_own_batch_per_g_step():
+    """n_critic (Lucic et al.'s disc_iters) on DCGAN itself: 3 D updates, each on one of
+    the 3 concatenated real batches, then 1 G update, per train_step."""
+    model = _model("dcgan", n_critic=3)
+    assert model.real_batches_per_step == 3
+    assert _arch("dcgan").real_batches_per_step(model.config) == 3
+    order: list[str] = []
+    model.opt_d.register_step_post_hook(lambda *_: order.append("d"))
+    model.opt_g.register_step_post_hook(lambda *_: order.append("g"))
+    seen: list[torch.Tensor] = []
+    model.discriminator.register_forward_pre_hook(lambda m, args: seen.append(args[0].detach()))
+    real = torch.rand(3 * 8, 1, 16, 16) * 2 - 1
+    for _ in range(2):
+        stats = model.train_step(real)
+    assert order == ["d", "d", "d", "g"] * 2
+    # Adam's own step counts: 6 D updates, 2 G updates
+    d_step = model.opt_d.state[model._d_params[0]]["step"]
+    g_step = model.opt_g.state[model._g_params[0]]["step"]
+    assert (int(d_step), int(g_step)) == (6, 2)
+    # per D step: real, fake; then G's one forward on fresh latents
+    per_step = seen[-7:]
+    for i in range(3):
+        assert torch.equal(per_step[2 * i], real[8 * i : 8 * (i + 1)])
+    assert all(torch.isfinite(v) for v in stats.values())
+    with pytest.raises(ValueError, match="3 batches of the same size"):
+        model.train_step(real[:23])
+
+
 @pytest.mark.parametrize("name", ["dcgan", "lsgan", "sngan"])
 def test_one_d_step_per_g_step_by_default(name):
     model = _model(name)
@@ -431,6 +459,9 @@ def test_settings_come_from_toml_and_set_over_the_paper_defaults(tmp_path):
         ("wgan-gp", {"d_norm": "batch"}, "d_norm must be one of layer, none"),
         ("wgan-gp", {"loss": "hinge"}, "loss must be one of wasserstein"),
         ("wgan-gp", {"n_critic": "0"}, "n_critic must be a whole number of at least 1"),
+        ("dcgan", {"n_critic": "0"}, "n_critic must be a whole number of at least 1"),
+        ("wgan-gp", {"d_batchnorm": "false"}, "use d_norm=none for an unnormalised critic"),
+        ("sngan", {"d_batchnorm": "false"}, "SNGAN: its D has no batchnorm"),
         ("wgan-gp", {"gp_weight": "-1"}, "gp_weight must be 0 or more"),
         ("sngan", {"loss": "minimax"}, "loss must be one of hinge, non_saturating"),
         ("lsgan", {"a": "1"}, "a and b code fake and real images and must differ"),

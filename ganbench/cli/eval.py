@@ -54,7 +54,11 @@ def tracking_option(f: Callable[..., Any]) -> Callable[..., Any]:
     show_default=True,
     help="Which checkpoint of the run (best: the best FID under --eval-every).",
 )
-@click.option("--split", help="Reference split (default: the split the run trained on).")
+@click.option(
+    "--split",
+    help="Reference split (default: the run's eval_split, else the split it trained on;"
+    " compare_gan and StudioGAN score FID against test).",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the latents.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
 @scoring_options
@@ -86,8 +90,6 @@ def eval_command(
     Example:
       ganbench eval 3f9f22e9... --metrics fid,is --samples 10000
     """
-    import dataclasses
-
     from ganbench.devices import resolve_device
     from ganbench.metrics.session import make_scorer
     from ganbench.plugins import load_registries
@@ -99,13 +101,9 @@ def eval_command(
     torch_device = resolve_device(device)
     say = functools.partial(click.echo, err=True)
     loaded, tracker = open_run(run_ref, registries, checkpoint, uri)  # type: ignore[arg-type]
-    plan = loaded.plan
-    if split:
-        plan.dataset.check_split(split)
-        plan = dataclasses.replace(plan, train=dataclasses.replace(plan.train, split=split))
     scorer = make_scorer(
         registries,
-        plan,
+        loaded.plan,
         data_root=data_root,
         cache_dir=cache_dir,
         metrics=metrics,
@@ -118,6 +116,7 @@ def eval_command(
         bad_images=bad_images,  # type: ignore[arg-type]
         progress=progress,
         say=say,
+        split=split,
     )
     loaded.model.to(torch_device)
     result = scorer.score(loaded.model, f"{loaded.source} (step {loaded.step})")

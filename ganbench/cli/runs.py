@@ -295,7 +295,7 @@ def resume_run(
     from ganbench.tracking import MlflowTracker, resolve_tracking_uri
     from ganbench.training import resume as resuming
     from ganbench.training.launch import DataOptions
-    from ganbench.training.runner import total_steps
+    from ganbench.training.runner import length_params, total_steps
 
     say = _say()
     folder: RunFolder | None = None
@@ -349,7 +349,8 @@ def resume_run(
         data, scorer = _prepared(registries, plan, options, device, progress, replicas)
         try:
             steps = total_steps(plan, len(data) // plan.train.batch_size)
-            sizes = {"num_images": str(len(data)), "total_steps": str(steps)}
+            sizes = {"num_images": str(len(data))}
+            sizes |= {k: str(v) for k, v in length_params(plan, steps).items()}
             new_params |= resuming.check_unchanged(run.data.params, sizes, "data sizes")
             route_mlflow_logs(folder.path / "logs" / "mlflow.log")
             tracker = OutboxTracker(existing, folder, say)

@@ -6,6 +6,7 @@ and a score afterwards are computed the same way and carry the same names.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,6 +22,12 @@ from ganbench.interfaces import (
     LoadedExtractor,
     Metric,
     RealStats,
+)
+from ganbench.metrics.counts import (
+    EVAL_FIX,
+    REAL_FIX,
+    check_covariance_counts,
+    warn_few_samples,
 )
 from ganbench.metrics.features import Sampler, generator_sampler
 from ganbench.metrics.reference import Reference, reference_stats
@@ -115,15 +122,23 @@ def make_scorer(
     bad_images: BadImagePolicy = "skip",
     progress: bool = True,
     say: Callable[[str], None] = print,
+    split: str | None = None,
+    samples_fix: str = EVAL_FIX,
 ) -> Scorer:
-    """Load the extractor and the real statistics (cached) of ``plan``'s dataset and split.
+    """Load the extractor and the real statistics (cached) of ``plan``'s dataset and
+    ``split`` (None: the run's ``eval_split``, else the split it trains on).
 
     ``inception_weights`` (the flag or its environment variable) applies to Inception-v3
-    only; other extractors ship their own weights.
+    only; other extractors ship their own weights. FID from no more samples than its
+    feature's dimension is refused before any weights are loaded (``samples_fix`` says
+    how to give more: {n} is the count); Inception-v3 FID from fewer than 10,000 is said.
     """
     from ganbench.data.paths import cache_root
 
-    dataset, request, cache = plan.dataset, plan.request(data_root), cache_root(cache_dir)
+    dataset, cache = plan.dataset, cache_root(cache_dir)
+    split = split or plan.train.eval_split or plan.train.split
+    dataset.check_split(split)
+    request = dataclasses.replace(plan.request(data_root), split=split)
     name = extractor or dataset.default_extractor
     weights = inception_weights if name == "inception-v3" else None
     if samples < 10:
@@ -134,6 +149,11 @@ def make_scorer(
         registries.metrics.get(n) for n in parse_metric_names(metrics, registries.metrics.names())
     ]
     ext = registries.extractors.get(name)
+    # Before the weights are loaded (or downloaded): the declared feature dimensions.
+    check_covariance_counts(
+        chosen, ext.name, ext.feature_dims, samples, real_samples, fix=samples_fix
+    )
+    warn_few_samples(chosen, ext.name, samples, say)
     loaded = ext.load(weights, device)
     real = reference = None
     if any(m.needs_real for m in chosen):
@@ -148,5 +168,17 @@ def make_scorer(
             bad_images=bad_images,
             progress=progress,
             say=say,
+        )
+        # The real features say the dimension of the weights loaded (an extractor may
+        # declare none, or other weights may differ), and the whole split's size.
+        whole = f"the whole {split} split has {real.count:,}: use a bigger split"
+        check_covariance_counts(
+            [m for m in chosen if m.feature == "pool"],
+            ext.name,
+            {"pool": real.features.shape[1]},
+            samples,
+            real.count,
+            fix=samples_fix,
+            real_fix=REAL_FIX if real_samples and real.count >= real_samples else whole,
         )
     return Scorer(chosen, ext, loaded, real, reference, samples, seed, device, progress=progress)

@@ -5,6 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+#: The three ways to give the length of training: one per layer of settings, and the
+#: later-given one decides (training.plan, and a study's settings layers).
+LENGTH_KEYS = ("steps", "epochs", "d_steps")
+
 
 @dataclass
 class TrainConfig:
@@ -13,12 +17,17 @@ class TrainConfig:
     #: Image size; None takes the dataset's default resolution.
     resolution: int | None = None
     batch_size: int = 64
-    #: Length of training: steps wins over epochs when the later-given of the two is steps.
+    #: Length of training in steps (G updates). steps, epochs and d_steps are three ways
+    #: to give the length: one layer gives at most one, and the later-given one decides.
     steps: int | None = None
     #: Passes over the split (25 is the PyTorch DCGAN reference's default), counted in
     #: real images: an architecture whose step takes n batches (WGAN-GP's 5 critic
     #: updates) makes an epoch 1/n as many steps.
     epochs: float | None = 25.0
+    #: Length of training in D updates = real batches (Lucic et al.'s budget, "Are GANs
+    #: Created Equal?"): ceil(d_steps / n) steps for an architecture whose step takes n
+    #: batches, so every GAN sees the same number of real batches whatever its n_critic.
+    d_steps: int | None = None
     seed: int = 0
     split: str = "train"
     #: A dataset's sub-set(s), comma-separated (LSUN scenes); None = the dataset's first.
@@ -45,6 +54,10 @@ class TrainConfig:
     eval_metrics: str = "fid"
     #: Feature extractor for those scores; empty = the dataset's default.
     eval_extractor: str = ""
+    #: The split of the real images those scores compare with; empty = the split the run
+    #: trains on. compare_gan and PyTorch-StudioGAN score FID from 10,000 generated
+    #: images against the dataset's test split.
+    eval_split: str = ""
     # The fast path (ganbench/training/speed.py says what auto becomes and why).
     #: NHWC memory layout for convolutions.
     channels_last: Literal["auto", "on", "off"] = "auto"

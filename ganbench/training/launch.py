@@ -74,8 +74,10 @@ def prepare(
     check_batch_size(plan.train.batch_size, len(data))
     scorer = None
     if plan.train.eval_every:
+        from ganbench.metrics.counts import TRAINING_FIX
         from ganbench.metrics.session import make_scorer
 
+        # The reference: the run's eval_split (compare_gan's test split), else its own.
         scorer = make_scorer(
             registries,
             plan,
@@ -91,6 +93,7 @@ def prepare(
             bad_images=options.bad_images,  # type: ignore[arg-type]
             progress=progress,
             say=say,
+            samples_fix=TRAINING_FIX,
         )
     return data, scorer
 

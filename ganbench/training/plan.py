@@ -16,7 +16,7 @@ from ganbench import config as cfg
 from ganbench.errors import ConfigError, UsageError
 from ganbench.interfaces import Architecture, Dataset, DatasetRequest
 from ganbench.plugins import Registries
-from ganbench.training.config import TrainConfig
+from ganbench.training.config import LENGTH_KEYS, TrainConfig
 
 
 @dataclass
@@ -48,8 +48,14 @@ def plan_run(
     architecture: str,
     dataset: str,
     layers: Sequence[tuple[str, Mapping[str, Any]]] = (),
+    *,
+    check_scoring: bool = True,
 ) -> RunPlan:
-    """Resolve names and layer the settings; ``layers`` are (source, values) pairs."""
+    """Resolve names and layer the settings; ``layers`` are (source, values) pairs.
+
+    ``check_scoring``: refuse scores during training that cannot be computed (FID from
+    too few samples); off for a finished run's plan, rebuilt to score it another way.
+    """
     arch = registries.architectures.get(architecture)
     data = registries.datasets.get(dataset)
     train_keys = set(cfg.field_names(TrainConfig))
@@ -76,17 +82,21 @@ def plan_run(
         model = cfg.apply(
             model, {k: v for k, v in values.items() if k in model_keys}, source=source
         )
-        given = [k for k in ("steps", "epochs") if values.get(k) is not None]
-        if len(given) == 2:
-            raise UsageError(f"{source} sets both steps and epochs; give one of them")
-        for key in given:  # the later-given of steps/epochs decides the length
-            other = "epochs" if key == "steps" else "steps"
-            train = dataclasses.replace(train, **{other: None})
+        given = [k for k in LENGTH_KEYS if values.get(k) is not None]
+        if len(given) > 1:
+            raise UsageError(
+                f"{source} sets {' and '.join(given)}: the length of training is one of"
+                " steps, epochs or d_steps; give one of them"
+            )
+        for key in given:  # the later-given of steps/epochs/d_steps decides the length
+            train = dataclasses.replace(train, **{k: None for k in LENGTH_KEYS if k != key})
     if train.resolution is None:
         train = dataclasses.replace(train, resolution=data.default_resolution)
     if train.category is None and data.categories:
         train = dataclasses.replace(train, category=data.categories[0])
     _validate(arch, data, train)
+    if check_scoring:
+        _check_scoring(registries, data, train)
     return RunPlan(architecture=arch, dataset=data, train=train, model=model)
 
 
@@ -106,6 +116,11 @@ def _validate(arch: Architecture, data: Dataset, train: TrainConfig) -> None:
         raise UsageError(
             f"dataset {data.name} has no split {train.split!r}; use one of {', '.join(data.splits)}"
         )
+    if train.eval_split and train.eval_split not in data.splits:
+        raise UsageError(
+            f"eval_split {train.eval_split!r}: dataset {data.name} has no such split; use"
+            f" one of {', '.join(data.splits)}, or leave it empty for the split it trains on"
+        )
     if train.category and not data.categories:
         raise UsageError(f"dataset {data.name} has no categories; drop --category")
     for key in ("batch_size", "log_every", "grid_size"):
@@ -123,7 +138,27 @@ def _validate(arch: Architecture, data: Dataset, train: TrainConfig) -> None:
             "checkpoint_minutes must be 0 (only at the end) or more,"
             f" not {train.checkpoint_minutes}"
         )
-    if train.steps is not None and train.steps < 1:
-        raise UsageError(f"steps must be at least 1, not {train.steps}")
+    for key in ("steps", "d_steps"):
+        if getattr(train, key) is not None and getattr(train, key) < 1:
+            raise UsageError(f"{key} must be at least 1, not {getattr(train, key)}")
     if train.epochs is not None and train.epochs <= 0:
         raise UsageError(f"epochs must be more than 0, not {train.epochs}")
+
+
+def _check_scoring(registries: Registries, data: Dataset, train: TrainConfig) -> None:
+    """FID during training from no more samples than its extractor's feature dimension,
+    refused before any weights are loaded or any step is trained (``ganbench run`` and
+    every trial of a study)."""
+    if not train.eval_every:
+        return
+    from ganbench.metrics.counts import TRAINING_FIX, check_covariance_counts
+
+    names = [n.strip() for n in train.eval_metrics.split(",") if n.strip()]
+    # unknown names are the scorer's to report, with the close matches
+    metrics = [registries.metrics.get(n) for n in names if n in registries.metrics]
+    if not any(m.fits_covariance for m in metrics):
+        return
+    extractor = registries.extractors.get(train.eval_extractor or data.default_extractor)
+    check_covariance_counts(
+        metrics, extractor.name, extractor.feature_dims, train.eval_samples, fix=TRAINING_FIX
+    )

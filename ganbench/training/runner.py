@@ -124,13 +124,25 @@ def tracked(tracker: Tracker) -> Iterator[Tracker]:
 
 
 def total_steps(plan: RunPlan, batches_per_epoch: int) -> int:
-    """The run's length in steps: ``steps``, or ``epochs`` passes over the data, where a
-    step takes the architecture's real batches per step (5 for a WGAN-GP critic trained
-    5 times per G update), so an epoch is ``batches_per_epoch / n`` steps."""
+    """The run's length in steps: ``steps``; or ``d_steps`` D updates, each on its own
+    real batch; or ``epochs`` passes over the data. A step takes the architecture's real
+    batches per step, n (5 for a WGAN-GP critic trained 5 times per G update), so
+    ``d_steps`` is ``ceil(d_steps / n)`` steps and an epoch ``batches_per_epoch / n``."""
     if plan.train.steps is not None:
         return plan.train.steps
     n = plan.architecture.real_batches_per_step(plan.model)
+    if plan.train.d_steps is not None:
+        return math.ceil(plan.train.d_steps / n)
     return max(1, math.ceil(plan.train.epochs * batches_per_epoch / n))
+
+
+def length_params(plan: RunPlan, steps: int) -> dict[str, int]:
+    """The run's length as logged at its start (and checked by a resume): ``total_steps``
+    (G updates), ``real_batches_per_step`` (n, the D updates per G update) and
+    ``real_batches`` (total_steps * n: D updates, each on its own real batch, Lucic et
+    al.'s budget)."""
+    n = plan.architecture.real_batches_per_step(plan.model)
+    return {"total_steps": steps, "real_batches_per_step": n, "real_batches": steps * n}
 
 
 def _check_batches_per_step(plan: RunPlan, model: GanModel) -> None:
@@ -228,7 +240,12 @@ def train(
         )
         if resume is None:
             tracker.log_params(
-                {**plan.params(), "num_images": len(data), "total_steps": steps, **environment}
+                {
+                    **plan.params(),
+                    "num_images": len(data),
+                    **length_params(plan, steps),
+                    **environment,
+                }
             )
             tracker.set_tags(
                 {

@@ -108,6 +108,7 @@ def _fresh_scores(
         bad_images=bad_images,  # type: ignore[arg-type]
         progress=progress,
         say=say,
+        samples_fix="--eval-samples {n}",
     )
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     rng = torch.Generator().manual_seed(seed)

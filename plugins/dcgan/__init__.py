@@ -29,6 +29,10 @@ class DCGANArchitecture(Architecture):
             return {}
         return tomllib.loads(path.read_text(encoding="utf-8"))
 
+    def real_batches_per_step(self, config: Any) -> int:
+        """``n_critic``: D updates per G update, each on its own real batch."""
+        return config.n_critic
+
     def supported_resolutions(self) -> tuple[int, ...]:
         return RESOLUTIONS
 

@@ -38,6 +38,13 @@ class DCGANConfig:
     batchnorm: bool = True
     bn_g_output: bool = False
     bn_d_input: bool = False
+    #: D's batchnorm alone (G keeps its own): Lucic et al.'s ``discriminator_batchnorm``
+    #: ("Are GANs Created Equal?", arXiv 1711.10337). Applies where D's normalisation is
+    #: batchnorm (DCGAN, LSGAN); ``batchnorm=false`` still switches both networks'.
+    d_batchnorm: bool = True
+    #: D updates per G update, each on its own fresh real batch (Lucic et al.'s
+    #: ``disc_iters``); the paper trains one to one.
+    n_critic: int = 1
     #: Ablation of Sec. 3's "replace any pooling layers with strided convolutions
     #: (discriminator)": "strided" (the paper) halves with 4x4 stride-2 convs; "maxpool" /
     #: "avgpool" use a 3x3 stride-1 conv instead, its block (batchnorm, LeakyReLU) then a
@@ -65,6 +72,7 @@ class DCGANConfig:
                     raise ConfigError(
                         f"{f.name} must be one of {', '.join(map(str, allowed))}; got {value!r}"
                     )
+        require_whole("n_critic", self.n_critic, 1)
         if isinstance(self.fc_hidden, bool) or not isinstance(self.fc_hidden, int):
             raise ConfigError(f"fc_hidden must be a whole number; got {self.fc_hidden!r}")
         if self.fc_hidden < 0:

@@ -3,8 +3,9 @@
 The step is the DCGAN-backbone family's: LSGAN, WGAN-GP and SNGAN (their own plugins)
 subclass :class:`DCGAN` and change only its loss (:meth:`DCGAN.d_loss`,
 :meth:`DCGAN.g_loss`), a penalty on D (:meth:`DCGAN.d_penalty`), how D is normalised
-(:meth:`DCGAN.discriminator_norm`, :attr:`DCGAN.spectral_norm`) and how many D updates
-(each on its own real batch) go with one G update (``real_batches_per_step``).
+(:meth:`DCGAN.discriminator_norm`, :attr:`DCGAN.spectral_norm`); how many D updates
+(each on its own real batch) go with one G update is the config's ``n_critic``
+(``real_batches_per_step``), DCGAN's own included.
 """
 
 from __future__ import annotations
@@ -63,6 +64,8 @@ class DCGAN(GanModel):
 
     def __init__(self, config: DCGANConfig, shape: ImageShape) -> None:
         self.config = config
+        #: n_critic D updates (each on its own real batch) per G update.
+        self.real_batches_per_step = config.n_critic
         self.shape = shape
         self.z_dim = config.z_dim
         self.latent_distribution = config.z_distribution

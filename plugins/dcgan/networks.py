@@ -9,7 +9,8 @@ Each guideline can be undone by a config switch, for the ablations (``DCGANConfi
 ``upsample="nearest"`` (2x nearest-neighbour upsampling + 3x3 conv in G),
 ``downsample="maxpool"``/``"avgpool"`` (3x3 conv + 2x2 pooling in D), ``fc_hidden=N`` (one
 fully connected hidden layer of N units in each network), ``batchnorm``/``bn_g_output``/
-``bn_d_input``. At the defaults the networks are the paper's, module for module.
+``bn_d_input``, ``d_batchnorm`` (D's batchnorm alone). At the defaults the networks are the
+paper's, module for module.
 """
 
 from __future__ import annotations
@@ -115,14 +116,14 @@ class Discriminator(nn.Module):
     LeakyReLU, Linear to the logit.
 
     ``norm`` chooses what normalises D's layers: "batch" is DCGAN's BatchNorm where the
-    config's switches put it (``batchnorm``, ``bn_d_input``; the default, module for module
-    the network above); "layer" is layer normalisation over each sample's channels and
-    positions with a per-channel scale and shift (``GroupNorm`` with one group: what
-    Gulrajani et al.'s code calls its critic's layer norm) at the same layers, whatever
-    ``batchnorm`` says (which then switches G's alone), keeping each sample's output a
-    function of that sample alone, as a per-sample gradient penalty needs; "none" leaves
-    D unnormalised (every convolution with its bias). For spectral normalisation see
-    :func:`add_spectral_norm`.
+    config's switches put it (``batchnorm`` and ``d_batchnorm`` both on, ``bn_d_input``;
+    the default, module for module the network above); "layer" is layer normalisation over
+    each sample's channels and positions with a per-channel scale and shift (``GroupNorm``
+    with one group: what Gulrajani et al.'s code calls its critic's layer norm) at the same
+    layers, whatever ``batchnorm`` says (which then switches G's alone), keeping each
+    sample's output a function of that sample alone, as a per-sample gradient penalty
+    needs; "none" leaves D unnormalised (every convolution with its bias). For spectral
+    normalisation see :func:`add_spectral_norm`.
     """
 
     def __init__(
@@ -132,7 +133,7 @@ class Discriminator(nn.Module):
         if norm not in ("batch", "layer", "none"):
             raise ValueError(f"norm must be batch, layer or none, not {norm!r}")
         n = num_stride2_layers(resolution)
-        bn = norm == "layer" or (norm == "batch" and config.batchnorm)
+        bn = norm == "layer" or (norm == "batch" and config.batchnorm and config.d_batchnorm)
         in_bn = bn and config.bn_d_input
         blocks = [self._block(config, channels, config.ndf, in_bn, norm)]
         width = config.ndf

@@ -8,7 +8,7 @@ discriminator on images it never trained on.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from ganbench.hookspecs import hookimpl
 from ganbench.interfaces import (
@@ -103,6 +103,8 @@ class DigitsCnnExtractor(FeatureExtractor):
     )
     resizer = "grey (mean of R, G, B), [-1, 1], bilinear (antialias) to 32x32"
     weights_env = WEIGHTS_ENV
+    # The bundled weights' (classifier.FEATURE_DIM, NUM_CLASSES; checked by the tests)
+    feature_dims: ClassVar[dict[str, int]] = {"pool": 64, "logits": 10}
 
     def load(self, weights: str | None, device: torch.device) -> LoadedExtractor:
         from ganbench_plugins.digits.classifier import load_extractor

@@ -22,7 +22,7 @@ import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from ganbench.errors import GanbenchError
 from ganbench.hookspecs import hookimpl
@@ -104,6 +104,8 @@ class InceptionV3(FeatureExtractor):
     summary = "torch-fidelity's Inception-v3 (TF 2015-12-05 weights): 2048-d pool, 1008 logits"
     resizer = "torch-fidelity TF1-compatible bilinear to 299x299; grey images repeated to RGB"
     weights_env = INCEPTION_ENV
+    # torch-fidelity's "2048" and "logits_unbiased" outputs (checked against the network)
+    feature_dims: ClassVar[dict[str, int]] = {"pool": 2048, "logits": 1008}
 
     def load(self, weights: str | None, device: torch.device) -> LoadedExtractor:
         path = Path(weights or os.environ.get(INCEPTION_ENV) or default_inception_weights())
@@ -149,6 +151,7 @@ class Fid(Metric):
     name = "fid"
     summary = "Frechet distance between Gaussians fitted to real and generated features"
     higher_is_better = False
+    fits_covariance = True
 
     def compute(self, fake: np.ndarray, real: RealStats | None, seed: int) -> Mapping[str, float]:
         from ganbench.metrics.frechet import frechet_distance, gaussian_stats

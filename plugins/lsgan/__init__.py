@@ -20,9 +20,6 @@ class LSGANArchitecture(DCGANArchitecture):
     config_class = LSGANConfig
     presets_package: ClassVar[str] = __package__
 
-    def real_batches_per_step(self, config: Any) -> int:
-        return config.n_critic
-
     def build(self, config: Any, shape: ImageShape) -> GanModel:
         from ganbench_plugins.lsgan.model import LSGAN
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ganbench.errors import ConfigError
-from ganbench_plugins.dcgan.config import DCGANConfig, require_whole
+from ganbench_plugins.dcgan.config import DCGANConfig
 
 
 @dataclass
@@ -37,7 +37,6 @@ class LSGANConfig(DCGANConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        require_whole("n_critic", self.n_critic, 1)
         if self.a == self.b:
             raise ConfigError(
                 f"a and b code fake and real images and must differ; both are {self.a}"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import torch
 
-from ganbench.interfaces import ImageShape
 from ganbench_plugins.dcgan import losses
 from ganbench_plugins.dcgan.model import DCGAN
 from ganbench_plugins.lsgan.config import LSGANConfig
@@ -15,10 +14,6 @@ class LSGAN(DCGAN):
     D's output on its images towards c."""
 
     config: LSGANConfig
-
-    def __init__(self, config: LSGANConfig, shape: ImageShape) -> None:
-        self.real_batches_per_step = config.n_critic
-        super().__init__(config, shape)
 
     def d_loss(self, out_real: torch.Tensor, out_fake: torch.Tensor) -> torch.Tensor:
         return losses.least_squares_d(out_real, out_fake, self.config.a, self.config.b)

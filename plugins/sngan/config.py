@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from ganbench_plugins.dcgan.config import DCGANConfig, require_whole
+from ganbench.errors import ConfigError
+from ganbench_plugins.dcgan.config import DCGANConfig
 
 
 @dataclass
@@ -28,4 +29,8 @@ class SNGANConfig(DCGANConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        require_whole("n_critic", self.n_critic, 1)
+        if not self.d_batchnorm:
+            raise ConfigError(
+                "d_batchnorm=false does not apply to SNGAN: its D has no batchnorm (spectral"
+                " normalisation replaces it), so there is none to switch off"
+            )

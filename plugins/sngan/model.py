@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import torch
 
-from ganbench.interfaces import ImageShape
 from ganbench_plugins.dcgan import losses
 from ganbench_plugins.dcgan.model import DCGAN
 from ganbench_plugins.dcgan.networks import DNorm
@@ -20,10 +19,6 @@ class SNGAN(DCGAN):
 
     config: SNGANConfig
     spectral_norm = True
-
-    def __init__(self, config: SNGANConfig, shape: ImageShape) -> None:
-        self.real_batches_per_step = config.n_critic
-        super().__init__(config, shape)
 
     def discriminator_norm(self) -> DNorm:
         return "none"

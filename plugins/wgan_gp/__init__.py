@@ -26,9 +26,6 @@ class WGANGPArchitecture(DCGANArchitecture):
     train_defaults: Mapping[str, Any] = {"batch_size": 64}
     presets_package: ClassVar[str] = __package__
 
-    def real_batches_per_step(self, config: Any) -> int:
-        return config.n_critic
-
     def build(self, config: Any, shape: ImageShape) -> GanModel:
         from ganbench_plugins.wgan_gp.model import WGANGP
 

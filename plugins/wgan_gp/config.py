@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ganbench.errors import ConfigError
-from ganbench_plugins.dcgan.config import DCGANConfig, require_whole
+from ganbench_plugins.dcgan.config import DCGANConfig
 
 
 @dataclass
@@ -37,6 +37,11 @@ class WGANGPConfig(DCGANConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        require_whole("n_critic", self.n_critic, 1)
+        if not self.d_batchnorm:
+            raise ConfigError(
+                "d_batchnorm=false does not apply to WGAN-GP: its critic has no batchnorm"
+                " (d_norm replaces it, layer norm by default); use d_norm=none for an"
+                " unnormalised critic"
+            )
         if not self.gp_weight >= 0:
             raise ConfigError(f"gp_weight must be 0 or more; got {self.gp_weight!r}")

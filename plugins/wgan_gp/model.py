@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import torch
 
-from ganbench.interfaces import ImageShape
 from ganbench.training.penalties import gradient_penalty
 from ganbench_plugins.dcgan import losses
 from ganbench_plugins.dcgan.model import DCGAN
@@ -20,10 +19,6 @@ class WGANGP(DCGAN):
     the Wasserstein estimate); ``d_penalty`` is the penalty, already in ``loss_d``."""
 
     config: WGANGPConfig
-
-    def __init__(self, config: WGANGPConfig, shape: ImageShape) -> None:
-        self.real_batches_per_step = config.n_critic
-        super().__init__(config, shape)
 
     def discriminator_norm(self) -> DNorm:
         return self.config.d_norm
