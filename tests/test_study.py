@@ -170,22 +170,33 @@ def test_bad_study_runs_fail_in_one_line_before_anything_runs(
 
 
 @pytest.mark.parametrize("seed", range(5))
-def test_welch_interval_matches_scipy(seed):
+def test_welch_interval_matches_the_textbook_formula(seed):
+    """The implementation asks scipy's ttest_ind; the reference is Welch's formula by hand
+    (Welch-Satterthwaite degrees of freedom, the t quantile) in float64 NumPy."""
     rng = np.random.default_rng(seed)
     a = rng.normal(40, 3, size=3 + seed)
     b = rng.normal(42, 8, size=4)
     got = welch_difference(a.tolist(), b.tolist())
-    ref = stats.ttest_ind(a, b, equal_var=False)
-    low, high = ref.confidence_interval(0.95)
-    assert got.estimate == pytest.approx(a.mean() - b.mean(), rel=1e-12)
-    assert (got.low, got.high) == (pytest.approx(low, rel=1e-9), pytest.approx(high, rel=1e-9))
-    assert got.p_value == pytest.approx(ref.pvalue, rel=1e-9)
-    assert got.distinguishable == (ref.pvalue < 0.05)
+    va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
+    df = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))
+    half = stats.t.ppf(0.975, df) * math.sqrt(va + vb)
+    diff = a.mean() - b.mean()
+    assert got.estimate == pytest.approx(diff, rel=1e-12) and got.df == pytest.approx(df)
+    assert (got.low, got.high) == (
+        pytest.approx(diff - half, rel=1e-9),
+        pytest.approx(diff + half, rel=1e-9),
+    )
+    p = 2 * stats.t.sf(abs(diff) / math.sqrt(va + vb), df)
+    assert got.p_value == pytest.approx(p, rel=1e-9)
+    assert got.distinguishable == (p < 0.05)
 
 
-def test_one_seed_gives_no_interval():
+def test_one_seed_gives_no_interval_and_no_verdict():
+    from ganbench.study.stats import compare
+
     got = welch_difference([30.0], [31.0, 33.0])
-    assert math.isinf(got.low) and "not distinguishable" in got.verdict()
+    assert math.isinf(got.low) and math.isinf(got.high)
+    assert compare([30.0], [31.0, 33.0], min_seeds=2).verdict("x").startswith("too few seeds")
 
 
 # ---- a real study ---------------------------------------------------------------------
@@ -290,19 +301,28 @@ def test_the_report_equals_the_runs_metric_histories(tiny_study):
 
     for variant in ("base", "low-lr"):
         x = finals(variant)
-        assert rows[variant].final_fid.mean == pytest.approx(x.mean(), rel=1e-12)
-        assert rows[variant].final_fid.std == pytest.approx(x.std(ddof=1), rel=1e-12)
-        assert rows[variant].final_fid.min == pytest.approx(x.min(), rel=1e-12)
+        spread = rows[variant].spread("final_fid")
+        assert spread.mean == pytest.approx(x.mean(), rel=1e-12)
+        assert spread.std == pytest.approx(x.std(ddof=1), rel=1e-12)
+        assert spread.min == pytest.approx(x.min(), rel=1e-12)
     ref = stats.ttest_ind(finals("low-lr"), finals("base"), equal_var=False)
-    d = rows["low-lr"].difference
+    d = rows["low-lr"].comparison.difference
     assert (d.low, d.high) == tuple(pytest.approx(v, rel=1e-9) for v in ref.confidence_interval())
-    assert rows["hot"].final_fid is None and rows["hot"].diverged == [(0, 2), (1, 2)]
-    assert rows["hot"].difference is None
+    hot = rows["hot"]
+    assert hot.spread("final_fid") is None and hot.divergence_rate == 1.0
+    assert [(r.seed, r.diverged_step) for r in hot.diverged] == [(0, 2), (1, 2)]
+    # Two seeds a side: below the minimum of 5, no verdict (but the runs are counted).
+    assert hot.comparison.too_few and hot.comparison.n_variant == 2
+    # The objective Optuna was told is the value the report ranks each run by.
+    by_run = {r.run_id: r for row in report.rows for r in row.runs}
+    for t in _trials(folder, "tiny"):
+        run = by_run[t.user_attrs["run_id"]]
+        assert t.value == (math.inf if run.diverged else pytest.approx(run.final_fid, rel=1e-12))
     # Logged into the parent, with the figures.
     logged = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
     assert {"report/report.html", "report/report.md", "report/fid_vs_step.png"} <= logged
     md = (folder / "cache" / "studies" / "tiny" / "report" / "report.md").read_text()
-    assert f"{rows['base'].final_fid.mean:.3g}" in md and "seed 0 @ 2, seed 1 @ 2" in md
+    assert f"{rows['base'].spread('final_fid').mean:.3g}" in md and "seed 0 @ 2, seed 1 @ 2" in md
     assert "digits-cnn/fid_100: digits-cnn, 100 generated vs 1437 real" in md
     # One architecture: its variants share the four loss panels (11 x 7 in at 100 dpi).
     from PIL import Image
@@ -347,7 +367,8 @@ def test_the_report_page_renders_offline_in_headless_chromium(tiny_study, tmp_pa
     assert 'data-table-rows="' in dom
     rows = int(dom.split('data-table-rows="', 1)[1].split('"', 1)[0])
     assert rows >= 3  # the variants' table (and the claims' rows)
-    assert "not distinguishable" in dom or "than the baseline" in dom
+    # 2 seeds a side: the comparisons say so instead of giving a verdict
+    assert dom.count("too few seeds for a verdict (2 and 2 seeds; the study asks 5)") == 2
 
 
 # ---- kills and workers ----------------------------------------------------------------
@@ -476,7 +497,8 @@ def test_a_search_samples_its_ranges_with_optuna(tiny_study):
     _, _, children = _children(folder, "search")
     logged = sorted(float(r.data.params["lr"]) for r in children)
     assert logged == pytest.approx(sorted(lrs), rel=1e-12)
-    assert all(t.value == pytest.approx(t.user_attrs["best_fid"]) for t in trials)
+    assert all(t.value == pytest.approx(t.user_attrs["final_fid"]) for t in trials)
+    assert len({t.params["seed"] for t in trials}) == 2  # each setting its own seed
 
 
 @pytest.mark.slow

@@ -66,9 +66,10 @@ def test_workers_that_enqueue_at_once_cannot_train_more_than_n_settings_of_a_var
 
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     study = optuna.create_study(study_name="race", storage=storage)
-    for fixed in ({"variant": "a"}, {"variant": "b"}, {"variant": "a"}, {"variant": "a"}):
-        study.enqueue_trial(fixed)
-    study.enqueue_trial({"variant": "a", "lr": 0.001})  # a retry of a failed setting
+    for i, variant in enumerate("abaa"):  # a new setting: its variant and its own seed
+        study.enqueue_trial({"variant": variant, "seed": 100 + i})
+    # a retry of a failed setting: its whole setting
+    study.enqueue_trial({"variant": "a", "seed": 100, "lr": 0.001})
     asked = [study.ask() for _ in range(5)]
     seen = optuna.load_study(study_name="race", storage=storage)  # another worker's view
     trials = seen.get_trials(deepcopy=False)
@@ -149,8 +150,8 @@ def test_each_variant_is_checked_against_its_own_architecture():
     check_study(definition.parse(HEAD + wgan, "s"))
     with pytest.raises(GanbenchError, match="variant 'd': unknown hyper"):
         check_study(definition.parse(HEAD + "[variants]\nd = { gp_weight = 1.0 }\n", "s"))
-    bad = HEAD + "[variants]\n[variants.d.search]\nn_critic = { low = 1, high = 5 }\n"
-    with pytest.raises(GanbenchError, match="variant 'd', search range 'n_critic'"):
+    bad = HEAD + "[variants]\n[variants.d.search]\ngp_weight = { low = 1, high = 5 }\n"
+    with pytest.raises(GanbenchError, match="variant 'd', search range 'gp_weight'"):
         check_study(definition.parse(bad, "s"))
 
 
@@ -161,9 +162,16 @@ def test_gans_created_equal_is_four_gans_on_one_backbone_and_lucic_et_al_s_range
     wide, _ = definition.load("gans-created-equal")
     narrow, _ = definition.load("gans-created-equal-narrow")
     assert list(wide.variants) == ["dcgan", "lsgan", "wgan-gp", "sngan"]
-    assert wide.baseline == "dcgan" and wide.seeds == [0, 1, 2] and wide.sampler == "random"
+    assert wide.baseline == "dcgan" and wide.seeds == [0, 1, 2, 3, 4] and wide.sampler == "random"
+    assert wide.objective == "final" and wide.min_seeds == 5
     assert [wide.architecture_of(v) for v in wide.variants] == list(wide.variants)
-    assert all(wide.trial_settings(v) == wide.settings for v in wide.variants)  # paper defaults
+    # paper defaults, and one budget in D steps (real batches) for every GAN
+    base = wide.base_settings("digits")
+    assert all(wide.trial_settings(v, "digits") == base for v in wide.variants)
+    assert base["d_steps"] == 600 and "steps" not in base and base["eval_samples"] == 2000
+    cifar = wide.base_settings("cifar10")
+    assert cifar["d_steps"] == 31250 and cifar["eval_samples"] == 10000
+    assert cifar["eval_split"] == "test"
     assert {k: wide.settings[k] for k in ("ngf", "ndf", "z_dim")} == {
         "ngf": 64,
         "ndf": 64,
@@ -173,13 +181,20 @@ def test_gans_created_equal_is_four_gans_on_one_backbone_and_lucic_et_al_s_range
     lr = {"low": 1e-5, "high": 1e-2, "log": True}
     assert all(wide.search_space(v)["lr"] == lr for v in wide.variants)
     assert all(wide.search_space(v)["beta1"] == {"low": 0.0, "high": 1.0} for v in wide.variants)
-    assert "n_critic" not in wide.search_space("dcgan")
-    assert wide.search_space("wgan-gp")["n_critic"] == {"low": 1, "high": 5}
+    # compare_gan's wide range: disc_iters 1..5 and D's batchnorm on/off for every GAN, and
+    # TF's Adam beta2 of 0.999
+    assert all(wide.search_space(v)["n_critic"] == {"low": 1, "high": 5} for v in wide.variants)
+    assert all(wide.search_space(v)["beta2"] == {"choices": [0.999]} for v in wide.variants)
+    for v in ("dcgan", "lsgan"):
+        assert wide.search_space(v)["d_batchnorm"] == {"choices": [True, False]}
+    assert wide.search_space("wgan-gp")["d_norm"] == {"choices": ["layer", "none"]}
     assert wide.search_space("wgan-gp")["gp_weight"] == {"low": 0.1, "high": 100.0, "log": True}
     assert narrow.search_space("wgan-gp") == {
         "lr": {"low": 1e-4, "high": 1e-3, "log": True},
         "beta1": {"choices": [0.5]},
+        "beta2": {"choices": [0.999]},
         "n_critic": {"choices": [1]},
+        "d_norm": {"choices": ["none"]},
         "gp_weight": {"low": 0.1, "high": 10.0, "log": True},
     }
     # The narrow study is the wide one but for its ranges (and its name).
@@ -221,9 +236,11 @@ def _runs(folder: Path, experiment: str) -> tuple[MlflowClient, object, list]:
 
 
 def test_gans_created_equal_runs_one_trial_per_gan_nested_under_one_parent(tmp_path, cache):
+    """Lucic et al.'s budget: every GAN trains on the same number of real batches (D
+    steps), so WGAN-GP's 5 critic steps per G update leave it a fifth of the G updates."""
     proc = ganbench(
         *_args("gans-created-equal", tmp_path, cache, "--dataset", "digits", "--seeds", "1"),
-        *("--steps", "2", *TINY),
+        *("--set", "d_steps=10", *TINY),
         cwd=tmp_path,
         name="grid",
     )
@@ -243,6 +260,12 @@ def test_gans_created_equal_runs_one_trial_per_gan_nested_under_one_parent(tmp_p
     # Each with its paper's defaults: WGAN-GP's Adam and critic, the others' own.
     assert got["wgan-gp", "wgan-gp"].data.params["lr"] == "0.0001"
     assert got["wgan-gp", "wgan-gp"].data.params["n_critic"] == "5"
+    real = {arch: run.data.params["real_batches"] for (_, arch), run in got.items()}
+    assert real == dict.fromkeys(("dcgan", "lsgan", "wgan-gp", "sngan"), "10")
+    assert got["wgan-gp", "wgan-gp"].data.params["total_steps"] == "2"
+    assert got["dcgan", "dcgan"].data.params["total_steps"] == "10"
+    loaded = {arch: _d_updates(run) for (_, arch), run in got.items()}
+    assert loaded == {"dcgan": (10, 10), "lsgan": (10, 10), "wgan-gp": (10, 2), "sngan": (10, 10)}
     assert got["sngan", "sngan"].data.params["loss"] == "hinge"
     assert got["lsgan", "lsgan"].data.params["loss"] == "least_squares"
     logged = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
@@ -257,6 +280,19 @@ def test_gans_created_equal_runs_one_trial_per_gan_nested_under_one_parent(tmp_p
         study_name="gans-created-equal", storage=f"sqlite:///{tmp_path / 'optuna.db'}"
     ).trials
     assert sorted(t.params["variant"] for t in trials) == sorted(got_v for got_v, _ in got)
+
+
+def _d_updates(run) -> tuple[int, int]:
+    """(D updates, G updates) from the run's final checkpoint: its optimizers' step counts."""
+    import torch
+
+    from ganbench.runfolder import RunFolder
+
+    folder = RunFolder.open(Path(run.data.tags["ganbench.run_dir"]))
+    _, newest = folder.checkpoints()[0]
+    state = torch.load(newest, map_location="cpu", weights_only=False)["state"]
+    steps = {k: state[k]["state"][0]["step"] for k in ("opt_d", "opt_g")}
+    return int(steps["opt_d"]), int(steps["opt_g"])
 
 
 def test_a_per_variant_search_samples_each_gan_and_reports_the_budget_curve(tmp_path, cache):
@@ -290,6 +326,8 @@ def test_a_per_variant_search_samples_each_gan_and_reports_the_budget_curve(tmp_
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 4
     by_variant = {v: [t for t in trials if t.params["variant"] == v] for v in ("dcgan", "wgan-gp")}
     assert [len(ts) for ts in by_variant.values()] == [2, 2]
+    # each setting its own seed, drawn for it (not seed 0 for every trial)
+    assert len({t.params["seed"] for t in trials}) == 4
     for t in by_variant["dcgan"]:
         assert set(t.params) == {"variant", "dataset", "seed", "lr", "beta1"}
         assert 1e-5 <= t.params["lr"] <= 1e-2 and 0 <= t.params["beta1"] <= 1
@@ -314,7 +352,7 @@ def test_a_per_variant_search_samples_each_gan_and_reports_the_budget_curve(tmp_
         assert row.budget[1].expected == pytest.approx(min(finals), rel=1e-12)
         # Sampled settings are not seeds: no Welch test against the baseline, and the
         # winning setting's searched values, as its run logged them.
-        assert row.difference is None
+        assert row.comparison is None
         best = min(row.runs, key=lambda r: r.final_fid)
         searched = {"dcgan": ["beta1", "lr"], "wgan-gp": ["gp_weight", "lr", "n_critic"]}
         assert row.best_setting == {k: best.params[k] for k in searched[row.name]}
@@ -329,6 +367,11 @@ def test_a_per_variant_search_samples_each_gan_and_reports_the_budget_curve(tmp_
     md = (cache / "studies" / "gce-search" / "report" / "report.md").read_text()
     assert "## Best FID for a budget of k sampled settings" in md
     assert md.count("| wgan-gp | 2 | 0 |") == 2 and "![budget](budget.png)" in md
-    assert "| setting with the lowest final FID |" in md and "Welch t interval" not in md
-    assert "differences.png" not in md and "95% interval" not in md
-    assert "## Final samples (the setting with the lowest final FID)" in md
+    assert "| setting with the best objective |" in md and "Welch t interval" not in md
+    assert "differences.png" not in md and "95% Welch interval" not in md
+    assert "## Final samples (the setting with the best objective)" in md
+    # the objective Optuna was told is the one the report ranks by: the final FID
+    for row in report.rows:
+        for run in row.runs:
+            [t] = [t for t in trials if t.user_attrs.get("run_id") == run.run_id]
+            assert t.value == pytest.approx(run.final_fid, rel=1e-12)

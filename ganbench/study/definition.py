@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ganbench.errors import ConfigError, UsageError
+from ganbench.training.config import LENGTH_KEYS
 
 #: Keys of a study file's top level; anything else is a typo and refused.
 _TOP_KEYS = {
@@ -34,12 +35,22 @@ _TOP_KEYS = {
     "search",
     "claims",
     "sampler",
+    "objective",
+    "min_seeds",
+    "correction",
+    "dataset_settings",
 }
 #: Keys of a variant's table that are not ``--set`` values: the architecture it trains
 #: (default: the study's) and its own ranges for ``--trials N`` searches.
 _VARIANT_KEYS = {"architecture", "search"}
 _SAMPLERS = ("tpe", "random")
 _SEARCH_KEYS = {"low", "high", "log", "step", "choices"}
+#: What a trial's score is: its last FID (the budget's end) or the lowest along training.
+#: One objective drives Optuna, the report's ranking and the budget curve.
+OBJECTIVES = ("final", "best")
+#: Runs per side below which a comparison gives no verdict (Welch's test with 3 seeds
+#: has about 2 degrees of freedom; Mann-Whitney with 5 against 5 cannot reach p < 0.008).
+MIN_SEEDS = 5
 
 
 @dataclass(frozen=True)
@@ -80,6 +91,15 @@ class Study:
     variant_search: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     #: The sampler of a ``--trials`` search when the command line names none.
     sampler: str | None = None
+    #: "final" (the default) or "best" FID: the one number a trial is ranked by.
+    objective: str = "final"
+    #: Seeds a comparison needs on each side before the report gives a verdict.
+    min_seeds: int = MIN_SEEDS
+    #: The report's correction for multiple comparisons (holm, bonferroni, none).
+    correction: str = "holm"
+    #: Settings per dataset (steps, eval_samples...): digits and LSUN need other budgets.
+    #: A trial's settings: the study's, then its dataset's, then its variant's.
+    dataset_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def architecture_of(self, variant: str) -> str:
         """The architecture a variant trains (the study's for a search's ``trial-N``)."""
@@ -100,9 +120,15 @@ class Study:
             for v, d, s in itertools.product(self.variants, self.datasets, self.seeds)
         ]
 
-    def trial_settings(self, variant: str) -> dict[str, Any]:
-        """The ``--set`` values of one variant: base settings, then the variant's own."""
-        return {**self.settings, **self.variants[variant]}
+    def trial_settings(self, variant: str, dataset: str | None = None) -> dict[str, Any]:
+        """The ``--set`` values of one trial: the study's settings, then its dataset's
+        (``dataset_settings``), then the variant's own."""
+        return merge_settings(self.base_settings(dataset), self.variants[variant])
+
+    def base_settings(self, dataset: str | None = None) -> dict[str, Any]:
+        """A search trial's settings before sampling: the study's, then its dataset's."""
+        per_dataset = self.dataset_settings.get(dataset, {}) if dataset else {}
+        return merge_settings(self.settings, per_dataset)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -120,6 +146,11 @@ class Study:
             **({"architectures": self.architectures} if self.architectures else {}),
             **({"variant_search": self.variant_search} if self.variant_search else {}),
             **({"sampler": self.sampler} if self.sampler else {}),
+            # Always: studies run before it ranked trials by their best FID.
+            "objective": self.objective,
+            **({"min_seeds": self.min_seeds} if self.min_seeds != MIN_SEEDS else {}),
+            **({"correction": self.correction} if self.correction != "holm" else {}),
+            **({"dataset_settings": self.dataset_settings} if self.dataset_settings else {}),
         }
 
     def identity(self) -> str:
@@ -136,6 +167,19 @@ class Study:
             for key in mine
             if key not in {"summary", "claims"} and other.get(key) != mine[key]
         ]
+
+
+def merge_settings(*layers: Mapping[str, Any]) -> dict[str, Any]:
+    """Later layers win; a layer that gives a length (steps, epochs or d_steps) replaces
+    the earlier layers' length whatever its key (a dataset's ``steps`` over the study's
+    ``d_steps``), as the run's own configuration layers do."""
+    out: dict[str, Any] = {}
+    for layer in layers:
+        if any(k in layer for k in LENGTH_KEYS):
+            for key in LENGTH_KEYS:
+                out.pop(key, None)
+        out.update(layer)
+    return out
 
 
 def search_space(
@@ -213,6 +257,23 @@ def parse(text: str, where: str) -> Study:
         for k, v in _table(raw.get("search", {}), "search", where).items()
     }
     claims = {str(k): str(v) for k, v in _table(raw.get("claims", {}), "claims", where).items()}
+    objective = raw.get("objective", "final")
+    if objective not in OBJECTIVES:
+        raise ConfigError(
+            f"{where}: 'objective' must be one of {', '.join(OBJECTIVES)} (the final or the"
+            f" best FID along training), not {objective!r}"
+        )
+    min_seeds = raw.get("min_seeds", MIN_SEEDS)
+    if isinstance(min_seeds, bool) or not isinstance(min_seeds, int) or min_seeds < 2:
+        raise ConfigError(f"{where}: 'min_seeds' must be a whole number of 2 or more")
+    correction = raw.get("correction", "holm")
+    if correction not in ("holm", "bonferroni", "none"):
+        raise ConfigError(f"{where}: 'correction' must be holm, bonferroni or none")
+    per_dataset = _table(raw.get("dataset_settings", {}), "dataset_settings", where)
+    for name, table in per_dataset.items():
+        per_dataset[name] = _table(table, f"dataset_settings.{name}", where)
+        if "seed" in per_dataset[name]:
+            raise ConfigError(f"{where}: seeds are the study's 'seeds', not a setting")
     return Study(
         name=raw["name"],
         architecture=raw["architecture"],
@@ -227,6 +288,10 @@ def parse(text: str, where: str) -> Study:
         architectures=architectures,
         variant_search=variant_search,
         sampler=sampler,
+        objective=objective,
+        min_seeds=min_seeds,
+        correction=correction,
+        dataset_settings=per_dataset,
     )
 
 
@@ -271,6 +336,8 @@ def seed_list(value: Any, where: str) -> list[int]:
             raise ConfigError(f"{where}: 'seeds' must be at least 1, got {value}")
         return list(range(value))
     if isinstance(value, list) and value and all(isinstance(s, int) for s in value):
+        if any(isinstance(s, bool) or s < 0 for s in value):
+            raise ConfigError(f"{where}: seeds are whole numbers of 0 or more, got {value}")
         if len(set(value)) != len(value):
             raise ConfigError(f"{where}: 'seeds' lists a seed twice: {value}")
         return list(value)
@@ -347,18 +414,22 @@ def apply_overrides(
         study.datasets = list(datasets)
     if seeds is not None:
         study.seeds = seed_list(seeds, "--seeds")
-    settings = dict(study.settings)
+    changes: dict[str, Any] = {}
     if steps is not None:
-        settings.pop("epochs", None)
-        settings["steps"] = steps
+        changes["steps"] = steps
     if epochs is not None:
-        settings.pop("steps", None)
-        settings["epochs"] = epochs
+        changes["epochs"] = epochs
     for key, value in (assignments or {}).items():
         if key == "seed":
             raise ConfigError("--set seed=...: a study's seeds are --seeds")
-        settings[key] = value
-    study.settings = settings
+        changes[key] = value
+    # The command line has the last word, over every dataset's own settings too.
+    gone = set(changes) | (set(LENGTH_KEYS) if set(changes) & set(LENGTH_KEYS) else set())
+    study.dataset_settings = {
+        dataset: {k: v for k, v in table.items() if k not in gone}
+        for dataset, table in study.dataset_settings.items()
+    }
+    study.settings = merge_settings(study.settings, changes)
     if name:
         study.name = name
     return study

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from ganbench.errors import GanbenchError, UsageError
 from ganbench.runfolder import RunFolder, host
 from ganbench.study import storage as st
-from ganbench.study.definition import Point, Study
+from ganbench.study.definition import Point, Study, merge_settings
 from ganbench.study.trial import Launcher, Outcome, resume_command, run_command
 
 if TYPE_CHECKING:
@@ -43,6 +43,10 @@ DEFINITION_ATTR = "ganbench.definition"
 PARENT_ATTR = "ganbench.parent_run_id"
 #: The MLflow parent run's tag naming its study.
 STUDY_TAG = "ganbench.study"
+#: The fixed parameters of a search trial enqueued for a new setting of a variant.
+NEW_SETTING = {"variant", "seed"}
+#: Seeds of search trials are drawn in [0, SEED_RANGE).
+SEED_RANGE = 2**31
 
 
 class StudyStopped(GanbenchError):
@@ -234,6 +238,9 @@ class StudyRun:
             "seeds": ",".join(map(str, self.study.seeds)),
             "variants": len(self.study.variants),
             "baseline": self.study.baseline or "",
+            "objective": f"{self.study.objective} FID",
+            "min_seeds": self.study.min_seeds,
+            "correction": self.study.correction,
             "mode": "grid" if self.options.trials is None else f"{self.options.sampler} search",
             "storage": st.safe_url(self.options.storage_url),
             **{f"settings.{k}": v for k, v in self.study.settings.items()},
@@ -274,6 +281,8 @@ class StudyRun:
                     return
                 if self.options.trials is not None and self.study.per_variant_search:
                     self._enqueue_next_variant()
+                elif self.options.trials is not None:
+                    self._enqueue_next_seed()
             self.optuna.optimize(
                 self._objective,
                 n_trials=1,
@@ -345,7 +354,20 @@ class StudyRun:
         counts = self._variant_counts()
         variant = min(counts, key=lambda v: counts[v])  # file order breaks ties
         if counts[variant] < (self.options.trials or 0):
-            self.optuna.enqueue_trial({"variant": variant})
+            index = list(self.study.variants).index(variant)
+            seed = search_seed(self.study.seeds[0], index, counts[variant])
+            self.optuna.enqueue_trial({"variant": variant, "seed": seed})
+
+    def _enqueue_next_seed(self) -> None:
+        """A study-wide search: the next trial's seed, drawn for it (see search_seed)."""
+        assert self.optuna is not None
+        started = sum(
+            1
+            for t in self.optuna.get_trials(deepcopy=False)
+            if (t.system_attrs.get("fixed_params") or {}).keys() == {"seed"}
+        )
+        if started < (self.options.trials or 0):
+            self.optuna.enqueue_trial({"seed": search_seed(self.study.seeds[0], 0, started)})
 
     def _reconcile(self) -> None:
         """Trials left RUNNING by a dead worker of this machine: adopt the result of a run
@@ -373,7 +395,7 @@ class StudyRun:
                 if result is not None and result[0] in ("done", "diverged"):
                     for key, value in result[1].items():
                         storage.set_trial_user_attr(trial_id, key, value)
-                    value = result[1].get("best_fid", math.inf)
+                    value = result[1].get("objective", math.inf)
                     storage.set_trial_state_values(trial_id, TrialState.COMPLETE, [value])
                     self.say(f"trial {trial.number} ({_label(trial)}): adopted its finished run")
                 else:
@@ -394,7 +416,7 @@ class StudyRun:
                 # Another worker took the trial enqueued for this one: set aside, unrun.
                 trial.set_user_attr("unassigned", True)
                 raise optuna.TrialPruned("no variant was enqueued for this trial")
-            if set(fixed) == {"variant"}:  # a new setting, not a retry of one
+            if set(fixed) == NEW_SETTING:  # a new setting, not a retry of one
                 before = settings_before(
                     self.optuna.get_trials(deepcopy=False), trial.number, fixed["variant"]
                 )
@@ -427,22 +449,25 @@ class StudyRun:
     def _suggest(self, trial: Trial) -> tuple[Point, dict[str, Any]]:
         s = self.study
         if self.options.trials is not None and s.per_variant_search:
-            # The variant is fixed by the enqueued trial; its own ranges are then sampled.
+            # The variant (and its seed) are fixed by the enqueued trial; its own ranges
+            # are then sampled.
             variant = trial.suggest_categorical("variant", list(s.variants))
             dataset = trial.suggest_categorical("dataset", s.datasets)
-            seed = trial.suggest_categorical("seed", s.seeds)
+            seed = _suggest_seed(trial)
             space = s.search_space(variant)
             sampled = {k: _suggest_range(trial, k, r) for k, r in space.items()}
-            return Point(variant, dataset, seed), {**s.trial_settings(variant), **sampled}
+            settings = merge_settings(s.trial_settings(variant, dataset), sampled)
+            return Point(variant, dataset, seed), settings
         dataset = trial.suggest_categorical("dataset", s.datasets)
         if self.options.trials is None:
             variant = trial.suggest_categorical("variant", list(s.variants))
             seed = trial.suggest_categorical("seed", s.seeds)
-            return Point(variant, dataset, seed), s.trial_settings(variant)
-        # A search: the study's settings, then the sampled ones; the seed cycles.
-        seed = trial.suggest_categorical("seed", s.seeds)
+            return Point(variant, dataset, seed), s.trial_settings(variant, dataset)
+        # A search: the study's (and dataset's) settings, then the sampled ones.
+        seed = _suggest_seed(trial)
         sampled = {k: _suggest_range(trial, k, r) for k, r in s.search.items()}
-        return Point(f"trial-{trial.number}", dataset, seed), {**s.settings, **sampled}
+        settings = merge_settings(s.base_settings(dataset), sampled)
+        return Point(f"trial-{trial.number}", dataset, seed), settings
 
     def _duplicate_of(self, trial: Trial, point: Point) -> int | None:
         """The trial that owns ``point`` if not this one: a finished one, or a running one
@@ -547,7 +572,8 @@ class StudyRun:
             self.client.set_terminated(run_id, status="KILLED")
 
     def _record(self, trial: Trial, point: Point, outcome: Outcome, run_id: str | None) -> float:
-        """The trial's value (its best FID), or why there is none."""
+        """The trial's value (the study's objective: its final or best FID; +inf for a
+        diverged run), or why there is none."""
         if outcome.stopped and not outcome.finished:
             trial.set_user_attr("outcome", "stopped")
             raise StudyStopped(
@@ -559,7 +585,7 @@ class StudyRun:
             for key, value in result[1].items():
                 trial.set_user_attr(key, value)
             self._tick(point, result[0], result[1])
-            return float(result[1].get("best_fid", math.inf))
+            return float(result[1].get("objective", math.inf))
         trial.set_user_attr("outcome", "failed")
         trial.set_user_attr("error", outcome.last_line[:500])
         with self.lock:
@@ -589,6 +615,7 @@ class StudyRun:
             attrs |= {"fid_name": summary.fid_name}
             if summary.best_fid is not None:
                 attrs |= {"best_fid": summary.best_fid, "final_fid": summary.final_fid}
+                attrs["objective"] = attrs[f"{self.study.objective}_fid"]
         return "done", attrs
 
     # ---- progress -----------------------------------------------------------------------
@@ -596,8 +623,9 @@ class StudyRun:
         with self.lock:
             self.ran += 1
             if what == "done":
-                fid = attrs.get("best_fid")
-                note = f"best {attrs.get('fid_name')} {fid:.4g}" if fid is not None else "done"
+                fid = attrs.get("objective")
+                objective = f"{self.study.objective} {attrs.get('fid_name')}"
+                note = f"{objective} {fid:.4g}" if fid is not None else "done"
             elif what == "diverged":
                 note = f"diverged at step {attrs.get('diverged_step')}"
             else:
@@ -698,14 +726,15 @@ def settings_before(trials: Sequence[FrozenTrial], number: int, variant: str) ->
     both enqueue one more. Optuna numbers trials atomically in the storage, so "the
     variant's first N new settings by number" is the same answer on every worker, and
     the trial that would be number N + 1 is set aside unrun. A new setting is a trial
-    enqueued with its variant alone (a retry carries its whole setting); a trial set
-    aside as beyond the budget is not one.
+    enqueued with its variant and seed alone (a retry carries its whole setting); a trial
+    set aside as beyond the budget is not one.
     """
     return sum(
         1
         for trial in trials
         if trial.number < number
-        and (trial.system_attrs.get("fixed_params") or {}) == {"variant": variant}
+        and set(fixed := trial.system_attrs.get("fixed_params") or {}) == NEW_SETTING
+        and fixed["variant"] == variant
         and not trial.user_attrs.get("beyond_budget")
     )
 
@@ -719,6 +748,22 @@ def _run_id_setter(trial: Trial) -> Callable[[str], None]:
         trial.set_user_attr("run_id", run_id)
 
     return set_run_id
+
+
+def search_seed(base: int, variant: int, k: int) -> int:
+    """The seed of a search's k-th setting of a variant: drawn for it, so that setting and
+    seed are not confounded across a search (every trial of seed 0 would make "the best of
+    N settings" also "the best of one seed"), and reproducible from the study's first
+    seed. Enqueued with the trial, so a retry of a failed setting keeps its seed."""
+    import numpy as np
+
+    return int(np.random.SeedSequence([base, variant, k]).generate_state(1)[0] % SEED_RANGE)
+
+
+def _suggest_seed(trial: Trial) -> int:
+    """A search trial's seed: fixed by its enqueued parameters (search_seed); a trial no
+    enqueue reached (a race between machines) gets one from the sampler's RNG."""
+    return int(trial.suggest_int("seed", 0, SEED_RANGE - 1))
 
 
 def _suggest_range(trial: Trial, key: str, spec: dict[str, Any]) -> Any:

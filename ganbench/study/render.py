@@ -1,21 +1,23 @@
-"""The report's figures (matplotlib PNGs) and its two pages: HTML with every figure inlined
-as base64 (it opens offline and carries no CDN link) and Markdown beside the PNGs."""
+"""The report's two pages: HTML with every figure inlined as base64 (it opens offline and
+carries no CDN link) and Markdown beside the PNGs (ganbench.study.figures draws them)."""
 
 from __future__ import annotations
 
 import base64
 import html as htmllib
-import math
-import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
-from ganbench.study.report import StudyReport, VariantRow, fmt
+from ganbench.study.figures import name, over
+from ganbench.study.report import LAST_EVALS, Row, StudyReport, budget_text, fmt
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
+
+    from ganbench.study.stats import Spread
+
+__all__ = ["figures", "html", "markdown"]
 
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}
@@ -41,167 +43,135 @@ window.addEventListener('load', function () {
 
 
 def figures(client: MlflowClient, data: StudyReport, folder: Path) -> dict[str, Path]:
-    import matplotlib
+    from ganbench.study import figures as drawing
 
-    matplotlib.use("Agg")
-    out = {}
-    out["fid_vs_step"] = _fid_band(data, folder / "fid_vs_step.png")
-    out["curves"] = _curves(data, folder / "curves.png")
-    out["differences"] = _forest(data, folder / "differences.png")
+    return {k: v for k, v in drawing.figures(client, data, folder).items() if v is not None}
+
+
+# ---- the tables ---------------------------------------------------------------------------
+Column = tuple[str, Callable[[StudyReport, Row], str]]
+
+
+def _spread(s: Spread | None) -> str:
+    if s is None:
+        return "-"
+    return f"{fmt(s.mean)} ± {fmt(s.std)} (min {fmt(s.min)})"
+
+
+def _runs(data: StudyReport, row: Row) -> str:
     if data.search:
-        out["budget"] = _budget(data, folder / "budget.png")
-    for row in data.rows:
-        path = _grid(client, row, folder / f"samples_{_slug(row.name)}.png", data.search)
-        if path is not None:
-            out[f"samples:{row.name}"] = path
-    return {k: v for k, v in out.items() if v is not None}
-
-
-def _fid_band(data: StudyReport, path: Path) -> Path | None:
-    import matplotlib.pyplot as plt
-
-    if not data.fid_name:
-        return None
-    fig, ax = plt.subplots(figsize=(9, 5))
-    for row in data.rows:
-        steps, mean, low, high = _band([r.fid for r in row.scored])
-        if steps.size == 0:
-            continue
-        (line,) = ax.plot(
-            steps, mean, marker="o", ms=3, label=f"{_name(data, row)} (n={len(row.scored)})"
-        )
-        ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.15)
-    ax.set_xlabel("step")
-    ax.set_ylabel(data.fid_name)
-    ax.set_title(f"FID over training: mean over {_over(data)}, band = min..max")
-    ax.legend(fontsize=8, ncol=2)
-    ax.grid(alpha=0.3)
-    return _save(fig, path)
-
-
-def _over(data: StudyReport) -> str:
-    """What a variant's runs are: seeds of one setting, or a search's sampled settings."""
-    return "sampled settings" if data.search else "seeds"
-
-
-def _band(series: list[list[tuple[int, float]]]) -> tuple[np.ndarray, ...]:
-    """Mean, min and max over runs at the steps every run has."""
-    if not series:
-        return (np.array([]),) * 4
-    common = sorted(set.intersection(*(set(s for s, _ in run) for run in series)))
-    values = np.array([[dict(run)[s] for s in common] for run in series], dtype=np.float64)
-    if values.size == 0:
-        return (np.array([]),) * 4
-    return np.array(common), values.mean(0), values.min(0), values.max(0)
-
-
-def _curves(data: StudyReport, path: Path) -> Path | None:
-    """D and G losses and D's outputs over training. Variants of one architecture share
-    panels; where architectures differ each gets its own row of panels, because their
-    losses and D outputs are different quantities (a Wasserstein critic's raw score next
-    to DCGAN's probability would flatten one to a line)."""
-    import matplotlib.pyplot as plt
-
-    keys = [("loss_d", "D loss"), ("loss_g", "G loss"), ("d_real", "D(x)"), ("d_fake", "D(G(z))")]
-    groups: dict[str, list[VariantRow]] = {}
-    for row in data.rows:
-        groups.setdefault(row.architecture if data.mixed_architectures else "", []).append(row)
-    if len(groups) == 1:
-        fig, axes = plt.subplots(2, 2, figsize=(11, 7), sharex=True, squeeze=False)
-        pairs = zip(axes.flat, keys, strict=True)
-        panels = [(ax, key, title, data.rows) for ax, (key, title) in pairs]
-        bottom = list(axes[1])
+        text = f"{len(row.scored)} settings"
     else:
-        fig, axes = plt.subplots(
-            len(groups), 4, figsize=(15, 2.6 * len(groups) + 0.6), sharex=True, squeeze=False
+        text = "seeds " + ", ".join(str(r.seed) for r in row.scored) if row.scored else "none"
+    if row.diverged:
+        text += "; diverged: " + ", ".join(
+            f"seed {r.seed} @ {r.diverged_step}" for r in row.diverged
         )
-        panels = [
-            (axes[i, j], key, f"{arch}: {title}", rows)
-            for i, (arch, rows) in enumerate(groups.items())
-            for j, (key, title) in enumerate(keys)
-        ]
-        bottom = list(axes[-1])
-    drawn = False
-    for ax, key, title, rows in panels:
-        for row in rows:
-            steps, mean, _, _ = _band([r.history[key] for r in row.runs if r.history.get(key)])
-            if steps.size:
-                ax.plot(steps, mean, lw=1, label=row.name)
-                drawn = True
-        ax.set_title(f"{title} (mean over {_over(data)})", fontsize=9 if len(groups) > 1 else 12)
-        ax.grid(alpha=0.3)
-    if not drawn:
-        plt.close(fig)
-        return None
-    # a legend in each architecture's first panel (one architecture: the first panel only)
-    for ax in axes[:, 0] if len(groups) > 1 else axes[:1, 0]:
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7, ncol=2)
-    for ax in bottom:
-        ax.set_xlabel("step")
-    return _save(fig, path)
+    if row.crashed:
+        text += f"; {len(row.crashed)} crashed (not scored)"
+    return text
 
 
-def _forest(data: StudyReport, path: Path) -> Path | None:
-    import matplotlib.pyplot as plt
-
-    rows = [r for r in data.rows if r.difference is not None]
-    if not rows:
-        return None
-    fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.2))
-    for i, row in enumerate(rows):
-        d = row.difference
-        assert d is not None
-        low = d.low if math.isfinite(d.low) else d.estimate
-        high = d.high if math.isfinite(d.high) else d.estimate
-        color = "#666" if not d.distinguishable else ("#070" if d.estimate < 0 else "#b00")
-        ax.plot([low, high], [i, i], color=color, lw=2)
-        ax.plot([d.estimate], [i], "o", color=color)
-    ax.axvline(0, color="k", lw=0.8)
-    ax.set_yticks(range(len(rows)), [_name(data, r) for r in rows])
-    ax.invert_yaxis()
-    ax.set_xlabel(f"final {data.fid_name} minus {data.baseline}'s (95% Welch interval)")
-    ax.grid(alpha=0.3, axis="x")
-    return _save(fig, path)
+def _kid(data: StudyReport, row: Row) -> str:
+    kid = row.spread("kid")
+    if kid is None:
+        return "-"
+    within = row.spread("kid_std")
+    return f"{fmt(kid.mean)} ± {fmt(kid.std)}" + (
+        f" (subset std {fmt(within.mean)})" if within else ""
+    )
 
 
-def _budget(data: StudyReport, path: Path) -> Path | None:
-    """Lucic et al.'s Figs. 4-5: the best FID expected from k sampled settings, per GAN."""
-    import matplotlib.pyplot as plt
+def _objective(data: StudyReport, row: Row) -> str:
+    return _spread(row.spread("objective"))
 
-    fig, ax = plt.subplots(figsize=(8, 5))
-    drawn = False
+
+def _rate(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
+
+
+def _columns(data: StudyReport) -> list[Column]:
+    objective, other = ("final", "best") if data.objective == "final" else ("best", "final")
+    columns: list[Column] = [
+        ("cell" if data.several_datasets else "variant", name),
+        ("runs" if data.search else "seeds scored", _runs),
+        (f"{objective} FID (objective): mean ± std (min)", _objective),
+        (f"{other} FID: mean ± std (min)", lambda d, r: _spread(r.spread(f"{other}_fid"))),
+        ("KID: mean ± std over runs", _kid),
+        ("precision", lambda d, r: _spread(r.spread("precision"))),
+        ("recall", lambda d, r: _spread(r.spread("recall"))),
+        ("IS", lambda d, r: _spread(r.spread("final_is"))),
+        (f"FID spread over the last {LAST_EVALS} evals", lambda d, r: fmt(r.stability)),
+        ("diverged", lambda d, r: _rate(r.divergence_rate)),
+        (f"FID at {d_images(data)} real images", lambda d, r: fmt(r.at_equal_images)),
+        (f"FID at {fmt(data.equal_seconds)} s", lambda d, r: fmt(r.at_equal_seconds)),
+        ("wall time", lambda d, r: fmt(r.wall_seconds) + (" s" if r.wall_seconds else "")),
+        ("images/s", lambda d, r: fmt(r.images_per_sec)),
+    ]  # fmt: skip
+    if data.search:
+        columns.insert(4, ("setting with the best objective", _best_setting))
+    # A score no run was scored with is no column.
+    return [c for c in columns if any(c[1](data, r) != "-" for r in data.rows)]
+
+
+def d_images(data: StudyReport) -> str:
+    return f"{data.equal_images:,}" if data.equal_images else "-"
+
+
+def _best_setting(data: StudyReport, row: Row) -> str:
+    return ", ".join(f"{k} {_short(v)}" for k, v in row.best_setting.items()) or "-"
+
+
+def table(data: StudyReport) -> tuple[list[str], list[list[str]]]:
+    columns = _columns(data)
+    return [h for h, _ in columns], [[get(data, row) for _, get in columns] for row in data.rows]
+
+
+COMPARISON_HEADERS = [
+    "variant vs baseline",
+    "runs (variant, baseline)",
+    "Δ mean, finished runs [95% Welch interval]",
+    "P(variant run better)",
+    "test",
+    "p",
+    "p adjusted",
+    "verdict",
+]
+
+
+def comparisons(data: StudyReport) -> list[list[str]]:
+    out = []
     for row in data.rows:
-        points = [p for p in row.budget if math.isfinite(p.expected)]
-        if not points:
+        c = row.comparison
+        if c is None:
             continue
-        ks = [p.k for p in points]
-        (line,) = ax.plot(
-            ks, [p.expected for p in points], marker="o", ms=3, label=_name(data, row)
-        )
-        # An infinite quantile (all k draws may diverge) is drawn at the expectation.
-        low = [p.low if math.isfinite(p.low) else p.expected for p in points]
-        high = [p.high if math.isfinite(p.high) else p.expected for p in points]
-        ax.fill_between(ks, low, high, color=line.get_color(), alpha=0.15)
-        drawn = True
-    if not drawn:
-        plt.close(fig)
-        return None
-    from matplotlib.ticker import MaxNLocator, ScalarFormatter
+        d = c.difference
+        delta = "-"
+        if d is not None:
+            interval = f"[{fmt(d.low)}, {fmt(d.high)}]" if d.n_variant > 1 else "(one run)"
+            delta = f"{d.estimate:+.3g} {interval}"
+        out.append([
+            name(data, row), f"{c.n_variant}, {c.n_baseline}", delta,
+            fmt(c.superiority, 2), c.test or "-", fmt(c.p_value, 2), fmt(c.p_adjusted, 2),
+            c.verdict(f"{row.budget_text.split(' (')[0]}"),
+        ])  # fmt: skip
+    return out
 
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    # FID is positive and a search's spread covers decades (a failed draw scores 100+,
-    # tuned ones single digits): on a log axis the large-k end stays readable.
-    ax.set_yscale("log")
-    ax.yaxis.set_major_formatter(ScalarFormatter())
-    ax.yaxis.set_minor_formatter(ScalarFormatter())
-    ax.tick_params(axis="y", which="minor", labelsize=7)
-    ax.set_xlabel("budget: hyperparameter settings sampled (k)")
-    ax.set_ylabel(f"min final {data.fid_name or 'FID'} over k settings")
-    ax.set_title("Best FID for a budget: mean over k-subsets, band = 5%..95% (log scale)")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    return _save(fig, path)
+
+def budgets(data: StudyReport) -> list[str]:
+    """One line per distinct budget, naming the cells that share it."""
+    seen: dict[str, list[str]] = {}
+    for row in data.rows:
+        seen.setdefault(budget_text(row.runs), []).append(name(data, row))
+    return [f"{text}: {', '.join(cells)}" for text, cells in seen.items()]
+
+
+def crashed(data: StudyReport) -> list[str]:
+    return [
+        f"{name(data, row)}, seed {r.seed}: run {r.run_id} ended {r.status}"
+        for row in data.rows
+        for r in row.crashed + row.unfinished
+    ]
 
 
 BUDGET_HEADERS = ["variant", "settings (N)", "diverged", "k", "E[min FID]", "5%..95%"]
@@ -215,105 +185,12 @@ def _budget_rows(data: StudyReport) -> list[list[str]]:
         if not n:
             continue
         ks = sorted({k for k in (1, 2, 5, 10, 20, 50, 100, 200, 500) if k < n} | {n})
-        diverged = str(len(row.diverged))
         for k in ks:
             p = row.budget[k - 1]
             rows.append(
-                [_name(data, row), str(n), diverged, str(k), fmt(p.expected),
+                [name(data, row), str(n), str(len(row.diverged)), str(k), fmt(p.expected),
                  f"{fmt(p.low)}..{fmt(p.high)}"]
             )  # fmt: skip
-    return rows
-
-
-def _name(data: StudyReport, row: VariantRow) -> str:
-    return row.label if data.mixed_architectures else row.name
-
-
-def _grid(client: MlflowClient, row: VariantRow, path: Path, best: bool) -> Path | None:
-    """The final sample grid of the variant's first seed that finished or, in a search
-    (``best``), of its setting with the lowest final FID: the one the table names."""
-    runs = row.scored or row.runs
-    if best and row.best is not None:
-        runs = [row.best, *(r for r in runs if r is not row.best)]
-    for run in runs:
-        with tempfile.TemporaryDirectory() as tmp:
-            try:
-                got = Path(client.download_artifacts(run.run_id, "samples_final.png", tmp))
-            except Exception:
-                continue
-            path.write_bytes(got.read_bytes())
-            return path
-    return None
-
-
-def _samples_of(data: StudyReport) -> str:
-    return "the setting with the lowest final FID" if data.search else "first finished seed"
-
-
-def _save(fig: object, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()  # type: ignore[attr-defined]
-    fig.savefig(path, dpi=100)  # type: ignore[attr-defined]
-    plt.close(fig)  # type: ignore[arg-type]
-    return path
-
-
-def _slug(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-
-
-def _spread(s: object) -> str:
-    if s is None:
-        return "-"
-    return f"{fmt(s.mean)} ± {fmt(s.std)} (min {fmt(s.min)})"  # type: ignore[attr-defined]
-
-
-def _verdict(row: VariantRow, baseline: str | None) -> tuple[str, str, str]:
-    """(difference text, interval text, verdict) for the table."""
-    if row.name == baseline:
-        return "baseline", "", ""
-    d = row.difference
-    if d is None:
-        return "-", "-", "no scored seeds"
-    interval = f"[{fmt(d.low)}, {fmt(d.high)}]" if math.isfinite(d.low) else "(one seed)"
-    return f"{d.estimate:+.3g}", interval, d.verdict()
-
-
-def _table_rows(data: StudyReport) -> list[list[str]]:
-    """The variants table's cells, in the order of ``headers(data)``."""
-    rows = []
-    for row in data.rows:
-        diverged = ", ".join(f"seed {s} @ {st}" for s, st in row.diverged) or "0"
-        if data.search:
-            # A search's runs are sampled settings: how many, and the one that won.
-            cells = [
-                _name(data, row),
-                str(len(row.runs)),
-                _spread(row.final_fid),
-                _spread(row.best_fid),
-                _spread(row.final_is),
-                ", ".join(f"{k} {_short(v)}" for k, v in row.best_setting.items()) or "-",
-                str(len(row.diverged)),
-            ]
-        else:
-            diff, interval, verdict = _verdict(row, data.baseline)
-            cells = [
-                _name(data, row),
-                ", ".join(str(r.seed) for r in row.runs),
-                _spread(row.final_fid),
-                _spread(row.best_fid),
-                _spread(row.final_is),
-                diff,
-                interval,
-                verdict,
-                diverged,
-            ]
-        cells += [
-            fmt(row.wall_seconds, 3) + (" s" if row.wall_seconds else ""),
-            fmt(row.images_per_sec, 3),
-        ]
-        rows.append(cells)
     return rows
 
 
@@ -326,80 +203,75 @@ def _short(value: str) -> str:
     return value if number.is_integer() and "." not in value else f"{number:.4g}"
 
 
-HEADERS = [
-    "variant",
-    "seeds",
-    "final FID mean ± std (min)",
-    "best FID mean ± std (min)",
-    "final IS mean ± std (min)",
-    "Δ final FID vs baseline",
-    "95% interval",
-    "verdict",
-    "diverged",
-    "wall time",
-    "images/s",
-]
-
-SEARCH_HEADERS = [
-    "variant",
-    "settings (N)",
-    "final FID over settings: mean ± std (min)",
-    "best FID over settings: mean ± std (min)",
-    "final IS over settings: mean ± std (min)",
-    "setting with the lowest final FID",
-    "diverged",
-    "wall time",
-    "images/s",
-]
-
+# ---- the words -------------------------------------------------------------------------
 SEARCH_NOTE = (
-    "Each row's runs are N hyperparameter settings sampled from its ranges, one seed each,"
-    " not seeds of one setting: their spread is the search's, so no Welch test against the"
-    " baseline is drawn. The budget curve below is the comparison."
-)
-GRID_NOTE = (
-    "Δ is the variant's mean final FID minus the baseline's (lower FID is better), with a"
-    " 95% Welch t interval over seeds: independent samples with unequal spreads, and the t"
-    " distribution for so few seeds. Where the interval contains zero, the difference is"
-    " not distinguishable with that many seeds."
+    "Each row's runs are N hyperparameter settings sampled from its ranges, each with its"
+    " own seed, not seeds of one setting: their spread is the search's, so no test against"
+    " the baseline is drawn. The budget curve below is the comparison."
 )
 
 
-def headers(data: StudyReport) -> list[str]:
-    return SEARCH_HEADERS if data.search else HEADERS
-
-
-def _img(path: Path) -> str:
-    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+def grid_note(data: StudyReport) -> str:
+    return (
+        f"Each variant against {data.baseline} on the same dataset, by the {data.objective}"
+        " FID of each run. Δ is the difference of the mean of the runs that finished, with"
+        " its 95% Welch t interval; P(variant run better) counts a diverged run as the worst"
+        " (ties half). The test is Welch's t where no run of the pair diverged, else the"
+        " Mann-Whitney U test with diverged runs ranked last; the p-values of every row form"
+        f" one family, adjusted by {data.correction.capitalize()}'s method, and a verdict"
+        f" needs an adjusted p below 0.05 and at least {data.min_seeds} runs a side. A"
+        " verdict says what was observed at this budget on this dataset; a paper's claim"
+        " is tested only in the paper's setting."
+    )
 
 
 BUDGET_NOTE = (
     "As Lucic et al.'s Figs. 4-5 (arXiv 1711.10337): each sampled hyperparameter setting's"
-    " final FID (a diverged one counts as infinite); for a budget of k settings, the mean"
+    " objective (a diverged one counts as infinite); for a budget of k settings, the mean"
     " and the 5%..95% quantiles of the minimum over all k-subsets of the N trained ones"
     " (exact, ganbench/study/budget.py)."
 )
+VIEWS_NOTE = (
+    "Equal real images: each run's last FID scored before it had seen as many real images"
+    " as the run that saw the fewest (a step of a critic trained n times takes n batches)."
+    " Equal wall-clock: its last FID scored within the shortest run's time to its last"
+    " score. Both are means over the finished runs."
+)
+
+
+def _samples_of(data: StudyReport) -> str:
+    return "the setting with the best objective" if data.search else "first finished seed"
+
+
+# ---- the pages -----------------------------------------------------------------------------
+def _img(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+
+
+def _html_table(heads: list[str], rows: list[list[str]], ident: str, verdict: int = -1) -> str:
+    e = htmllib.escape
+    head = "".join(f"<th class='l'>{e(h)}</th>" if i == 0 else f"<th>{e(h)}</th>"
+                   for i, h in enumerate(heads))  # fmt: skip
+    body = []
+    for cells in rows:
+        tds = [f"<td class='l'>{e(cells[0])}</td>"]
+        for i, cell in enumerate(cells[1:], 1):
+            cls = ""
+            if i == verdict:
+                cls = {"better:": "better", "worse:": "worse"}.get(cell.split(" ")[0], "same")
+            tds.append(f"<td class='{cls}'>{e(cell)}</td>" if cls else f"<td>{e(cell)}</td>")
+        body.append(f"<tr>{''.join(tds)}</tr>")
+    return (
+        f"<table id='{ident}'><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    )
 
 
 def html(data: StudyReport, figs: dict[str, Path]) -> str:
     e = htmllib.escape
-    head = "".join(
-        f"<th class='l'>{e(h)}</th>" if i == 0 else f"<th>{e(h)}</th>"
-        for i, h in enumerate(headers(data))
-    )
-    body = []
-    for cells, row in zip(_table_rows(data), data.rows, strict=True):
-        tds = [f"<td class='l'>{e(cells[0])}</td>"]
-        for i, cell in enumerate(cells[1:], 1):
-            if not data.search and i == 7:  # the verdict, coloured
-                cls = {"better": "better", "worse": "worse"}.get(cell.split(" ")[0], "same")
-                tds.append(f"<td class='{cls}'>{e(cell)}</td>")
-            else:
-                tds.append(f"<td>{e(cell)}</td>")
-        body.append(f"<tr title='{e(row.claim)}'>{''.join(tds)}</tr>")
+    heads, cells = table(data)
     claims = "".join(
-        f"<tr><td class='l'>{e(r.name)}</td><td class='l'>{e(r.claim)}</td></tr>"
-        for r in data.rows
+        f"<tr><td class='l'>{e(r.variant)}</td><td class='l'>{e(r.claim)}</td></tr>"
+        for r in {row.variant: row for row in data.rows}.values()
         if r.claim
     )
     plots = "".join(
@@ -414,17 +286,21 @@ def html(data: StudyReport, figs: dict[str, Path]) -> str:
         if k.startswith("samples:")
     )
     protocol = "".join(f"<li>{e(line)}</li>" for line in data.protocol)
+    budget_lines = "".join(f"<li>{e(line)}</li>" for line in budgets(data))
+    lost = "".join(f"<li>{e(line)}</li>" for line in crashed(data)) or "<li>none</li>"
+    tests = ""
+    if not data.search:
+        tests = (
+            "<h2>Comparisons with the baseline</h2>"
+            + _html_table(COMPARISON_HEADERS, comparisons(data), "comparisons", verdict=7)
+            + f"<p>{e(grid_note(data))}</p>"
+        )
     budget = ""
     if data.search:
-        bhead = "".join(f"<th>{e(h)}</th>" for h in BUDGET_HEADERS)
-        bbody = "".join(
-            "<tr>" + "".join(f"<td>{e(c)}</td>" for c in cells) + "</tr>"
-            for cells in _budget_rows(data)
-        )
         budget = (
-            f"<h2>Best FID for a budget of k sampled settings</h2>"
-            f"<table id='budget'><thead><tr>{bhead}</tr></thead><tbody>{bbody}</tbody>"
-            f"</table><p>{e(BUDGET_NOTE)}</p>"
+            "<h2>Best FID for a budget of k sampled settings</h2>"
+            + _html_table(BUDGET_HEADERS, _budget_rows(data), "budget")
+            + f"<p>{e(BUDGET_NOTE)}</p>"
         )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>study {e(data.name)}</title>
@@ -433,11 +309,13 @@ def html(data: StudyReport, figs: dict[str, Path]) -> str:
 <h1>Study <code>{e(data.name)}</code></h1>
 <p>{e(data.summary)}</p>
 <p>Parent run <code>{e(data.parent_run_id)}</code>; datasets {e(", ".join(data.datasets))};
-baseline <code>{e(data.baseline or "-")}</code>.</p>
-<h2>Variants</h2>
-<table id="variants"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>
-<p>{e(SEARCH_NOTE if data.search else GRID_NOTE)}</p>
-{budget}
+baseline <code>{e(data.baseline or "-")}</code>; objective: the {e(data.objective)} FID.</p>
+<h2>Budget of each run</h2><ul>{budget_lines}</ul>
+<h2>Results (mean over {e(over(data))})</h2>
+{_html_table(heads, cells, "variants")}
+{f"<p>{e(SEARCH_NOTE)}</p>" if data.search else ""}<p>{e(VIEWS_NOTE)}</p>
+{tests}{budget}
+<h2>Runs without a result</h2><ul>{lost}</ul>
 <h2>Figures</h2>{plots}
 <h2>Final samples ({e(_samples_of(data))})</h2><div class="grids">{grids}</div>
 <h2>What each variant tests</h2><table id="claims"><tbody>{claims}</tbody></table>
@@ -446,19 +324,33 @@ baseline <code>{e(data.baseline or "-")}</code>.</p>
 """
 
 
+def _md_table(heads: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)] + [
+        "| " + " | ".join(cells) + " |" for cells in rows
+    ]
+
+
 def markdown(data: StudyReport, figs: dict[str, Path]) -> str:
     lines = [f"# Study `{data.name}`", "", data.summary, ""]
-    lines += [f"Parent run `{data.parent_run_id}`; baseline `{data.baseline}`.", ""]
-    heads = headers(data)
-    lines += ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
-    lines += ["| " + " | ".join(cells) + " |" for cells in _table_rows(data)]
-    lines += ["", SEARCH_NOTE if data.search else GRID_NOTE, ""]
-    if data.search:
+    lines += [
+        f"Parent run `{data.parent_run_id}`; baseline `{data.baseline}`; objective: the"
+        f" {data.objective} FID.",
+        "",
+        "## Budget of each run",
+        "",
+    ]
+    lines += [f"- {line}" for line in budgets(data)]
+    heads, cells = table(data)
+    lines += ["", f"## Results (mean over {over(data)})", "", *_md_table(heads, cells), ""]
+    lines += ([SEARCH_NOTE, ""] if data.search else []) + [VIEWS_NOTE, ""]
+    if not data.search:
+        lines += ["## Comparisons with the baseline", ""]
+        lines += [*_md_table(COMPARISON_HEADERS, comparisons(data)), "", grid_note(data), ""]
+    else:
         lines += ["## Best FID for a budget of k sampled settings", ""]
-        lines += ["| " + " | ".join(BUDGET_HEADERS) + " |", "|" + "---|" * len(BUDGET_HEADERS)]
-        lines += ["| " + " | ".join(cells) + " |" for cells in _budget_rows(data)]
-        lines += ["", BUDGET_NOTE, ""]
-    lines += [f"![{k}]({p.name})" for k, p in figs.items() if not k.startswith("samples:")]
+        lines += [*_md_table(BUDGET_HEADERS, _budget_rows(data)), "", BUDGET_NOTE, ""]
+    lines += ["## Runs without a result", ""] + [f"- {x}" for x in crashed(data) or ["none"]]
+    lines += [""] + [f"![{k}]({p.name})" for k, p in figs.items() if not k.startswith("samples:")]
     lines += ["", f"## Final samples ({_samples_of(data)})", ""]
     lines += [f"![{k}]({p.name})" for k, p in figs.items() if k.startswith("samples:")]
     lines += ["", "## Scoring protocol", ""] + [f"- {line}" for line in data.protocol]

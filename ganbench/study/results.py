@@ -17,17 +17,27 @@ if TYPE_CHECKING:
 #: ``fid_50k``, ``digits-cnn/fid_2k``; not ``..._std``.
 _FID = re.compile(r"(^|/)fid_[0-9.]+k?$")
 _IS = re.compile(r"(^|/)is_[0-9.]+k?$")
+#: The other scores a report shows where a run was scored with them.
+SCORES = {
+    "kid": re.compile(r"(^|/)kid_[0-9.]+k?$"),
+    "kid_std": re.compile(r"(^|/)kid_[0-9.]+k?_std$"),
+    "precision": re.compile(r"(^|/)precision_[0-9.]+k?$"),
+    "recall": re.compile(r"(^|/)recall_[0-9.]+k?$"),
+}
 CURVES = ("loss_d", "loss_g", "d_real", "d_fake")
 
 
-def fid_key(keys: Any) -> str | None:
-    found = sorted(k for k in keys if _FID.search(k))
+def _first(keys: Any, pattern: re.Pattern[str]) -> str | None:
+    found = sorted(k for k in keys if pattern.search(k))
     return found[0] if found else None
+
+
+def fid_key(keys: Any) -> str | None:
+    return _first(keys, _FID)
 
 
 def is_key(keys: Any) -> str | None:
-    found = sorted(k for k in keys if _IS.search(k))
-    return found[0] if found else None
+    return _first(keys, _IS)
 
 
 @dataclass
@@ -48,6 +58,51 @@ class RunSummary:
     #: (step, value) of the FID, the IS, the losses and D outputs, images/s.
     history: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
     wall_seconds: float | None = None
+    #: (step, seconds since the run started) of each FID: the wall-clock view.
+    fid_seconds: list[tuple[int, float]] = field(default_factory=list)
+
+    @property
+    def diverged(self) -> bool:
+        return self.diverged_step is not None
+
+    @property
+    def finished(self) -> bool:
+        """Ran its whole budget: the only runs whose scores are results."""
+        return self.status == "FINISHED" and not self.diverged
+
+    @property
+    def crashed(self) -> bool:
+        """Failed or was killed without diverging: no result (listed apart)."""
+        return not self.finished and not self.diverged and self.status in ("FAILED", "KILLED")
+
+    def param_int(self, key: str, default: int = 0) -> int:
+        try:
+            return int(float(self.params.get(key, default)))
+        except ValueError:
+            return default
+
+    @property
+    def images_per_step(self) -> int:
+        """Real images one step consumes: its batches (n_critic) times the batch."""
+        return self.param_int("real_batches_per_step", 1) * self.param_int("batch_size", 0)
+
+    def score(self, name: str) -> float | None:
+        """The last value of one of :data:`SCORES` (kid, kid_std, precision, recall)."""
+        key = _first(self.history, SCORES[name])
+        series = self.history.get(key or "", [])
+        return series[-1][1] if series else None
+
+    def objective(self, which: str) -> float | None:
+        """The study's objective: the final or the best FID."""
+        return self.final_fid if which == "final" else self.best_fid
+
+    def fid_spread_last(self, k: int) -> float | None:
+        """Stability: the standard deviation of the last ``k`` FIDs along training."""
+        values = [v for _, v in self.fid[-k:]]
+        if len(values) < 2:
+            return None
+        mean = sum(values) / len(values)
+        return (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
 
     @property
     def fid(self) -> list[tuple[int, float]]:
@@ -89,14 +144,20 @@ def summarize(client: MlflowClient, run: Run, *, curves: bool = False) -> RunSum
     step = re.match(r"step (\d+)", diverged or "")
     keys = list(run.data.metrics)
     fid_name = fid_key(keys)
-    wanted = [k for k in (fid_name, is_key(keys), "images_per_sec") if k]
+    scores = [_first(keys, pattern) for pattern in SCORES.values()]
+    wanted = [k for k in (fid_name, is_key(keys), "images_per_sec", *scores) if k]
     if curves:
         wanted += [k for k in CURVES if k in run.data.metrics]
     history = {}
+    fid_seconds: list[tuple[int, float]] = []
+    start = run.info.start_time or 0
     for key in wanted:
-        points = client.get_metric_history(run.info.run_id, key)
-        by_step = {m.step: m.value for m in sorted(points, key=lambda m: m.timestamp)}
+        points = sorted(client.get_metric_history(run.info.run_id, key), key=lambda m: m.timestamp)
+        by_step = {m.step: m.value for m in points}
         history[key] = sorted(by_step.items())
+        if key == fid_name:
+            at = {m.step: (m.timestamp - start) / 1000 for m in points}
+            fid_seconds = sorted(at.items())
     info = run.info
     wall = (info.end_time - info.start_time) / 1000 if info.end_time and info.start_time else None
     return RunSummary(
@@ -112,6 +173,7 @@ def summarize(client: MlflowClient, run: Run, *, curves: bool = False) -> RunSum
         fid_name=fid_name,
         history=history,
         wall_seconds=wall,
+        fid_seconds=fid_seconds,
     )
 
 

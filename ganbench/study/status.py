@@ -46,6 +46,8 @@ def status_lines(name: str, url: str | None, cache: Path) -> list[str]:
         spec.datasets, spec.seeds = stored["datasets"], stored["seeds"]
         spec.variants, spec.settings = stored["variants"], stored["settings"]
         points = grid(spec)
+    # The study's objective (studies run before it existed ranked by the best FID).
+    objective = definition.get("definition", {}).get("objective", "best")
     states = st.point_states(study.get_trials(deepcopy=False), points)
     c = st.counts(states)
     total = len(states)
@@ -54,13 +56,13 @@ def status_lines(name: str, url: str | None, cache: Path) -> list[str]:
         f" {c['diverged']} diverged), {c['running']} running, {c['failed']} failed,"
         f" {c['pending'] + c['waiting']} to run; parent run {attrs.get(PARENT_ATTR, '?')}",
         f"{'TRIAL':<6} {'VARIANT':<22} {'DATASET':<10} {'SEED':<5} {'STATUS':<10}"
-        f" {'BEST FID':<10} RUN",
+        f" {objective.upper() + ' FID':<10} RUN",
     ]
     for state in states.values():
         p = state.params
         result = state.result or state.last_run
         number = str(result.number) if result else "-"
-        fid = result.user_attrs.get("best_fid") if result else None
+        fid = result.user_attrs.get(f"{objective}_fid") if result else None
         fid_text = f"{fid:.4g}" if isinstance(fid, float) and math.isfinite(fid) else "-"
         status = state.status
         if status == "diverged" and result:

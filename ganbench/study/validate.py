@@ -42,7 +42,7 @@ def check_study(study: Study) -> Any:
                 raise
         for dataset in study.datasets:
             try:
-                _plan(registries, study, dataset, study.trial_settings(variant), arch)
+                _plan(registries, study, dataset, study.trial_settings(variant, dataset), arch)
             except UnknownNameError:
                 raise  # an unknown dataset or architecture: its own message says it all
             except GanbenchError as exc:
@@ -53,7 +53,8 @@ def check_study(study: Study) -> Any:
     else:  # one space for the whole study, on its architecture
         spaces = [(None, study.search)]
     for variant, space in spaces:
-        base = study.trial_settings(variant) if variant else study.settings
+        first = study.datasets[0]
+        base = study.trial_settings(variant, first) if variant else study.base_settings(first)
         arch = study.architecture_of(variant) if variant else study.architecture
         for key, spec in space.items():
             low = spec["choices"][0] if "choices" in spec else spec["low"]
@@ -88,5 +89,5 @@ def prepare_data(
         firsts.setdefault(study.architecture_of(variant), variant)
     for dataset in study.datasets:
         for arch, variant in firsts.items():
-            plan = _plan(registries, study, dataset, study.trial_settings(variant), arch)
+            plan = _plan(registries, study, dataset, study.trial_settings(variant, dataset), arch)
             prepare(registries, plan, options, torch.device("cpu"), progress=progress, say=say)
