@@ -137,17 +137,22 @@ class Row:
 
 
 def budget_text(runs: Sequence[RunSummary]) -> str:
-    """'300 G steps = 1,500 D steps (96,000 real images), batch 64, scored on 2,000 samples'."""
+    """'300 G steps = 1,500 D steps (96,000 real images), batch 64, scored on 2,000
+    samples'; ranges where a search's settings differ (n_critic changes the G steps)."""
     if not runs:
         return "-"
-    r = runs[0]
-    steps = r.param_int("total_steps")
-    per = r.param_int("real_batches_per_step", 1)
-    batch = r.param_int("batch_size")
-    text = f"{steps:,} G steps = {steps * per:,} D steps ({steps * per * batch:,} real images)"
-    text += f", batch {batch}"
-    samples = r.param_int("eval_samples")
-    return text + (f", scored on {samples:,} samples" if samples else "")
+
+    def span(values: set[int]) -> str:
+        low, high = min(values), max(values)
+        return f"{low:,}" if low == high else f"{low:,}..{high:,}"
+
+    g = {r.param_int("total_steps") for r in runs}
+    d = {r.param_int("total_steps") * r.param_int("real_batches_per_step", 1) for r in runs}
+    images = {r.param_int("total_steps") * r.images_per_step for r in runs}
+    batch = span({r.param_int("batch_size") for r in runs})
+    text = f"{span(g)} G steps = {span(d)} D steps ({span(images)} real images), batch {batch}"
+    samples = {r.param_int("eval_samples") for r in runs} - {0}
+    return text + (f", scored on {span(samples)} samples" if samples else "")
 
 
 @dataclass
