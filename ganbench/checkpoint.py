@@ -7,7 +7,6 @@ so every file is written next to its target, flushed to disk, moved into place w
 
 from __future__ import annotations
 
-import os
 import pickle
 import zipfile
 from collections.abc import Mapping
@@ -17,34 +16,16 @@ from typing import Any
 import torch
 
 from ganbench.errors import CheckpointError
+from ganbench.sealed import atomic_path
 
 CHECKPOINT_FORMAT = "ganbench-checkpoint/1"
 GENERATOR_FORMAT = "ganbench-generator/1"
 
 
-def fsync_folder(folder: Path) -> None:
-    """Flush a folder's entries (a rename is durable only once its folder is)."""
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def save_atomic(obj: Any, path: Path) -> Path:
-    """``torch.save`` to a temporary file beside ``path``, fsync, ``os.replace`` onto it,
-    fsync of the folder. Whatever stops it midway, ``path`` is the old file or the new."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with tmp.open("wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        fsync_folder(path.parent)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """``torch.save`` onto ``path`` whole or not at all (:func:`ganbench.sealed.atomic_path`)."""
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
     return path
 
 

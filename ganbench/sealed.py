@@ -42,18 +42,41 @@ def sealed_folder(folder: Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def write_atomic(path: Path, data: bytes | str, *, durable: bool = False) -> None:
-    """``data`` into ``path`` whole or not at all: a temporary file beside it (named for
-    this process, so two writers never share one), renamed onto it. ``durable`` fsyncs
-    the file first, for state that a ``kill -9`` or a power loss must not leave empty."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    raw = data.encode("utf-8") if isinstance(data, str) else data
+def fsync_folder(folder: Path) -> None:
+    """Flush a folder's entries: a rename is durable only once its folder is."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        with open(tmp, "wb") as fh:
-            fh.write(raw)
-            if durable:
-                fh.flush()
-                os.fsync(fh.fileno())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """The one way ganbench writes a file whole or not at all. Yields a temporary path
+    beside ``path`` (named for this process, so two writers never share one); when the
+    block ends without error the file is fsync'ed, renamed onto ``path`` (``os.replace``)
+    and the folder fsync'ed, so neither ``kill -9`` nor a power loss leaves ``path``
+    empty or half-written. On error the temporary file is removed and ``path`` is as it
+    was. For writers that want a path (``torch.save``, ``Image.save``, ONNX)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        yield tmp
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
+        fsync_folder(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_atomic(path: Path, data: bytes | str) -> None:
+    """``data`` into ``path`` whole or not at all (see :func:`atomic_path`)."""
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(raw)

@@ -227,13 +227,13 @@ class PartialFolder:
             self.path / LABELS_BY_INDEX, "w+", np.int64, plan.shape[:1]
         )
         del labels
-        write_atomic(self.path / JOURNAL, json.dumps(plan.header()).encode() + b"\n", durable=True)
+        write_atomic(self.path / JOURNAL, json.dumps(plan.header()).encode() + b"\n")
 
     def rewrite_journal(self, plan: Plan, records: Iterable[ChunkRecord]) -> None:
         """The journal with only its valid records, so appends follow a whole line."""
         lines = [json.dumps(plan.header()).encode() + b"\n"]
         lines += [r.line() for r in sorted(records, key=lambda r: r.chunk)]
-        write_atomic(self.path / JOURNAL, b"".join(lines), durable=True)
+        write_atomic(self.path / JOURNAL, b"".join(lines))
 
     def record(self, record: ChunkRecord) -> None:
         """Journal a chunk whose rows are flushed: from now on it counts as done."""
@@ -267,10 +267,10 @@ class PartialFolder:
             keep[skipped] = False
             labels = np.asarray(by_index[keep])
             del by_index
-        write_atomic(self.path / "labels.npy", npy_bytes(labels), durable=True)
+        write_atomic(self.path / "labels.npy", npy_bytes(labels))
         text = "".join(f"{where}\t{why}\n" for _, where, why in bad)
-        write_atomic(self.path / "bad_images.txt", text.encode(), durable=True)
-        write_atomic(self.path / SKIPPED, npy_bytes(skipped), durable=True)
+        write_atomic(self.path / "bad_images.txt", text.encode())
+        write_atomic(self.path / SKIPPED, npy_bytes(skipped))
         start = int(skipped[0]) if len(skipped) else plan.count
         compaction = Compaction(start, start, block, has_labels)
         self.checkpoint(plan, compaction)
@@ -280,13 +280,11 @@ class PartialFolder:
 
     def checkpoint(self, plan: Plan, compaction: Compaction) -> None:
         state = {**plan.header(), **vars(compaction)}
-        write_atomic(self.path / COMPACT, json.dumps(state).encode(), durable=True)
+        write_atomic(self.path / COMPACT, json.dumps(state).encode())
 
     def finish(self, manifest: dict[str, Any]) -> None:
         """Write the manifest (the seal) and drop the work files."""
-        write_atomic(
-            self.path / "manifest.json", json.dumps(manifest, indent=1).encode(), durable=True
-        )
+        write_atomic(self.path / "manifest.json", json.dumps(manifest, indent=1).encode())
         for name in WORK_FILES:
             (self.path / name).unlink(missing_ok=True)
 
