@@ -1,13 +1,17 @@
-"""Downloads against a real HTTP server on 127.0.0.1: good, truncated, corrupt, resumed."""
+"""Downloads against a real HTTP(S) server on 127.0.0.1: good, truncated, corrupt, resumed,
+too big for the disk, redirected from https to http."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import socket
+from http.server import BaseHTTPRequestHandler
 
 import pytest
-from http_files import FileServer
+from http_files import FileServer, LocalServer
+from https_files import RouteServer, make_certificates
 
 from ganbench.data.download import download
 from ganbench.errors import DownloadError
@@ -98,3 +102,72 @@ def test_local_file_url(tmp_path):
     out = tmp_path / "out"
     path = download(RemoteFile(f"file://{source}", "copy.bin", md5=MD5), out, progress=False)
     assert path.read_bytes() == BODY
+
+
+# -- the disk's free space is checked before the first byte --------------------------
+
+
+def test_a_file_larger_than_the_free_space_is_refused_before_any_byte(server, tmp_path):
+    free = shutil.disk_usage(tmp_path).free
+    size = free + (1 << 40)  # a terabyte more than this disk has free: no mock needed
+    remote = RemoteFile(f"{server.url}/data.bin", "raw/data.bin", md5=MD5, size=size)
+    with pytest.raises(DownloadError) as err:
+        download(remote, tmp_path, progress=False)
+    [line] = str(err.value).splitlines()
+    assert line.startswith(f"not enough free space for raw/data.bin ({size:,} bytes,"), line
+    assert f"in {tmp_path / 'raw'}:" in line and "--cache-dir" in line
+    assert server.hits == [] and list(tmp_path.iterdir()) == []  # not even the folder
+
+
+def test_an_announced_length_larger_than_the_free_space_is_refused_unread(tmp_path):
+    """No size declared (a dataset's file): the server's Content-Length is checked before
+    the body is read."""
+    announced = shutil.disk_usage(tmp_path).free + (1 << 40)
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(announced))
+            self.end_headers()
+            self.wfile.write(b"x" * 1000)
+
+    with LocalServer(Handler) as huge, pytest.raises(DownloadError) as err:
+        download(RemoteFile(f"{huge.url}/big.bin", "big.bin"), tmp_path, progress=False)
+    assert str(err.value).startswith(f"not enough free space for big.bin ({announced:,} bytes")
+    assert [p.name for p in tmp_path.iterdir()] == []  # no .part: not one byte written
+
+
+# -- an https download is never moved to plain http ----------------------------------
+
+
+@pytest.fixture
+def https(tmp_path, monkeypatch):
+    """An HTTPS server whose throwaway CA the client trusts through $SSL_CERT_FILE."""
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    ca, cert, key = make_certificates(certs)
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca))
+    with RouteServer((cert, key)) as s:
+        yield s
+
+
+def test_https_redirected_to_http_is_refused(https, server, tmp_path):
+    out = tmp_path / "out"
+    https.files["/data.bin"] = BODY
+    https.redirects["/moved.bin"] = f"{https.url}/data.bin"  # https -> https: followed
+    path = download(RemoteFile(f"{https.url}/moved.bin", "a.bin", md5=MD5), out, progress=False)
+    assert path.read_bytes() == BODY
+    https.redirects["/down.bin"] = f"{server.url}/data.bin"  # https -> http: refused
+    https.redirects["/hop.bin"] = f"{https.url}/down.bin"  # at any hop of a chain
+    for start in ("/down.bin", "/hop.bin"):
+        remote = RemoteFile(f"{https.url}{start}", "b.bin", md5=MD5)
+        with pytest.raises(DownloadError) as err:
+            download(remote, out, progress=False)
+        [line] = str(err.value).splitlines()
+        assert f"redirects (HTTP 302) to {server.url}/data.bin, from https to plain http:" in line
+        assert "refused" in line
+    assert server.hits == []  # not one request left TLS
+    assert sorted(p.name for p in out.iterdir()) == ["a.bin"]

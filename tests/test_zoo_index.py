@@ -11,7 +11,16 @@ import tomli_w
 from http_files import FileServer
 
 from ganbench.errors import UnknownModelError, ZooError
-from ganbench.zoo.index import ZooEntry, bundled_index, load_index, parse, render, schema, upsert
+from ganbench.zoo.index import (
+    MAX_FILE_BYTES,
+    ZooEntry,
+    bundled_index,
+    load_index,
+    parse,
+    render,
+    schema,
+    upsert,
+)
 
 GOOD = {
     "format": "ganbench-zoo-index/1",
@@ -52,6 +61,8 @@ def _with(**changes):
 
 def test_schema_is_valid_and_the_shipped_index_follows_it():
     jsonschema.Draft202012Validator.check_schema(schema())
+    sizes = (schema()["$defs"][d]["properties"]["size"] for d in ("generator", "torch_fidelity"))
+    assert all(size["maximum"] == MAX_FILE_BYTES == 2**31 - 1 for size in sizes)
     with open(bundled_index(), "rb") as fh:
         jsonschema.validate(tomllib.load(fh), schema())
 
@@ -72,6 +83,8 @@ def test_a_good_index_round_trips():
         ({"url": "ftp://host/x.onnx"}, "generators[0].url"),
         ({"url": "models:/name"}, "generators[0].url"),
         ({"size": 0}, "generators[0].size"),
+        ({"size": 10 * 10**12}, "generators[0].size: 10000000000000 is greater than the max"),
+        ({"size": 2**31}, "generators[0].size"),  # protobuf cannot write an ONNX file this big
         ({"z_distribution": "cauchy"}, "generators[0].z_distribution"),
         ({"name": "Has Spaces"}, "generators[0].name"),
         ({"colour": "red"}, "'colour' was unexpected"),

@@ -4,14 +4,17 @@ An index (``--index URL``), a tracking server and a weights file may come from a
 Each test below stands up the hostile party for real (an HTTP server, a fake MLflow REST
 API, a pickle that runs code) and checks what ganbench does with it: nothing read from
 the local disk, nothing written outside the cache, no download longer than declared, a
-warning for plain http, no code unpickled, no terminal control sequences printed, and the
-cache's own folders kept apart from generators' folders.
+warning for plain http, no https download or index moved to plain http by a redirect, no
+file bigger than an ONNX file can be or than the disk has room for, no code unpickled, no
+terminal control sequences printed, and the cache's own folders kept apart from
+generators' folders.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import threading
 import tomllib
 import urllib.parse
@@ -23,14 +26,16 @@ import tomli_w
 import torch
 from click.testing import CliRunner
 from http_files import FileServer, LocalServer
+from https_files import RouteServer, make_certificates
 
 from benchmarks.scoring_speed import random_inception_weights as make_random_inception_weights
 from ganbench.cli import cli
 from ganbench.errors import GanbenchError
-from ganbench.zoo.index import INDEX_FORMAT, MAX_INDEX_BYTES, bundled_index
+from ganbench.zoo.index import INDEX_FORMAT, MAX_FILE_BYTES, MAX_INDEX_BYTES, bundled_index
 from ganbench.zoo.registry import SHA_TAG
 from ganbench.zoo.store import registered_path
-from ganbench_plugins.fidelity import INCEPTION_URL, InceptionV3
+from ganbench_plugins import fidelity
+from ganbench_plugins.fidelity import INCEPTION_URL, InceptionV3, default_inception_weights
 
 CPU = torch.device("cpu")
 
@@ -245,6 +250,124 @@ def test_plain_http_index_is_warned_about_and_a_huge_one_refused(server, cache, 
     server.files["/zoo/huge.toml"] = b"#" * (MAX_INDEX_BYTES + 1)
     huge = _zoo("list", "--index", f"{server.url}/zoo/huge.toml")
     assert huge.exit_code == 1 and "larger than 16 MiB" in huge.output, huge.output
+
+
+# -- sizes: no bigger than an ONNX file can be, nor than the disk has room for -------
+
+
+def test_an_index_declaring_10_tb_is_refused_before_any_download(server, cache, tmp_path):
+    body = b"m" * 100
+    server.files["/zoo/huge.onnx"] = body
+    index = tmp_path / "index.toml"
+    huge = _entry("huge", f"{server.url}/zoo/huge.onnx", body, size=10 * 10**12)
+    index.write_text(_index(huge))
+    for args in (["pull", "huge", "--no-progress"], ["list"]):
+        result = _zoo(*args, "--index", str(index))
+        assert result.exit_code == 1, result.output
+        [line] = result.output.strip().splitlines()
+        assert line.startswith(f"Error: zoo index {index} is invalid at generators[0].size:")
+        assert f"10000000000000 is greater than the maximum of {MAX_FILE_BYTES}" in line
+    assert server.hits == [] and _files(cache) == []
+
+
+def test_a_file_bigger_than_the_free_space_is_refused_before_any_byte(
+    server, cache, tmp_path, monkeypatch
+):
+    body = b"m" * 100
+    server.files["/zoo/big.onnx"] = body
+    size = 3 << 29  # 1.5 GiB: an ONNX file may be that big, this disk has 1 GiB free
+    index = tmp_path / "index.toml"
+    index.write_text(_index(_entry("big", f"{server.url}/zoo/big.onnx", body, size=size)))
+    real = shutil.disk_usage
+
+    def one_gib_free(path):  # the one injected fault: a nearly full disk
+        return real(path)._replace(free=1 << 30)
+
+    monkeypatch.setattr(shutil, "disk_usage", one_gib_free)
+    result = _zoo("pull", "big", "--no-progress", "--index", str(index))
+    assert result.exit_code == 1, result.output
+    error = result.output.strip().splitlines()[-1]  # after "pulling big (...) from URL"
+    assert error.startswith(
+        f"Error: not enough free space for big.onnx ({size:,} bytes, 1.5 GiB) in"
+        f" {cache / 'zoo' / 'big'}: 1,073,741,824 bytes, 1.0 GiB free"
+    ), error
+    assert server.hits == []  # not one GET for the file
+    assert not (cache / "zoo" / "big").exists()
+
+
+# -- an https index or download is never moved to plain http ------------------------
+
+
+@pytest.fixture
+def https(tmp_path, monkeypatch):
+    """An HTTPS server whose throwaway CA the client trusts through $SSL_CERT_FILE."""
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    ca, cert, key = make_certificates(certs)
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca))
+    with RouteServer((cert, key)) as s:
+        yield s
+
+
+def _refused(result, start: str, target: str) -> None:
+    assert result.exit_code == 1, result.output
+    error = result.output.strip().splitlines()[-1]
+    assert error.startswith(f"Error: {start} redirects (HTTP 302) to {target}, from https"), error
+    assert "to plain http: refused" in error and "redirect to https" in error
+
+
+def test_https_redirected_to_http_is_refused_for_index_and_pull(https, server, cache, tmp_path):
+    body = b"generator bytes" * 100
+    server.files["/zoo/g.onnx"] = body
+    server.files["/zoo/index.toml"] = _index(_entry("g", "g.onnx", body)).encode()
+    # https -> https is followed: the index and the file beside it, both moved.
+    https.files["/new/index.toml"] = _index(_entry("g", "g.onnx", body)).encode()
+    https.files["/new/g.onnx"] = body
+    https.redirects["/zoo/index.toml"] = f"{https.url}/new/index.toml"
+    https.redirects["/zoo/g.onnx"] = f"{https.url}/new/g.onnx"
+    index_url = f"{https.url}/zoo/index.toml"
+    good = _zoo("pull", "g", "--no-progress", "--index", index_url)
+    assert good.exit_code == 0, good.output
+    assert Path(good.output.strip().splitlines()[-1]).read_bytes() == body
+    assert "warning" not in good.output
+    assert _zoo("remove", "g", "--index", index_url).exit_code == 0
+    # The file moved to plain http: refused, though its sha256 would match.
+    https.redirects["/zoo/g.onnx"] = f"{server.url}/zoo/g.onnx"
+    result = _zoo("pull", "g", "--no-progress", "--index", index_url)
+    _refused(result, f"{https.url}/zoo/g.onnx", f"{server.url}/zoo/g.onnx")
+    # The index moved to plain http: refused, not read, and not replaced by the cached copy.
+    https.redirects["/zoo/index.toml"] = f"{server.url}/zoo/index.toml"
+    for args in (["list"], ["pull", "g", "--no-progress"]):
+        result = _zoo(*args, "--index", index_url)
+        _refused(result, index_url, f"{server.url}/zoo/index.toml")
+        assert "using the copy cached" not in result.output
+    assert server.hits == []  # nothing ever left TLS
+    assert [p.parent.name for p in _files(cache / "zoo")] == ["_indexes"]  # the good index
+
+
+def test_inception_weights_are_fetched_over_https_only(https, server, tmp_path, monkeypatch):
+    weights = b"inception weights" * 1000
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # torch.hub: TORCH_HOME/hub
+    url = f"{https.url}/releases/{INCEPTION_URL.rsplit('/', 1)[1]}"
+    monkeypatch.setattr(fidelity, "INCEPTION_URL", url)
+    server.files["/w.pth"] = weights
+    https.redirects[url.removeprefix(https.url)] = f"{server.url}/w.pth"
+    with pytest.raises(GanbenchError) as err:
+        default_inception_weights(progress=False)
+    [line] = str(err.value).splitlines()
+    assert f"{url} redirects (HTTP 302) to {server.url}/w.pth, from https" in line, line
+    assert "copy that file to" in line and server.hits == []
+    # Served over https: fetched, checked against the 8 hex digits its name carries.
+    https.redirects[url.removeprefix(https.url)] = f"{https.url}/cdn/w.pth"
+    https.files["/cdn/w.pth"] = weights
+    with pytest.raises(GanbenchError, match="does not start with 6726825d; the download was"):
+        default_inception_weights(progress=False)
+    folder = tmp_path / "torch" / "hub" / "checkpoints"
+    assert list(folder.iterdir()) == []
+    monkeypatch.setattr(fidelity, "INCEPTION_HASH_PREFIX", hashlib.sha256(weights).hexdigest()[:8])
+    path = default_inception_weights(progress=False)
+    assert path == folder / INCEPTION_URL.rsplit("/", 1)[1] and path.read_bytes() == weights
+    assert list(folder.iterdir()) == [path]
 
 
 # -- index text cannot drive the terminal --------------------------------------------

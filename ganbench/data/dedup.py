@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -42,6 +41,7 @@ from torch import nn
 import ganbench
 from ganbench.errors import UsageError
 from ganbench.progress import ItemProgress
+from ganbench.sealed import write_atomic
 
 FORMAT = "ganbench-duplicates/1"
 SIDE = 32
@@ -297,13 +297,8 @@ def duplicates_path(cache_folder: Path) -> Path:
 
 
 def save(duplicates: Duplicates, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(duplicates.to_json())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Whole or not at all: a training run trusts the list it finds."""
+    write_atomic(path, duplicates.to_json())
     return path
 
 

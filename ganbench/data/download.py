@@ -4,7 +4,11 @@ The bytes go to ``NAME.part`` and only a file whose checksum matches is renamed 
 ``NAME``; a truncated or corrupt download is never used. An interrupted download resumes
 from its ``.part`` file where the server supports HTTP ranges, and restarts where not.
 When the size is known (a zoo index declares it) a download stops, and is deleted, as soon
-as it is longer: a hostile or broken source cannot fill the disk.
+as it is longer: a hostile or broken source cannot fill the disk. Before the first byte
+(as soon as the size is known: declared, else the server's Content-Length) the folder's
+free space is checked, so a file that cannot fit fails at once, not after hours. An https
+URL redirected to plain http is refused (:mod:`ganbench.redirects`), and the finished file
+is fsync'ed before and after its rename (:func:`ganbench.sealed.commit_file`).
 (torchvision's own downloader writes to the final name and checks afterwards, and offers
 neither resume nor our progress bar; hence this module.)
 """
@@ -13,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import http.client
-import os
 import shutil
 import urllib.error
 import urllib.parse
@@ -23,8 +26,14 @@ from pathlib import Path
 from ganbench.errors import DownloadError
 from ganbench.interfaces import RemoteFile
 from ganbench.progress import ByteProgress
+from ganbench.redirects import open_url
+from ganbench.sealed import commit_file
 
 CHUNK = 1 << 20
+#: Free space a download must leave: room for the filesystem's own blocks and for what
+#: is written beside it meanwhile (logs, checkpoints), so a file that just fits does not
+#: leave the disk full for everything else.
+FREE_MARGIN = 100 << 20
 
 
 def _hasher(remote: RemoteFile) -> tuple[str, str, hashlib._Hash] | None:
@@ -68,11 +77,14 @@ def download(
 ) -> Path:
     """``remote`` into ``folder``; returns the verified file (kept if already there)."""
     dest = folder / remote.filename  # a filename may name a sub-folder ("raw/x.gz")
-    dest.parent.mkdir(parents=True, exist_ok=True)
     if verify(dest, remote):
         return dest
     part = dest.with_name(dest.name + ".part")
     local = urllib.parse.urlparse(remote.url).scheme in ("", "file")
+    if remote.size is not None:  # before any folder or byte: a file too big fails at once
+        have = part.stat().st_size if not local and part.is_file() else 0
+        check_free_space(dest.parent, remote.size - min(have, remote.size), remote.filename)
+    dest.parent.mkdir(parents=True, exist_ok=True)
     if local:
         _copy_local(remote.url, part)
     else:
@@ -82,8 +94,32 @@ def download(
     check = _hasher(remote)
     if check is not None:
         check_digest(part, check[0], check[1], f"{dest.name} from {remote.url}")
-    os.replace(part, dest)
+    commit_file(part, dest)
     return dest
+
+
+def check_free_space(folder: Path, size: int, filename: str) -> None:
+    """Raise, naming the file, its size and the folder, unless ``size`` bytes and
+    :data:`FREE_MARGIN` fit on the disk of ``folder`` (or of its nearest existing parent:
+    the folder is not created for a download that cannot happen)."""
+    there = Path(folder).absolute()
+    while not there.exists() and there != there.parent:
+        there = there.parent
+    free = shutil.disk_usage(there).free
+    if size + FREE_MARGIN > free:
+        raise DownloadError(
+            f"not enough free space for {filename} ({_size(size)}) in {folder}: {_size(free)}"
+            f" free, {_size(size + FREE_MARGIN)} needed with a margin; free some space there"
+            " or choose a folder on a larger disk (--cache-dir, --data-root)"
+        )
+
+
+def _size(n: int) -> str:
+    """``n`` bytes, exactly and in the largest binary unit under it (for messages)."""
+    for unit, shift in (("TiB", 40), ("GiB", 30), ("MiB", 20)):
+        if n >= 1 << shift:
+            return f"{n:,} bytes, {n / (1 << shift):.1f} {unit}"
+    return f"{n:,} bytes"
 
 
 def _copy_local(url: str, part: Path) -> None:
@@ -112,7 +148,7 @@ def _fetch(remote: RemoteFile, part: Path, progress: bool, timeout: float) -> No
     if have:
         request.add_header("Range", f"bytes={have}-")
     try:
-        response = urllib.request.urlopen(request, timeout=timeout)
+        response = open_url(request, timeout)  # an https -> http redirect raises
     except urllib.error.HTTPError as exc:
         if exc.code == 416 and have:  # the .part is already complete (or longer): start over
             part.unlink()
@@ -132,6 +168,8 @@ def _fetch(remote: RemoteFile, part: Path, progress: bool, timeout: float) -> No
         expected = (int(length) + (have if resumed else 0)) if length else None
         if limit is not None and expected is not None and expected > limit:
             raise _wrong_size(part, remote, f"{expected}")  # said so before sending any
+        if limit is None and expected is not None:  # no size declared: the server's
+            check_free_space(part.parent, expected - (have if resumed else 0), remote.filename)
         mode = "ab" if resumed else "wb"
         done = have if resumed else 0
         with part.open(mode) as fh, ByteProgress(expected, remote.filename, progress) as bar:

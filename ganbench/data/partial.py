@@ -58,7 +58,7 @@ from ganbench.data.journal import (
     same_work,
 )
 from ganbench.errors import GanbenchError
-from ganbench.sealed import write_atomic
+from ganbench.sealed import fsync_folder, fsync_tree, write_atomic
 
 
 def npy_bytes(array: Any) -> bytes:
@@ -296,7 +296,9 @@ class PartialFolder:
             tmp.unlink()
         if self.final.exists():
             shutil.rmtree(self.final)
+        fsync_tree(self.path)  # the content on disk before the rename makes it visible
         os.replace(self.path, self.final)
+        fsync_folder(self.final.parent)
         # Still held until unlock(): a process waiting on it then finds the folder gone.
         (self.final / LOCK).unlink(missing_ok=True)
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ganbench.errors import ConfigError, UsageError
+from ganbench.names import check_folder_name
 from ganbench.training.config import LENGTH_KEYS
 
 #: Keys of a study file's top level; anything else is a typo and refused.
@@ -432,7 +433,15 @@ def apply_overrides(
     study.settings = merge_settings(study.settings, changes)
     if name:
         study.name = name
+    check_study_name(study.name, "--name" if name else "the study file's name")
     return study
+
+
+def check_study_name(name: str, what: str = "study name") -> str:
+    """``name`` when it can name the study's folder (``CACHE/studies/NAME``): one path
+    component, so that ``/tmp/x`` or ``../x`` cannot put trials and reports elsewhere.
+    Checked before anything is created (by ``apply_overrides``, and by the engine)."""
+    return check_folder_name(name, what, "my-ablation-2", error=ConfigError)
 
 
 def load(ref: str) -> tuple[Study, str]:

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from ganbench.errors import GanbenchError, UsageError
 from ganbench.runfolder import RunFolder, host
 from ganbench.study import storage as st
-from ganbench.study.definition import Point, Study, merge_settings
+from ganbench.study.definition import Point, Study, check_study_name, merge_settings
 from ganbench.study.trial import Launcher, Outcome, resume_command, run_command
 
 if TYPE_CHECKING:
@@ -184,7 +184,8 @@ class StudyRun:
         self.ran = 0
         #: Points whose trial failed in this process: not retried until the next run.
         self.gave_up: set[str] = set()
-        self.folder = options.cache / "studies" / study.name
+        # The name is a folder: never a path that leads out of CACHE/studies.
+        self.folder = options.cache / "studies" / check_study_name(study.name)
         self.client: MlflowClient | None = None
         self.parent_run_id = ""
         self.optuna: optuna.Study | None = None

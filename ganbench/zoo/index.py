@@ -9,8 +9,10 @@ in the cache and used from there when the network is gone.
 An index may come from anyone, so a remote one is trusted with less: it may point only at
 remote files (``file:`` URLs only from a local index), it is read up to
 :data:`MAX_INDEX_BYTES`, a plain-http one is warned about (whoever can change it in transit
-chooses every sha256 checked against it), and control characters in its text are replaced
-when it is read, so that ``zoo list``/``info`` cannot drive the terminal.
+chooses every sha256 checked against it), an https one that redirects to plain http is
+refused (:mod:`ganbench.redirects`), a file it lists may be at most
+:data:`MAX_FILE_BYTES`, and control characters in its text are replaced when it is read,
+so that ``zoo list``/``info`` cannot drive the terminal.
 """
 
 from __future__ import annotations
@@ -30,19 +32,28 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ganbench.errors import UnknownModelError, UsageError, ZooError
+from ganbench.errors import UnknownModelError, ZooError
+from ganbench.names import LOWER_NAME, check_folder_name
+from ganbench.redirects import open_url
 from ganbench.sealed import write_atomic
 from ganbench.zoo.flavours import FidelityFile
 from ganbench.zoo.metadata import GeneratorInfo, Score
 
 INDEX_FORMAT = "ganbench-zoo-index/1"
 INDEX_ENV = "GANBENCH_ZOO_INDEX"
-NAME_PATTERN = "^[a-z0-9][a-z0-9._-]*$"
+NAME_PATTERN = LOWER_NAME
 #: Cached copies of remote indexes, in CACHE/zoo. ganbench's own folders there start with
 #: "_", which no zoo name can (NAME_PATTERN), so a generator never shares their folder.
 INDEX_CACHE = "_indexes"
 #: An index is a few kB per generator; a server sending more is not serving an index.
 MAX_INDEX_BYTES = 16 << 20
+#: The largest file an index may declare (the schema's ``size`` maximum, 2 GiB - 1): a
+#: zoo file is one ONNX protobuf (exported with ``external_data=False``), and protobuf
+#: cannot serialise a message of 2 GiB or more, so no zoo file can be larger. That is room
+#: for ~500M float32 parameters; StyleGAN2's 1024px generator is ~30M (~120 MB). A model
+#: past it (GigaGAN's ~1B) would need ONNX's external data, which ganbench neither writes
+#: nor reads. A larger size is a broken or hostile index, refused before any download.
+MAX_FILE_BYTES = 2**31 - 1
 _HEADER = (
     "# ganbench zoo index: one [[generators]] table per published generator.\n"
     "# Written by `ganbench zoo export` / `zoo publish --index`; checked against\n"
@@ -207,7 +218,7 @@ def parse(text: str, where: str) -> ZooIndex:
 
 def _fetch_index(location: str, timeout: float) -> str:
     request = urllib.request.Request(location, headers={"User-Agent": "ganbench"})
-    with urllib.request.urlopen(request, timeout=timeout) as response:
+    with open_url(request, timeout) as response:  # no https -> http redirect
         data = response.read(MAX_INDEX_BYTES + 1)
     if len(data) > MAX_INDEX_BYTES:
         raise ZooError(
@@ -277,11 +288,5 @@ def upsert(path: Path, entry: ZooEntry) -> bool:
 
 
 def check_name(name: str) -> str:
-    import re
-
-    if not re.fullmatch(NAME_PATTERN, name) or len(name) > 100:
-        raise UsageError(
-            f"zoo name {name!r} is not allowed: use lower-case letters, digits, '.', '_' and '-'"
-            " (e.g. dcgan-digits-32)"
-        )
-    return name
+    """``name`` when it can be a zoo name (a cache folder, an ONNX file name)."""
+    return check_folder_name(name, "zoo name", "dcgan-digits-32", pattern=NAME_PATTERN)

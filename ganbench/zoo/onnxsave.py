@@ -1,15 +1,16 @@
 """Writing a zoo ONNX file: checked by ``onnx.checker`` first, then written whole or not
-at all (a temp file beside it, optionally verified, then ``os.replace``), so an interrupted
-or rejected export never leaves a half-written generator where a zoo file is expected."""
+at all (:func:`ganbench.sealed.atomic_path`: a temp file beside it, optionally verified,
+fsync'ed, then renamed), so an interrupted or rejected export never leaves a half-written
+generator where a zoo file is expected."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ganbench.errors import ZooError
+from ganbench.sealed import atomic_path
 
 
 def save_checked(
@@ -23,12 +24,8 @@ def save_checked(
         onnx.checker.check_model(model, full_check=True)
     except onnx.checker.ValidationError as exc:
         raise ZooError(f"onnx.checker rejected the {what}: {str(exc).splitlines()[0]}") from None
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    try:
-        onnx.save(model, str(tmp))
+    with atomic_path(dest) as tmp:
+        # The temporary name ends in .tmp: say the format, not left to the file's suffix.
+        onnx.save(model, str(tmp), format="protobuf")
         if verify is not None:
             verify(tmp)
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)

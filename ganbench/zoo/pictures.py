@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image
 
 from ganbench.errors import UsageError
+from ganbench.sealed import atomic_path
 
 
 def to_uint8(images: np.ndarray, value_range: tuple[float, float] = (-1.0, 1.0)) -> np.ndarray:
@@ -61,14 +62,13 @@ def check_output(path: Path) -> Path:
 
 
 def save_atomic(picture: Image.Image, path: Path) -> Path:
-    """Write to a temporary file beside ``path``, then rename it into place."""
+    """Write ``path`` whole or not at all (:func:`ganbench.sealed.atomic_path`)."""
     path = check_output(path)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    # The temporary file ends in .tmp: PIL is told the format that ``path``'s suffix names.
+    image_format = Image.registered_extensions()[path.suffix.lower()]
     try:
-        picture.save(tmp)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            picture.save(tmp, format=image_format)
     except OSError as exc:
         raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
-    finally:
-        tmp.unlink(missing_ok=True)
     return path

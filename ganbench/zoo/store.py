@@ -1,9 +1,10 @@
 """The local cache of zoo files: pulled once, verified by sha256 before and after.
 
-A file enters the cache only through :func:`ganbench.data.download.download` (``.part``,
-resume, checksum, then an atomic rename) or, for ``models:/`` URLs, through a temporary
-folder that is checked before the rename. Every use re-hashes the cached file, so a file
-damaged on disk is caught, deleted and fetched again instead of generating garbage.
+A file enters the cache only through :func:`ganbench.data.download.download` (free space
+checked first, ``.part``, resume, checksum, then a durable rename) or, for ``models:/``
+URLs, through a temporary folder that is checked before the rename. Every use re-hashes
+the cached file, so a file damaged on disk is caught, deleted and fetched again instead of
+generating garbage.
 
 Layout of ``CACHE/zoo``: a generator's folder is named after it (``NAME/NAME.onnx``, as
 since the first release); ganbench's own folders start with "_" (``_indexes`` for cached
@@ -15,14 +16,14 @@ again once.)
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from ganbench.data.download import check_digest, download, file_digest
+from ganbench.data.download import check_digest, check_free_space, download, file_digest
 from ganbench.interfaces import RemoteFile
+from ganbench.sealed import commit_file
 from ganbench.zoo.index import ZooEntry, ZooIndex
 
 REGISTRY_CACHE = "_registry"
@@ -76,7 +77,7 @@ def _from_registry(uri: str, path: Path, sha256: str, registry: str | None) -> P
     with tempfile.TemporaryDirectory(prefix=".pull-", dir=path.parent) as tmp:
         fetched = download_registered(uri, Path(tmp), registry)
         check_digest(fetched, "sha256", sha256, f"{path.name} from {uri}")
-        os.replace(fetched, path)
+        commit_file(fetched, path)  # the temporary folder is beside it: one filesystem
     return path
 
 
@@ -102,6 +103,7 @@ def pull(
 
         registry = resolve_registry(registry_uri)
         check_reachable(registry)
+        check_free_space(path.parent, entry.size, path.name)
         return _from_registry(url, path, entry.sha256, registry)
     remote = RemoteFile(url, path.name, sha256=entry.sha256, size=entry.size)
     return download(remote, path.parent, progress=progress)

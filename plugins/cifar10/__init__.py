@@ -65,6 +65,8 @@ class Cifar10Dataset(Dataset):
 
         from torchvision.datasets.utils import extract_archive
 
+        from ganbench.sealed import fsync_folder, fsync_tree
+
         folder = Path(root) / BASE_FOLDER
         for path in downloaded:
             if Path(path).name != ARCHIVE or folder.is_dir():
@@ -84,7 +86,11 @@ class Cifar10Dataset(Dataset):
                         f"{path} holds no {BASE_FOLDER}/ folder; it is not the CIFAR-10"
                         " python archive. Delete it and run `ganbench data download cifar10`"
                     )
-                shutil.move(str(Path(tmp) / BASE_FOLDER), folder)
+                # Flushed before the rename that makes it visible, and the rename after it:
+                # after a power cut the folder is there whole or not at all.
+                fsync_tree(Path(tmp) / BASE_FOLDER)
+                shutil.move(str(Path(tmp) / BASE_FOLDER), folder)  # one filesystem: a rename
+                fsync_folder(Path(root))
 
     def open(self, request: DatasetRequest, root: Path) -> ImageSource:
         self.check_split(request.split)

@@ -7,8 +7,8 @@ ganbench's own symmetric-eigenvalue computation (``ganbench.metrics.frechet``), 
 against torch-fidelity's in the tests: it can reuse the reference's cached square root.
 
 torch-fidelity unpickles its weights file with ``torch.load(weights_only=False)``, which
-runs any code a pickle carries, and torch.hub checks a fresh download against 8 hex digits
-of its sha256 only. So whatever file is given (``--inception-weights``,
+runs any code a pickle carries, and a fresh download can be checked against only the 8 hex
+digits of its sha256 that its name carries. So whatever file is given (``--inception-weights``,
 ``$GANBENCH_INCEPTION_WEIGHTS``, torch.hub's cache) is read here with ``weights_only=True``
 and must be a plain state dict of tensors; torch-fidelity only sees a copy ganbench saved
 from those tensors.
@@ -26,7 +26,13 @@ from typing import TYPE_CHECKING, ClassVar
 
 from ganbench.errors import GanbenchError
 from ganbench.hookspecs import hookimpl
-from ganbench.interfaces import FeatureExtractor, LoadedExtractor, Metric, RealStats
+from ganbench.interfaces import (
+    FeatureExtractor,
+    LoadedExtractor,
+    Metric,
+    RealStats,
+    RemoteFile,
+)
 from ganbench.registry import Registrar
 
 if TYPE_CHECKING:
@@ -34,7 +40,7 @@ if TYPE_CHECKING:
     import torch
 
 # torch-fidelity 0.4's Inception-v3 weights (converted from TensorFlow's 2015-12-05 graph);
-# the file name carries the first 8 hex digits of its sha256, which torch.hub checks.
+# the file name carries the first 8 hex digits of its sha256, checked after a download.
 INCEPTION_URL = (
     "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
     "weights-inception-2015-12-05-6726825d.pth"
@@ -44,23 +50,40 @@ INCEPTION_ENV = "GANBENCH_INCEPTION_WEIGHTS"
 
 
 def default_inception_weights(progress: bool = True) -> Path:
-    """torch-fidelity's weights in torch.hub's cache, downloaded there on first use."""
+    """torch-fidelity's weights in torch.hub's cache, downloaded there on first use.
+
+    Through ganbench's downloader rather than ``torch.hub.download_url_to_file``, whose
+    urllib follows an https -> http redirect silently: this one refuses it, checks the
+    free space, resumes, and renames the file into place only once its sha256 starts with
+    the 8 hex digits its name carries (the only digest published for it)."""
     import torch.hub
+
+    from ganbench.data.download import download, file_digest
+    from ganbench.errors import DownloadError
+    from ganbench.sealed import commit_file
 
     path = Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_URL.rsplit("/", 1)[1]
     if path.is_file():
         return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:  # torch.hub writes a temporary file, checks the hash prefix, then renames
-        torch.hub.download_url_to_file(
-            INCEPTION_URL, str(path), hash_prefix=INCEPTION_HASH_PREFIX, progress=progress
-        )
-    except Exception as exc:  # URLError, HTTPError, hash mismatch (RuntimeError)
+    offline = (
+        f"On an offline machine copy that file to {path} and pass --inception-weights PATH"
+        f" or set {INCEPTION_ENV}=PATH"
+    )
+    remote = RemoteFile(INCEPTION_URL, f"{path.name}.unchecked")
+    try:
+        fetched = download(remote, path.parent, progress=progress)
+    except DownloadError as exc:
         raise GanbenchError(
-            f"cannot download the Inception-v3 weights from {INCEPTION_URL} ({exc})."
-            f" On an offline machine copy that file here and pass --inception-weights PATH"
-            f" or set {INCEPTION_ENV}=PATH"
+            f"cannot download the Inception-v3 weights from {INCEPTION_URL} ({exc}). {offline}"
         ) from None
+    got = file_digest(fetched, "sha256")
+    if not got.startswith(INCEPTION_HASH_PREFIX):
+        fetched.unlink(missing_ok=True)
+        raise GanbenchError(
+            f"the Inception-v3 weights from {INCEPTION_URL} have sha256 {got}, which does not"
+            f" start with {INCEPTION_HASH_PREFIX}; the download was deleted. {offline}"
+        )
+    commit_file(fetched, path)
     return path
 
 

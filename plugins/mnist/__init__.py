@@ -7,7 +7,6 @@ holding ``{train,t10k}-{images-idx3,labels-idx1}-ubyte`` (uncompressed).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -16,6 +15,7 @@ from ganbench.errors import DatasetNotFoundError, GanbenchError
 from ganbench.hookspecs import hookimpl
 from ganbench.interfaces import Dataset, DatasetRequest, ImageSource, RemoteFile
 from ganbench.registry import Registrar
+from ganbench.sealed import atomic_path
 
 if TYPE_CHECKING:
     import numpy as np
@@ -100,17 +100,18 @@ class _IdxDataset(Dataset):
                 continue
             raw.mkdir(parents=True, exist_ok=True)
             target = raw / path.name.removeprefix(prefix).removesuffix(".gz")
-            part = target.with_name(target.name + ".part")
-            try:
-                with gzip.open(path, "rb") as src, part.open("wb") as dst:
+            try:  # whole or not at all: open() trusts any file it finds in raw/
+                with (
+                    atomic_path(target) as part,  # renamed once dst is closed (exits last)
+                    gzip.open(path, "rb") as src,
+                    part.open("wb") as dst,
+                ):
                     shutil.copyfileobj(src, dst, 1 << 20)
             except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
-                part.unlink(missing_ok=True)
                 raise GanbenchError(
                     f"cannot decompress {path} into {raw}: {exc}. Delete it and run"
                     f" `ganbench data download {self.name}` again"
                 ) from None
-            os.replace(part, target)
 
     def open(self, request: DatasetRequest, root: Path) -> ImageSource:
         self.check_split(request.split)
