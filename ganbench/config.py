@@ -1,17 +1,22 @@
 """Hyperparameters as data: typed dataclasses, strict TOML presets and ``--set key=value``.
 
 Every value is converted to its field's declared type, and an unknown key is an error that
-lists the close matches: a misspelt hyperparameter must never be silently ignored.
+lists the close matches: a misspelt hyperparameter must never be silently ignored. A
+numeric field may declare the values it allows (:func:`ranged`); a value outside them is
+refused when it is given, before any run exists (a negative learning rate used to fail
+inside Adam, with an MLflow run and a run folder already made).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import tomllib
 import types
 import typing
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +24,93 @@ from ganbench.errors import ConfigError
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
+#: The metadata key under which a field keeps its :class:`Range`.
+RANGE = "ganbench.range"
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values a numeric setting allows: bounds, each inclusive or not (None: open)."""
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+    #: The allowed values in words, when the bounds alone say too little ("0 (none) or
+    #: a number of units").
+    text: str | None = None
+
+    def allows(self, value: float) -> bool:
+        # written so that NaN fails every bound
+        return (
+            (self.ge is None or value >= self.ge)
+            and (self.gt is None or value > self.gt)
+            and (self.le is None or value <= self.le)
+            and (self.lt is None or value < self.lt)
+        )
+
+    def describe(self) -> str:
+        """``more than 0``, ``from 0 to 4294967295``, ``at least 0 and below 1``, ..."""
+        if self.text:
+            return self.text
+        low = (
+            f"at least {_num(self.ge)}"
+            if self.ge is not None
+            else (f"more than {_num(self.gt)}" if self.gt is not None else "")
+        )
+        high = (
+            f"at most {_num(self.le)}"
+            if self.le is not None
+            else (f"below {_num(self.lt)}" if self.lt is not None else "")
+        )
+        if self.ge is not None and self.le is not None:
+            return f"from {_num(self.ge)} to {_num(self.le)}"
+        return " and ".join(p for p in (low, high) if p) or "a finite number"
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def ranged(
+    default: Any,
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+    text: str | None = None,
+) -> Any:
+    """A dataclass field with ``default`` whose values must lie in the given bounds
+    (``ge``/``le`` inclusive, ``gt``/``lt`` exclusive; None, for an optional field, is
+    always allowed; ``text`` says them in words in the error). For the runner's settings
+    and any plugin's config (refused by ``--set``, TOML files and presets alike; call
+    :func:`check_ranges` in ``__post_init__`` to refuse them in code too)::
+
+        lr: float = ranged(0.0002, gt=0)
+        beta1: float = ranged(0.5, ge=0, lt=1)
+    """
+    return dataclasses.field(default=default, metadata={RANGE: Range(ge, gt, le, lt, text)})
+
+
+def check_value(key: str, value: Any, field: dataclasses.Field | None, source: str = "") -> None:
+    """Refuse a number outside ``field``'s declared range, and any float that is not
+    finite (NaN or infinite: no setting means either), in one line naming the fix."""
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    where = f" (in {source})" if source else ""
+    rule = field.metadata.get(RANGE) if field is not None else None
+    if isinstance(value, float) and not math.isfinite(value):
+        allowed = rule.describe() if rule else "a finite number"
+        raise ConfigError(f"{key} must be {allowed}; got {value}{where}")
+    if rule is not None and not rule.allows(value):
+        raise ConfigError(f"{key} must be {rule.describe()}; got {value}{where}")
+
+
+def check_ranges(config: Any, source: str = "") -> None:
+    """Check every field of dataclass ``config`` (see :func:`check_value`)."""
+    for f in dataclasses.fields(config):
+        check_value(f.name, getattr(config, f.name), f, source)
 
 
 def parse_assignments(items: Iterable[str], option: str = "--set") -> dict[str, str]:
@@ -111,12 +203,13 @@ def _parse_number(text: str) -> float | int:
 def apply(config: Any, values: Mapping[str, Any], *, source: str) -> Any:
     """A copy of dataclass ``config`` with ``values`` (converted) applied; unknown keys fail."""
     hints = typing.get_type_hints(type(config))
-    known = field_names(type(config))
+    fields = {f.name: f for f in dataclasses.fields(config)}
     changes = {}
     for key, value in values.items():
-        if key not in known:
-            raise unknown_key(key, known, source)
+        if key not in fields:
+            raise unknown_key(key, fields, source)
         changes[key] = convert(value, hints[key], key)
+        check_value(key, changes[key], fields[key], source)
     return dataclasses.replace(config, **changes)
 
 

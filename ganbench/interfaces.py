@@ -214,6 +214,9 @@ class Architecture(ABC):
     name: ClassVar[str]
     summary: ClassVar[str]
     #: The dataclass of this architecture's hyperparameters; its defaults are the paper's.
+    #: Numeric fields declare the values they allow with ``ganbench.config.ranged`` (e.g.
+    #: ``lr: float = ranged(0.0002, gt=0)``): a value outside is refused before a run
+    #: starts, in one line naming the setting and its range; floats must be finite.
     config_class: ClassVar[type]
     #: Defaults this architecture sets for the runner's own settings (e.g. batch size).
     train_defaults: ClassVar[Mapping[str, Any]] = {}

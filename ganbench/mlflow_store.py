@@ -10,6 +10,7 @@ that answers "database is locked" is retried rather than failing the run.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import logging
 import os
@@ -26,8 +27,36 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 #: Errors a store returns while it is busy or away: worth retrying, never the caller's fault.
+#: MLflow's client turns an HTTP status without a JSON body into a code: 500 and 502 into
+#: INTERNAL_ERROR, 503 TEMPORARILY_UNAVAILABLE, 504 DEADLINE_EXCEEDED, 429
+#: RESOURCE_EXHAUSTED (501, NOT_IMPLEMENTED, never changes and is not here). Its SQL
+#: store reports "database is locked" (any SQLAlchemy OperationalError) as
+#: TEMPORARILY_UNAVAILABLE.
 TRANSIENT_CODES = frozenset(
-    {"TEMPORARILY_UNAVAILABLE", "INTERNAL_ERROR", "REQUEST_LIMIT_EXCEEDED", "ABORTED"}
+    {
+        "TEMPORARILY_UNAVAILABLE",
+        "INTERNAL_ERROR",
+        "REQUEST_LIMIT_EXCEEDED",
+        "RESOURCE_EXHAUSTED",
+        "ABORTED",
+        "DEADLINE_EXCEEDED",
+    }
+)
+#: errno values of a network that is down or a peer that went away, for raw socket errors
+#: that Python does not raise as ConnectionError or TimeoutError.
+_NETWORK_ERRNOS = frozenset(
+    {
+        errno.ECONNREFUSED,
+        errno.ECONNRESET,
+        errno.ECONNABORTED,
+        errno.ETIMEDOUT,
+        errno.EHOSTUNREACH,
+        errno.EHOSTDOWN,
+        errno.ENETUNREACH,
+        errno.ENETDOWN,
+        errno.ENETRESET,
+        errno.EPIPE,
+    }
 )
 #: The tag that makes MLflow 3's UI open an experiment as "Training runs" with metric
 #: charts (not its GenAI view).
@@ -77,13 +106,63 @@ def route_mlflow_logs(path: Path) -> None:
 
 def is_transient(exc: BaseException) -> bool:
     """True for a store that is away or busy (retry later), False for a refusal (a changed
-    param, an unknown run) that no retry can fix."""
+    param, an unknown run) or a local fault (an unreadable file, a full disk, a bad image)
+    that no retry can fix.
+
+    Not every OSError is the server's absence: requests' and Python's connection errors
+    are OSErrors, and so are PermissionError and FileNotFoundError. Only the network's
+    classes (and errno values) count; urllib3's, which requests normally wraps, are not
+    OSErrors at all."""
     from mlflow.exceptions import MlflowException
 
     if isinstance(exc, MlflowException):
         return exc.error_code in TRANSIENT_CODES
-    # requests' and urllib3's connection errors are OSErrors; timeouts too.
-    return isinstance(exc, (OSError, TimeoutError))
+    return network_error(exc) or database_locked(exc)
+
+
+def network_error(exc: BaseException) -> bool:
+    """A connection that failed, broke or timed out, or an HTTP 5xx/429 from requests."""
+    import http.client
+    import socket
+
+    import requests
+    import urllib3
+
+    if isinstance(exc, requests.exceptions.HTTPError):
+        status = exc.response.status_code if exc.response is not None else 0
+        return status == 429 or (status >= 500 and status != 501)
+    away = (
+        requests.exceptions.ConnectionError,  # refused, reset, DNS, proxy, TLS handshake
+        requests.exceptions.Timeout,
+        requests.exceptions.ChunkedEncodingError,  # the connection broke mid-response
+        requests.exceptions.RetryError,  # urllib3's retries ran out on 5xx answers
+        urllib3.exceptions.ProtocolError,
+        urllib3.exceptions.TimeoutError,  # NewConnectionError and NameResolutionError too
+        urllib3.exceptions.MaxRetryError,
+        urllib3.exceptions.ProxyError,
+        http.client.IncompleteRead,
+        ConnectionError,  # Python's: refused, reset, aborted, broken pipe
+        TimeoutError,
+        socket.gaierror,
+    )
+    if isinstance(exc, away):
+        return True
+    return isinstance(exc, OSError) and exc.errno in _NETWORK_ERRNOS
+
+
+def database_locked(exc: BaseException) -> bool:
+    """SQLite's "database is locked" (another process writes the store) from sqlite3 or
+    SQLAlchemy, when it reaches us without MLflow's wrapping."""
+    import sqlite3
+
+    kinds: tuple[type[BaseException], ...] = (sqlite3.OperationalError,)
+    try:
+        import sqlalchemy.exc
+
+        kinds += (sqlalchemy.exc.OperationalError,)
+    except ImportError:  # pragma: no cover - MLflow's SQL stores need it
+        pass
+    return isinstance(exc, kinds) and "database is locked" in str(exc)
 
 
 def retrying(call: Callable[[], T], *, seconds: float = 60.0) -> T:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ganbench.outbox import problems
 from ganbench.outbox.journal import pending_in
 from ganbench.training.resume import STALE_SECONDS, find_local, heartbeat_age, journaled_status
 
@@ -38,6 +39,8 @@ class RunRow:
     #: "alive (pid N)", "dead", "dead?" (no local folder, stale heartbeat), "-" (ended)
     process: str
     resume: str
+    #: What the run folder's outbox holds: "12 wait", "3 rejected", "writer stopped", "-"
+    tracking: str = "-"
 
     @property
     def dead(self) -> bool:
@@ -52,6 +55,7 @@ class RunRow:
             step,
             _age(self.heartbeat),
             self.process,
+            self.tracking,
             self.resume,
         )
 
@@ -80,8 +84,10 @@ def describe(run: Run, cache: Path) -> RunRow:
         waiting = pending_in(folder.path / "outbox")
         ref = str(folder.path)
         process = f"alive (pid {beat.pid})" if alive and beat else ("alive" if alive else "dead")
+        tracking = _tracking(folder.path / "outbox", waiting if not alive else 0)
     else:
         age, step, waiting = heartbeat_age(run), _tag_step(run), 0
+        tracking = "-"
         last = run.data.tags.get("checkpoint.last_step")
         resumable = int(last) if last and last.isdigit() else None
         ref = run.info.run_id
@@ -100,4 +106,14 @@ def describe(run: Run, cache: Path) -> RunRow:
         resume = f"from step {resumable}: ganbench resume {ref}"
     else:
         resume = "no checkpoint"
-    return RunRow(run.info.run_id, run.info.run_name or "", status, step, age, process, resume)
+    name = run.info.run_name or ""
+    return RunRow(run.info.run_id, name, status, step, age, process, resume, tracking)
+
+
+def _tracking(outbox: Path, waiting: int) -> str:
+    """Records waiting (of a run no process delivers now), set aside, a stopped writer."""
+    marks = [f"{waiting} wait"] if waiting else []
+    state = problems.state(outbox)
+    if state != "-":
+        marks.append(state)
+    return ", ".join(marks) or "-"

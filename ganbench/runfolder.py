@@ -23,6 +23,7 @@ import json
 import os
 import re
 import socket
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,6 +76,9 @@ class RunFolder:
         self.path = path
         self.info = info
         self._lock_fh: Any = None
+        # The heartbeat thread and the training loop both beat: one write at a time (the
+        # atomic write's temporary file is named for the process, not the thread).
+        self._beat_lock = threading.Lock()
 
     # ---- what the folder is -------------------------------------------------------------
     @classmethod
@@ -166,10 +170,11 @@ class RunFolder:
         )
 
     def beat(self, step: int) -> None:
-        _write_json(
-            self.path / "heartbeat.json",
-            {"time": time.time(), "step": step, "host": host(), "pid": os.getpid()},
-        )
+        with self._beat_lock:
+            _write_json(
+                self.path / "heartbeat.json",
+                {"time": time.time(), "step": step, "host": host(), "pid": os.getpid()},
+            )
 
     def heartbeat(self) -> Heartbeat | None:
         data = _read_json(self.path / "heartbeat.json")

@@ -152,10 +152,144 @@ def test_toml_file(tmp_path, registries):
         ({"resolution": 256}, "dataset digits is not offered at resolution 256"),
         ({"split": "val"}, "dataset digits has no split 'val'"),
         ({"steps": 0}, "steps must be at least 1"),
-        ({"d_steps": 0}, "d_steps must be at least 1, not 0"),
+        ({"d_steps": 0}, "d_steps must be at least 1; got 0"),
         ({"batch_size": 0}, "batch_size must be at least 1"),
     ],
 )
 def test_invalid_run_settings(registries, values, message):
     with pytest.raises(UsageError, match=message):
         plan_run(registries, "dcgan", "digits", [("the command line", values)])
+
+
+# ---- numeric ranges: declared with the fields, refused before a run exists ---------------
+
+
+def _numeric_fields(config_class) -> list:
+    import dataclasses
+    import typing
+
+    hints = typing.get_type_hints(config_class)
+    return [
+        f
+        for f in dataclasses.fields(config_class)
+        if {int, float} & set(typing.get_args(hints[f.name]) or (hints[f.name],))
+        and hints[f.name] is not bool
+    ]
+
+
+@pytest.mark.parametrize("name", ["dcgan", "lsgan", "wgan-gp", "sngan"])
+def test_every_numeric_setting_declares_its_range(registries, name):
+    """The runner's settings and the built-in GANs' (a subclass that redeclares a field
+    must redeclare its range too); LSGAN's label coding a, b, c may be any finite number."""
+    from ganbench.training.config import TrainConfig
+
+    free = {"a", "b", "c"}
+    classes = [TrainConfig, registries.architectures.get(name).config_class]
+    for config_class in classes:
+        fields = _numeric_fields(config_class)
+        assert len(fields) >= 8, config_class
+        undeclared = [f.name for f in fields if cfg.RANGE not in f.metadata]
+        assert set(undeclared) <= free, (config_class.__name__, undeclared)
+
+
+@pytest.mark.parametrize(
+    ("architecture", "values", "message"),
+    [
+        ("dcgan", {"seed": "-1"}, "seed must be from 0 to 4294967295; got -1 (in --set)"),
+        ("dcgan", {"seed": str(2**32)}, "seed must be from 0 to 4294967295; got 4294967296"),
+        ("dcgan", {"lr": "-1"}, "lr must be more than 0; got -1.0 (in --set)"),
+        ("dcgan", {"lr": "0"}, "lr must be more than 0; got 0.0"),
+        ("dcgan", {"lr": "nan"}, "lr must be more than 0; got nan"),
+        ("dcgan", {"beta1": "1"}, "beta1 must be at least 0 and below 1; got 1.0"),
+        ("dcgan", {"beta2": "-0.1"}, "beta2 must be at least 0 and below 1; got -0.1"),
+        ("dcgan", {"z_dim": "0"}, "z_dim must be at least 1; got 0"),
+        ("dcgan", {"ngf": "-8"}, "ngf must be at least 1; got -8"),
+        ("dcgan", {"init_std": "-0.02"}, "init_std must be at least 0; got -0.02"),
+        ("dcgan", {"leaky_slope": "2"}, "leaky_slope must be from 0 to 1; got 2.0"),
+        ("dcgan", {"batch_size": "0"}, "batch_size must be at least 1; got 0"),
+        ("dcgan", {"steps": "-5"}, "steps must be at least 1; got -5"),
+        ("dcgan", {"epochs": "0"}, "epochs must be more than 0; got 0.0"),
+        ("dcgan", {"log_every": "0"}, "log_every must be at least 1; got 0"),
+        ("dcgan", {"threads": "-1"}, "threads must be 0 (one per core) or more; got -1"),
+        ("dcgan", {"checkpoint_minutes": "inf"}, "checkpoint_minutes must be 0 (only at"),
+        ("dcgan", {"eval_every": "-1"}, "eval_every must be 0 (never) or more; got -1"),
+        ("wgan-gp", {"lr": "-0.0001"}, "lr must be more than 0; got -0.0001"),
+        ("wgan-gp", {"beta2": "1.5"}, "beta2 must be at least 0 and below 1; got 1.5"),
+        ("sngan", {"beta1": "-1"}, "beta1 must be at least 0 and below 1; got -1.0"),
+        ("lsgan", {"a": "inf"}, "a must be a finite number; got inf"),
+        ("lsgan", {"n_critic": "0"}, "n_critic must be a whole number of at least 1; got 0"),
+    ],
+)
+def test_a_setting_out_of_its_range_is_one_line_naming_the_range(
+    registries, architecture, values, message
+):
+    with pytest.raises(ConfigError) as caught:
+        plan_run(registries, architecture, "digits", [("--set", values)])
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_ranges_hold_for_configs_built_in_code_and_from_toml(tmp_path, registries):
+    from ganbench.training.config import TrainConfig
+    from ganbench_plugins.dcgan.config import DCGANConfig
+
+    with pytest.raises(ConfigError, match="lr must be more than 0; got -1"):
+        DCGANConfig(lr=-1)
+    with pytest.raises(ConfigError, match="seed must be from 0 to 4294967295; got -3"):
+        TrainConfig(seed=-3)
+    path = tmp_path / "bad.toml"
+    path.write_text("beta1 = 1.0\n")
+    with pytest.raises(
+        ConfigError, match=f"beta1 must be at least 0 and below 1; got 1.0 .in {path}"
+    ):
+        plan_run(registries, "dcgan", "digits", [(str(path), cfg.load_toml(path))])
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (("--seed", "-1"), "Error: seed must be from 0 to 4294967295; got -1 (in the command"),
+        (("--set", "lr=-1"), "Error: lr must be more than 0; got -1.0 (in --set)"),
+        (("--set", "batch_size=0"), "Error: batch_size must be at least 1; got 0 (in --set)"),
+        (("--steps", "-3"), "Error: steps must be at least 1; got -3 (in the command line)"),
+    ],
+)
+def test_bad_numbers_are_refused_before_any_run_or_folder_exists(run_cli, tmp_path, flags, message):
+    """Against a store that holds a run already: afterwards it holds that one run, and no
+    run folder was made."""
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.create_experiment("ganbench")
+    client.set_terminated(client.create_run(experiment).info.run_id)
+    cache = tmp_path / "cache"
+    result = run_cli(
+        "run",
+        "dcgan",
+        "--dataset",
+        "digits",
+        *flags,
+        "--tracking-uri",
+        uri,
+        "--cache-dir",
+        str(cache),
+        "--run-dir",
+        str(tmp_path / "run"),
+        "--no-progress",
+    )
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(message), result.output
+    assert len(client.search_runs([experiment])) == 1
+    assert not (tmp_path / "run").exists() and not (cache / "runs").exists()
+
+
+@pytest.mark.parametrize("seeds", ["[-1, 3]", "[3, -2]"])
+def test_a_study_with_a_negative_seed_is_refused_up_front(seeds):
+    from ganbench.study import definition
+
+    text = f'name = "s"\narchitecture = "dcgan"\ndatasets = ["digits"]\nseeds = {seeds}\n'
+    with pytest.raises(ConfigError) as caught:
+        definition.parse(text, "s.toml")
+    assert str(caught.value).startswith("s.toml: seeds are whole numbers of 0 or more, got [")
+    assert "\n" not in str(caught.value)

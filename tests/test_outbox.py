@@ -90,6 +90,9 @@ def test_writer_delivers_everything_in_order_and_sets_refusals_aside(run, tmp_pa
     assert refused["op"]["params"] == {"lr": "0.2"}
     assert [s for s in said if "refused" in s] == [said[0]] and "Changing param" in said[0]
     assert list((folder.path / "outbox/files").iterdir()) == []
+    # Relative to the run folder: a moved folder still finds it.
+    [upload] = [op for op in tracker.journal.ops() if op["op"] == "artifact"]
+    assert upload["path"] == "step-3.pt"
 
 
 def test_a_replayed_journal_logs_nothing_twice(run):

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -276,29 +276,37 @@ def resume_run(
     force: bool,
     progress: bool,
     replicas: Replicas | None = None,
+    budget: dict[str, Any] | None = None,
 ) -> None:
     """Continue run ``ref`` (an MLflow run ID or a run folder) from its newest intact
     checkpoint, in the same MLflow run. ``plan`` (from ``run --resume``'s flags) must
-    equal the run's settings; None takes them from the checkpoint.
+    equal the run's settings; None takes them from the checkpoint. ``budget`` (one of
+    steps, epochs, d_steps) changes the length of training on purpose, and is recorded.
 
     In a distributed run rank 0 finds the run and its checkpoint and sends the settings
-    and the checkpoint to the other ranks (their nodes may not have the run's folder)."""
+    and the checkpoint to the other ranks (their nodes may not have the run's folder).
+    A resume that fails before training leaves the run as it found it."""
     if replicas is not None and not replicas.is_main:
         _follow_resume(registries, device, progress, replicas)
         return
     from ganbench.data.paths import cache_root
     from ganbench.distributed import check_settings
+    from ganbench.errors import UsageError
     from ganbench.mlflow_store import route_mlflow_logs
     from ganbench.outbox.tracker import OutboxTracker
     from ganbench.runfolder import RunFolder
     from ganbench.runs import plan_from_params
     from ganbench.tracking import MlflowTracker, resolve_tracking_uri
     from ganbench.training import resume as resuming
+    from ganbench.training.config import LENGTH_KEYS
+    from ganbench.training.heartbeat import Heartbeat
     from ganbench.training.launch import DataOptions
     from ganbench.training.runner import length_params, total_steps
 
     say = _say()
     folder: RunFolder | None = None
+    heartbeat: Heartbeat | None = None
+    changing = (*LENGTH_KEYS, *resuming.BUDGET_SIZES) if budget else ()
     try:
         try:
             folder = RunFolder.open(Path(ref)) if Path(ref).is_dir() else None
@@ -314,11 +322,17 @@ def resume_run(
                     run, cache, existing.client, uri, force=force, say=say
                 )
                 recorded = folder.info
-            resuming.refuse_finished_locally(folder)
-            point = resuming.resume_point(folder, run, say)
-            if plan is None:
-                plan = plan_from_params(registries, point.checkpoint["plan"])
-            new_params = resuming.check_unchanged(run.data.params, plan.params())
+            if not budget:
+                resuming.refuse_finished_locally(folder)
+            point = resuming.resume_point(folder, run, say, extending=bool(budget))
+            logged = resuming.effective_params(run)
+            if plan is None:  # the checkpoint's settings, in the budget in force now
+                saved = {**point.checkpoint["plan"]}
+                saved |= {k: v for k, v in logged.items() if k in LENGTH_KEYS}
+                plan = plan_from_params(registries, saved)
+            if budget:
+                plan = resuming.with_length(plan, budget, "the resume's budget")
+            new_params = resuming.check_unchanged(logged, plan.params(), changing=changing)
             check_settings(
                 plan.train.batch_size,
                 plan.train.sync_bn,
@@ -346,12 +360,21 @@ def resume_run(
                     "logged": point.logged,
                 }
             )
+        # Preparing data can take long: the folder's heartbeat goes on meanwhile.
+        heartbeat = Heartbeat(folder, point.step).start()
         data, scorer = _prepared(registries, plan, options, device, progress, replicas)
         try:
             steps = total_steps(plan, len(data) // plan.train.batch_size)
             sizes = {"num_images": str(len(data))}
             sizes |= {k: str(v) for k, v in length_params(plan, steps).items()}
-            new_params |= resuming.check_unchanged(run.data.params, sizes, "data sizes")
+            new_params |= resuming.check_unchanged(logged, sizes, "data sizes", changing=changing)
+            if budget and steps <= point.step:
+                raise UsageError(
+                    f"a budget of {resuming.length_text(vars(plan.train))} is {steps} steps,"
+                    f" and run {run.info.run_id} is at step {point.step} already (its newest"
+                    f" checkpoint); give a budget of more than {point.step} steps"
+                )
+            extended = resuming.budget_record(logged, plan, sizes) if budget else {}
             route_mlflow_logs(folder.path / "logs" / "mlflow.log")
             tracker = OutboxTracker(existing, folder, say)
             tracker.skip = resuming.already_logged(
@@ -362,15 +385,31 @@ def resume_run(
                 replicas.fail(exc)
             raise
     except BaseException:
+        if heartbeat is not None:
+            heartbeat.stop()
         if folder is not None:
             folder.unlock()
         raise
+    if heartbeat is not None:
+        heartbeat.stop()  # the training loop beats from here on
     if replicas is not None:
         replicas.send(run.info.run_id)
     tracker.set_status("RUNNING")
     tracker.delete_tag("ganbench.resumable")
+    if "ganbench.diverged" in run.data.tags:  # this resume decides anew
+        tracker.delete_tag("ganbench.diverged")
     if new_params:
         tracker.log_params(new_params)
+    if extended:
+        tracker.set_tags(
+            {
+                resuming.BUDGET_TAG: json.dumps(extended["budget"], sort_keys=True),
+                resuming.BUDGET_NOTE_TAG: extended["note"],
+            }
+        )
+        history = [*folder.info.get("budget_extended", []), extended["note"]]
+        folder.update_info(budget=extended["budget"], budget_extended=history)
+        say(f"budget: {extended['note']}")
     resumed = f", resumed from step {point.step} of {steps}"
     _train(
         plan,
@@ -412,6 +451,14 @@ def _follow_resume(registries: Any, device: Any, progress: bool, replicas: Repli
     envvar="GANBENCH_INCEPTION_WEIGHTS",
     help="Local Inception-v3 weights file. [default: the run's]",
 )
+@click.option(
+    "--steps",
+    type=int,
+    help="Train to this many steps in all: extends (or shortens) the run's budget on"
+    " purpose, a FINISHED run's too; recorded as the tag ganbench.budget_extended.",
+)
+@click.option("--epochs", type=float, help="The same, as passes over the data.")
+@click.option("--d-steps", type=int, help="The same, in D updates (real batches).")
 @resume_options
 @launcher_options
 @click.option("--progress/--no-progress", default=True, help="Show the progress bar.")
@@ -423,6 +470,9 @@ def resume(
     cache_dir: str | None,
     bad_images: str,
     inception_weights: str | None,
+    steps: int | None,
+    epochs: float | None,
+    d_steps: int | None,
     tracking_wait: float,
     force: bool,
     nproc: int | None,
@@ -436,11 +486,14 @@ def resume(
     checkpoint are not logged again; a damaged newest checkpoint falls back to the one
     before. A run whose process is alive is refused. Data and cache folders default to
     the run's own. A distributed run resumes on any number of processes (--nproc N, or
-    under torchrun); the world size is recorded with the resume.
+    under torchrun); the world size is recorded with the resume. Every setting stays as
+    the run has it, but for the length of training when --steps, --epochs or --d-steps
+    asks for another (a FINISHED run then trains on).
     Example:
       ganbench resume 3f9f22e9...                   # by MLflow run ID (--tracking-uri)
       ganbench resume ~/.cache/ganbench/runs/3f9f22e9...
       ganbench resume 3f9f22e9... --nproc 8
+      ganbench resume 3f9f22e9... --steps 600       # a finished 300-step run, on to 600
     """
     import sys
 
@@ -450,6 +503,10 @@ def resume(
     from ganbench.plugins import load_registries
     from ganbench.training.launch import DataOptions
 
+    lengths = {"steps": steps, "epochs": epochs, "d_steps": d_steps}
+    budget = {k: v for k, v in lengths.items() if v is not None}
+    if len(budget) > 1:
+        raise click.UsageError("give one of --steps, --epochs or --d-steps")
     if nproc is not None:
         from ganbench.launcher import launch
 
@@ -473,59 +530,128 @@ def resume(
             force=force,
             progress=progress,
             replicas=replicas,
+            budget=budget or None,
         )
 
 
 @click.command()
-@click.argument("path", metavar="RUN_DIR", type=click.Path(file_okay=False))
+@click.argument("path", metavar="[RUN_DIR]", required=False, type=click.Path(file_okay=False))
 @tracking_option
 @click.option(
-    "--timeout", type=float, default=300, show_default=True, help="Seconds to keep trying."
+    "--cache-dir",
+    envvar="GANBENCH_CACHE_DIR",
+    type=click.Path(file_okay=False),
+    help="Without RUN_DIR: where to look for folders with records waiting (CACHE/runs/*,"
+    " CACHE/outbox/*). [default: $GANBENCH_CACHE_DIR or the user cache folder]",
+)
+@click.option(
+    "--timeout",
+    type=float,
+    default=300,
+    show_default=True,
+    help="Seconds to keep trying (per folder).",
 )
 @click.option("--progress/--no-progress", default=True)
-def sync(path: str, tracking_uri: str | None, timeout: float, progress: bool) -> None:
+def sync(
+    path: str | None,
+    tracking_uri: str | None,
+    cache_dir: str | None,
+    timeout: float,
+    progress: bool,
+) -> None:
     """Deliver a run folder's waiting tracking records to MLflow, in order.
 
+    \b
     A run whose tracking store was away when it ended exits 1 and names its folder; run
-    this once the store is back. The store defaults to the one the run used.
+    this once the store is back. The store defaults to the one the run used. Without
+    RUN_DIR, every folder under the cache with records waiting is delivered: training
+    runs (CACHE/runs/*) and the outboxes of eval, probe and the other commands
+    (CACHE/outbox/*). Records MLflow refuses, files that are gone and damaged journal
+    lines are set aside in the folder's outbox/rejected.jsonl and named; then the exit
+    code is 1.
+    Example:
+      ganbench sync ~/.cache/ganbench/runs/3f9f22e9...
+      ganbench sync                  # every folder with records waiting
     """
-    from ganbench.errors import TrackingError
-    from ganbench.mlflow_store import quiet_mlflow, route_mlflow_logs
-    from ganbench.outbox.journal import pending_in
-    from ganbench.outbox.tracker import OutboxTracker
-    from ganbench.progress import ItemProgress
-    from ganbench.runfolder import RunFolder
-    from ganbench.tracking import MlflowTracker, resolve_tracking_uri
+    from ganbench.data.paths import cache_root
+    from ganbench.errors import GanbenchError, TrackingError
+    from ganbench.mlflow_store import quiet_mlflow
+    from ganbench.outbox.sync import waiting_folders
+    from ganbench.runfolder import RunInUse
 
     quiet_mlflow()
-    folder = RunFolder.open(Path(path))
-    folder.lock()
-    try:
-        uri = resolve_tracking_uri(tracking_uri or folder.tracking_uri)
-        waiting = pending_in(folder.path / "outbox")
-        if not waiting:
-            click.echo(f"nothing to deliver: {uri} has every record of run {folder.run_id}")
-            return
-        existing = MlflowTracker.existing(uri, folder.run_id)
-        route_mlflow_logs(folder.path / "logs" / "mlflow.log")
-        tracker = OutboxTracker(existing, folder, _say())
-        deadline = time.monotonic() + timeout
-        with ItemProgress(waiting, "delivering", unit="records", enabled=progress) as bar:
-            done = 0
-            while tracker.writer.delivered_ops < waiting and time.monotonic() < deadline:
-                time.sleep(0.1)
-                bar.advance(tracker.writer.delivered_ops - done)
-                done = tracker.writer.delivered_ops
-        left = tracker.close(max(0.0, deadline - time.monotonic()))
-        if left:
-            raise TrackingError(
-                f"{left} of {waiting} records are still not delivered to {uri} after"
-                f" {timeout:.0f} s; they stay in {folder.path}: try again later"
-            )
-        status = existing.client.get_run(folder.run_id).info.status
-        click.echo(f"delivered {waiting} records to run {folder.run_id} in {uri} (now {status})")
-    finally:
-        folder.unlock()
+    if path is not None:
+        _sync_folder(Path(path), tracking_uri, timeout, progress)
+        return
+    cache = cache_root(cache_dir)
+    folders = list(waiting_folders(cache))
+    if not folders:
+        click.echo(f"nothing to deliver: no run folder under {cache} has records waiting")
+        return
+    say = _say()
+    delivered, skipped, failed = 0, 0, []
+    for folder in folders:
+        try:
+            _sync_folder(folder, tracking_uri, timeout, progress)
+            delivered += 1
+        except RunInUse:
+            say(f"{folder}: skipped, its run is alive (its own process delivers its records)")
+            skipped += 1
+        except GanbenchError as exc:
+            say(f"{folder}: Error: {exc}")
+            failed.append(folder)
+    click.echo(
+        f"synced {len(folders)} folders under {cache}: {delivered} delivered in full,"
+        f" {len(failed)} not (named above), {skipped} skipped (alive)"
+    )
+    if failed:
+        raise TrackingError(
+            f"{len(failed)} of {len(folders)} folders under {cache} were not delivered in"
+            f" full, the first {failed[0]}: see the lines above, then run ganbench sync again"
+        )
+
+
+def _sync_folder(path: Path, tracking_uri: str | None, timeout: float, progress: bool) -> None:
+    """``ganbench sync RUN_DIR``: deliver, then say what arrived, or raise naming what
+    did not (records set aside, a writer that stopped, records still waiting)."""
+    from ganbench.errors import TrackingError
+    from ganbench.outbox import problems
+    from ganbench.outbox.sync import deliver, named
+
+    say = _say()
+    result = deliver(path, tracking_uri, timeout, progress=progress, say=say)
+    where = f"run {result.run_id} in {result.uri}"
+    outbox = result.path / "outbox"
+    if not result.waiting:
+        earlier = problems.rejected_count(outbox)
+        note = f" ({earlier} set aside earlier: {result.rejected_file})" if earlier else ""
+        click.echo(
+            f"nothing to deliver: {result.uri} has every record of run {result.run_id}{note}"
+        )
+        return
+    for line in result.rejections:
+        say(f"set aside: {line}")
+    if result.rejected > len(result.rejections):
+        say(f"set aside: {result.rejected - len(result.rejections)} more in {result.rejected_file}")
+    if result.failure:
+        raise TrackingError(
+            f"the tracking writer stopped ({result.failure}) with {result.left} of"
+            f" {result.waiting} records of {where} still waiting in {result.path} (see"
+            f" {outbox / problems.WRITER_FAILED}); fix the cause, then ganbench sync"
+            f" {result.path} again"
+        )
+    if result.left:
+        raise TrackingError(
+            f"{result.left} of {result.waiting} records are still not delivered to"
+            f" {result.uri} after {timeout:.0f} s; they stay in {result.path}: try again later"
+        )
+    if result.rejected:
+        raise TrackingError(
+            f"delivered the {result.waiting} waiting records of {where} (now"
+            f" {result.status}) except {result.rejected} that could not be: {named(result)}."
+            f" They are kept, with the reasons, in {result.rejected_file}"
+        )
+    click.echo(f"delivered {result.waiting} records to {where} (now {result.status})")
 
 
 @click.command()
@@ -542,7 +668,9 @@ def runs(experiment: str, tracking_uri: str | None, cache_dir: str | None, limit
     """List an experiment's runs: status, step, last heartbeat, alive or dead, resumable.
 
     A RUNNING run whose process died (kill -9, a lost node) cannot mark itself: it shows
-    as dead here, with the command that resumes it.
+    as dead here, with the command that resumes it. TRACKING says what its folder's
+    outbox holds: records waiting, records set aside (`3 rejected`: MLflow refused them
+    or their file is gone; see outbox/rejected.jsonl), a writer that stopped.
     """
     from ganbench.data.paths import cache_root
     from ganbench.errors import UsageError
@@ -568,7 +696,7 @@ def runs(experiment: str, tracking_uri: str | None, cache_dir: str | None, limit
     )
     cache = cache_root(cache_dir)
     rows = [describe(run, cache) for run in listed]
-    header = ("RUN ID", "NAME", "STATUS", "STEP", "HEARTBEAT", "PROCESS", "RESUME")
+    header = ("RUN ID", "NAME", "STATUS", "STEP", "HEARTBEAT", "PROCESS", "TRACKING", "RESUME")
     table = [header, *[row.cells() for row in rows]]
     widths = [max(len(r[i]) for r in table) for i in range(len(header) - 1)]
     for r in table:  # plain columns: they stay aligned in pipes and logs (no wrapping)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ganbench.outbox.delivery import Delivery
-from ganbench.outbox.journal import Journal
+from ganbench.outbox.journal import COMPACT_BYTES, Journal
 from ganbench.outbox.writer import Writer
+from ganbench.sealed import atomic_path
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -35,6 +37,7 @@ class OutboxTracker:
         folder: RunFolder,
         say: Callable[[str], None],
         skip: Collection[tuple[str, int]] = (),
+        compact_bytes: int = COMPACT_BYTES,
     ) -> None:
         from ganbench.mlflow_store import fail_fast_http
         from ganbench.tracking import check_reachable
@@ -45,7 +48,7 @@ class OutboxTracker:
         self.experiment_id = run.experiment_id
         self.folder = folder
         self.skip = set(skip)
-        self.journal = Journal(folder.path / "outbox")
+        self.journal = Journal(folder.path / "outbox", compact_bytes)
 
         def reachable() -> bool:
             try:
@@ -75,11 +78,10 @@ class OutboxTracker:
         if (key, step) in self.skip:
             return
         path = self.journal.new_file(".png")
-        tmp = path.with_name(f".{path.name}.tmp")
         # A file that lives until delivery: the fastest PNG compression (MLflow encodes
         # its own copy), so the training loop pays ~a tenth of level 6's time.
-        image.save(tmp, format="PNG", compress_level=1)
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            image.save(tmp, format="PNG", compress_level=1)
         self._put(
             {
                 "op": "image",
@@ -93,8 +95,12 @@ class OutboxTracker:
     def log_artifact(
         self, path: Path, artifact_path: str | None = None, name: str | None = None
     ) -> None:
-        """Upload ``path`` (kept in the run folder) as ``artifact_path/name``."""
-        op = {"op": "artifact", "path": str(Path(path).resolve()), "dir": artifact_path}
+        """Upload ``path`` (kept in the run folder) as ``artifact_path/name``. The journal
+        holds the path relative to the run folder, so a moved folder still delivers it."""
+        source = Path(path).resolve()
+        with contextlib.suppress(ValueError):  # outside the run folder: absolute
+            source = source.relative_to(self.folder.path)
+        op = {"op": "artifact", "path": str(source), "dir": artifact_path}
         self._put({**op, "name": name or Path(path).name})
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
@@ -110,8 +116,10 @@ class OutboxTracker:
         self.set_status(status)
 
     def flush(self) -> None:
-        """Make everything logged so far durable (before a checkpoint)."""
+        """Make everything logged so far durable (before a checkpoint), and let the writer
+        fold a long delivered prefix of the journal away."""
         self.journal.sync()
+        self.writer.request_compaction()
 
     def close(self, timeout: float) -> int:
         """Wait up to ``timeout`` s for MLflow to have everything; returns what is left."""

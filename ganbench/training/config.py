@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from ganbench.config import check_ranges, ranged
+
 #: The three ways to give the length of training: one per layer of settings, and the
 #: later-given one decides (training.plan, and a study's settings layers).
 LENGTH_KEYS = ("steps", "epochs", "d_steps")
@@ -15,20 +17,21 @@ class TrainConfig:
     """Run settings shared by every architecture (an architecture may change the defaults)."""
 
     #: Image size; None takes the dataset's default resolution.
-    resolution: int | None = None
-    batch_size: int = 64
+    resolution: int | None = ranged(None, ge=1)
+    batch_size: int = ranged(64, ge=1)
     #: Length of training in steps (G updates). steps, epochs and d_steps are three ways
     #: to give the length: one layer gives at most one, and the later-given one decides.
-    steps: int | None = None
+    steps: int | None = ranged(None, ge=1)
     #: Passes over the split (25 is the PyTorch DCGAN reference's default), counted in
     #: real images: an architecture whose step takes n batches (WGAN-GP's 5 critic
     #: updates) makes an epoch 1/n as many steps.
-    epochs: float | None = 25.0
+    epochs: float | None = ranged(25.0, gt=0)
     #: Length of training in D updates = real batches (Lucic et al.'s budget, "Are GANs
     #: Created Equal?"): ceil(d_steps / n) steps for an architecture whose step takes n
     #: batches, so every GAN sees the same number of real batches whatever its n_critic.
-    d_steps: int | None = None
-    seed: int = 0
+    d_steps: int | None = ranged(None, ge=1)
+    #: Seeds the weights, the data order and the samples (NumPy's generator takes 32 bits).
+    seed: int = ranged(0, ge=0, le=2**32 - 1)
     split: str = "train"
     #: A dataset's sub-set(s), comma-separated (LSUN scenes); None = the dataset's first.
     category: str | None = None
@@ -36,20 +39,20 @@ class TrainConfig:
     #: first image of each group stays); the list's digest is logged, and a resume checks it.
     dedup: bool = False
     #: Read losses back and log them every this many steps.
-    log_every: int = 10
+    log_every: int = ranged(10, ge=1)
     #: Sample grid from the fixed z every this many steps; 0 = ten times per run.
-    sample_every: int = 0
+    sample_every: int = ranged(0, ge=0, text="0 (ten grids a run) or more")
     #: Checkpoint every this many steps; 0 = every ``checkpoint_minutes`` (and at the end).
-    checkpoint_every: int = 0
+    checkpoint_every: int = ranged(0, ge=0, text="0 (use checkpoint_minutes) or more")
     #: Minutes of training between checkpoints when checkpoint_every is 0; 0 = only at
     #: the end. A run stopped any other way than by a signal loses at most this much.
-    checkpoint_minutes: float = 10.0
+    checkpoint_minutes: float = ranged(10.0, ge=0, text="0 (only at the end) or more")
     #: Number of images in a sample grid (from a fixed z, the same all run).
-    grid_size: int = 64
+    grid_size: int = ranged(64, ge=1)
     #: Score the generator every this many steps (and at the end); 0 = never.
-    eval_every: int = 0
+    eval_every: int = ranged(0, ge=0, text="0 (never) or more")
     #: Generated images per score during training (fewer than FID-50k: recorded in names).
-    eval_samples: int = 10_000
+    eval_samples: int = ranged(10_000, ge=1)
     #: Comma-separated metrics scored during training; FID also picks the best checkpoint.
     eval_metrics: str = "fid"
     #: Feature extractor for those scores; empty = the dataset's default.
@@ -77,7 +80,10 @@ class TrainConfig:
     #: cuDNN's autotuner on CUDA (auto: on, unless cuDNN's deterministic mode is set).
     cudnn_benchmark: Literal["auto", "on", "off"] = "auto"
     #: CPU threads for torch; 0 = one per core this process may use.
-    threads: int = 0
+    threads: int = ranged(0, ge=0, text="0 (one per core) or more")
     #: Distributed runs: batch-norm statistics over the global batch (SyncBatchNorm, GPUs
     #: only) instead of each rank's share (the default, as the reference DCGAN trains).
     sync_bn: bool = False
+
+    def __post_init__(self) -> None:
+        check_ranges(self)

@@ -94,6 +94,10 @@ def plan_run(
         train = dataclasses.replace(train, resolution=data.default_resolution)
     if train.category is None and data.categories:
         train = dataclasses.replace(train, category=data.categories[0])
+    # Every numeric setting within its declared range (``ganbench.config.ranged``),
+    # defaults included: each given value was checked as it was applied.
+    cfg.check_ranges(train, "the run's settings")
+    cfg.check_ranges(model, f"{arch.name}'s settings")
     _validate(arch, data, train)
     if check_scoring:
         _check_scoring(registries, data, train)
@@ -123,26 +127,9 @@ def _validate(arch: Architecture, data: Dataset, train: TrainConfig) -> None:
         )
     if train.category and not data.categories:
         raise UsageError(f"dataset {data.name} has no categories; drop --category")
-    for key in ("batch_size", "log_every", "grid_size"):
-        if getattr(train, key) < 1:
-            raise UsageError(f"{key} must be at least 1, not {getattr(train, key)}")
-    if train.eval_every < 0:
-        raise UsageError(f"eval_every must be 0 (never) or more, not {train.eval_every}")
+    # (numeric ranges: declared with the fields, checked as each value is applied)
     if train.eval_every and train.eval_samples < 10:
         raise UsageError(f"eval_samples must be at least 10, not {train.eval_samples}")
-    for key in ("sample_every", "checkpoint_every"):
-        if getattr(train, key) < 0:
-            raise UsageError(f"{key} must be 0 (automatic) or more, not {getattr(train, key)}")
-    if train.checkpoint_minutes < 0:
-        raise UsageError(
-            "checkpoint_minutes must be 0 (only at the end) or more,"
-            f" not {train.checkpoint_minutes}"
-        )
-    for key in ("steps", "d_steps"):
-        if getattr(train, key) is not None and getattr(train, key) < 1:
-            raise UsageError(f"{key} must be at least 1, not {getattr(train, key)}")
-    if train.epochs is not None and train.epochs <= 0:
-        raise UsageError(f"epochs must be more than 0, not {train.epochs}")
 
 
 def _check_scoring(registries: Registries, data: Dataset, train: TrainConfig) -> None:

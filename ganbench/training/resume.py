@@ -4,23 +4,36 @@ A resume continues the same MLflow run. It refuses what would make it another ru
 changed hyperparameter, other data) and a run whose process is still alive; it falls back
 to the previous checkpoint when the newest is damaged; and it knows which (metric, step)
 and (image, step) records the interrupted process already logged, so none is logged twice.
+
+The one setting a resume may change is the length of training, and only when asked to
+(``ganbench resume RUN --steps N``): MLflow params cannot change, so the budget in force
+is recorded as the tag ``ganbench.budget`` (and in run.json), which later resumes compare
+with instead of the logged length params.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
+import json
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ganbench import checkpoint
+from ganbench import config as cfg
 from ganbench.errors import CheckpointError, ConfigError, NothingToResume, UsageError
 from ganbench.outbox.delivery import logged_images
 from ganbench.outbox.journal import Journal, pending_in, read_ops
 from ganbench.runfolder import RunFolder, RunInUse, default_path
+from ganbench.training.config import LENGTH_KEYS
 from ganbench.training.runner import ENVIRONMENT_PARAMS, ENVIRONMENT_PREFIXES, Resume
+
+if TYPE_CHECKING:
+    from ganbench.training.plan import RunPlan
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -28,10 +41,22 @@ if TYPE_CHECKING:
 
 #: A RUNNING run whose heartbeat tag is older than this is presumed dead (other hosts).
 STALE_SECONDS = 180.0
+#: The length of training in force (JSON of the length params and the step counts they
+#: make), set when a resume changed it; and what changed, for people.
+BUDGET_TAG = "ganbench.budget"
+BUDGET_NOTE_TAG = "ganbench.budget_extended"
+#: The logged params a changed budget changes besides LENGTH_KEYS.
+BUDGET_SIZES = ("total_steps", "real_batches")
 
 
 def find_local(run: Run, cache: Path) -> RunFolder | None:
-    """The run's folder on this machine: where its tag says, else ``CACHE/runs/RUN_ID``."""
+    """The run's folder on this machine: where its tag says, else ``CACHE/runs/RUN_ID``
+    (not a stub an earlier failed fetch left: it holds nothing of the run)."""
+    folder = _local(run, cache)
+    return None if folder is None or is_stub(folder) else folder
+
+
+def _local(run: Run, cache: Path) -> RunFolder | None:
     run_id = run.info.run_id
     for candidate in (run.data.tags.get("ganbench.run_dir"), default_path(cache, run_id)):
         if candidate and RunFolder.is_run_folder(Path(candidate)):
@@ -55,6 +80,13 @@ def heartbeat_age(run: Run) -> float | None:
     return time.time() - when.timestamp()
 
 
+def is_stub(folder: RunFolder) -> bool:
+    """A folder made to fetch a checkpoint into that never got one (an earlier ganbench's
+    resume whose fetch failed left it): it holds nothing of the run, so it is filled
+    again."""
+    return "fetched_from" in folder.info and not folder.checkpoints()
+
+
 def claim_folder(
     run: Run,
     cache: Path,
@@ -65,9 +97,12 @@ def claim_folder(
     say: Callable[[str], None],
 ) -> RunFolder:
     """The run's folder, locked by this process: the local one, or a new one holding the
-    checkpoint fetched from the run's artifacts (the run trained on another machine)."""
-    folder = find_local(run, cache)
-    if folder is not None:
+    checkpoint fetched from the run's artifacts (the run trained on another machine).
+
+    A fetch that fails leaves no folder behind: a folder without a checkpoint would stand
+    for the run here and tell the next resume that there is nothing to resume."""
+    folder = _local(run, cache)
+    if folder is not None and not is_stub(folder):
         folder.lock()
         return folder
     age = heartbeat_age(run)
@@ -78,18 +113,21 @@ def claim_folder(
             " it may still be training elsewhere. Stop it there, or pass --force if that"
             " process is gone"
         )
-    path = default_path(cache, run.info.run_id)
-    folder = RunFolder.create(
-        path,
-        {
-            "run_id": run.info.run_id,
-            "tracking_uri": uri,
-            "experiment_id": run.info.experiment_id,
-            "fetched_from": run.info.artifact_uri,
-        },
-    )
+    info = {
+        "run_id": run.info.run_id,
+        "tracking_uri": uri,
+        "experiment_id": run.info.experiment_id,
+        "fetched_from": run.info.artifact_uri,
+    }
+    if folder is None:
+        folder = RunFolder.create(default_path(cache, run.info.run_id), info)
     folder.lock()
-    fetch_last(client, run.info.run_id, folder, say)
+    try:
+        fetch_last(client, run.info.run_id, folder, say)
+    except BaseException:
+        folder.unlock()
+        shutil.rmtree(folder.path, ignore_errors=True)
+        raise
     return folder
 
 
@@ -117,23 +155,43 @@ def fetch_last(client: MlflowClient, run_id: str, folder: RunFolder, say: Callab
 
 
 def newest_intact(folder: RunFolder, say: Callable[[str], None]) -> tuple[Path, dict[str, Any]]:
-    """The newest checkpoint that loads, saying which ones did not and why."""
+    """The newest checkpoint that loads and whose checksum holds; the damaged ones before
+    it are said in one warning line naming them and the one used."""
+    damaged: list[tuple[Path, str]] = []
     for _, path in folder.checkpoints():
         try:
             data = checkpoint.load_file(path, checkpoint.CHECKPOINT_FORMAT)
         except CheckpointError as exc:
-            say(f"{path.name} cannot be read ({exc}); falling back to the checkpoint before it")
+            damaged.append((path, _why(exc, path)))
             continue
         if "resume" not in data:
             raise CheckpointError(
                 f"{path} was written by an older ganbench without the training state a resume"
                 " needs (random generators, data order); start a new run"
             )
+        if damaged:
+            bad = "; ".join(f"{p.name} {why}" for p, why in damaged)
+            say(f"warning: {bad}; resuming from the checkpoint before it, {path.name}")
         return path, data
+    if damaged:  # (exit code 4 as for no checkpoint: a study starts such a trial over)
+        names = ", ".join(p.name for p, _ in damaged)
+        raise NothingToResume(
+            f"no intact checkpoint in {folder.checkpoint_dir}: {names}"
+            f" {'are' if len(damaged) > 1 else 'is'} damaged ({damaged[0][1]}). Put an intact"
+            " copy there (MLflow keeps the newest as the run's checkpoints/last.pt) and"
+            " resume again, or start a new run"
+        )
     raise NothingToResume(
-        f"no intact checkpoint in {folder.checkpoint_dir}: the run stopped before its first"
+        f"no checkpoint in {folder.checkpoint_dir}: the run stopped before its first"
         " one; start it again with `ganbench run`"
     )
+
+
+def _why(exc: CheckpointError, path: Path) -> str:
+    """What is wrong with ``path``, from a :func:`checkpoint.load_file` error: without the
+    path and the advice (the caller says what happens instead)."""
+    text = str(exc).removeprefix(f"{path} ")
+    return text.split("; use an intact copy")[0]
 
 
 def compared_params(logged: Mapping[str, str]) -> dict[str, str]:
@@ -147,15 +205,20 @@ def compared_params(logged: Mapping[str, str]) -> dict[str, str]:
 
 
 def check_unchanged(
-    logged: Mapping[str, str], params: Mapping[str, str], what: str = "settings"
+    logged: Mapping[str, str],
+    params: Mapping[str, str],
+    what: str = "settings",
+    *,
+    changing: Collection[str] = (),
 ) -> dict[str, str]:
-    """Refuse a resume whose ``params`` differ from the run's logged ones; returns the
-    params the run never logged (added by a newer ganbench), to be logged now."""
+    """Refuse a resume whose ``params`` differ from the run's logged ones (but for the
+    ``changing`` ones: a budget asked for); returns the params the run never logged (added
+    by a newer ganbench), to be logged now."""
     before = compared_params(logged)
     changed = [
         f"{k}={params[k]} (the run has {before[k]})"
         for k in before
-        if k in params and params[k] != before[k]
+        if k in params and params[k] != before[k] and k not in changing
     ]
     if changed:
         raise ConfigError(
@@ -184,15 +247,83 @@ def already_logged(
     return pairs
 
 
-def resume_point(folder: RunFolder, run: Run, say: Callable[[str], None]) -> Resume:
-    if run.info.status == "FINISHED":
-        raise UsageError(
-            f"run {run.info.run_id} has FINISHED; there is nothing to resume (`ganbench eval`"
-            " scores it, `ganbench run` starts a new one)"
-        )
+def resume_point(
+    folder: RunFolder, run: Run, say: Callable[[str], None], *, extending: bool = False
+) -> Resume:
+    """The checkpoint to continue from. A FINISHED run has none, unless its budget is
+    being extended (``extending``), or was, by a resume that stopped before its end."""
+    recorded = recorded_budget(run).get("total_steps")
+    finished = run.info.status == "FINISHED" and not extending
+    if finished and recorded is None:
+        raise _finished(run)
     path, data = newest_intact(folder, say)
+    if finished and int(data["step"]) >= int(recorded or 0):
+        raise _finished(run)
     number = int(run.data.tags.get("ganbench.resumes", "0")) + 1
     return Resume(data, path, number, dict(run.data.params))
+
+
+def _finished(run: Run) -> UsageError:
+    steps = effective_params(run).get("total_steps", "its")
+    return UsageError(
+        f"run {run.info.run_id} has FINISHED its {steps} steps; there is nothing to resume."
+        f" Train it longer with `ganbench resume {run.info.run_id} --steps N` (N more than"
+        f" {steps}), score it with `ganbench eval`, or start a new one with `ganbench run`"
+    )
+
+
+# ---- the budget: the one setting a resume changes, when asked -------------------------
+
+
+def recorded_budget(run: Run) -> dict[str, str]:
+    """The length params in force since a resume changed them (``{}``: as logged)."""
+    try:
+        data = json.loads(run.data.tags.get(BUDGET_TAG, "{}"))
+    except ValueError:
+        return {}
+    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+def effective_params(run: Run) -> dict[str, str]:
+    """The run's logged params, with the budget in force in place of the logged one."""
+    return {**run.data.params, **recorded_budget(run)}
+
+
+def with_length(plan: RunPlan, values: Mapping[str, Any], source: str) -> RunPlan:
+    """``plan`` with its length given by ``values`` (one of LENGTH_KEYS; checked and
+    converted like any setting), the other two ways of giving it cleared."""
+    given = [k for k in LENGTH_KEYS if values.get(k) not in (None, "None")]
+    if len(given) != 1:
+        raise UsageError(f"give one of --steps, --epochs or --d-steps, not {len(given)}")
+    key = given[0]
+    train = cfg.apply(plan.train, {key: values[key]}, source=source)
+    train = dataclasses.replace(train, **{k: None for k in LENGTH_KEYS if k != key})
+    return dataclasses.replace(plan, train=train)
+
+
+def length_text(params: Mapping[str, Any]) -> str:
+    """``steps 300``, ``epochs 2.0`` or ``d_steps 600``: how the length is given."""
+    for key in LENGTH_KEYS:
+        if str(params.get(key, "None")) != "None":
+            return f"{key} {params[key]}"
+    return "?"
+
+
+def budget_record(before: Mapping[str, str], plan: RunPlan, sizes: Mapping[str, str]) -> dict:
+    """What a resume that changes the budget records: ``{}`` when it is unchanged, else
+    the budget in force now and a line for people (``steps 300 -> 600 at TIME``)."""
+    now = {k: str(getattr(plan.train, k)) for k in LENGTH_KEYS}
+    now |= {k: str(sizes[k]) for k in BUDGET_SIZES}
+    if all(before.get(k) == v for k, v in now.items()):
+        return {}
+    old, new = length_text(before), length_text(now)
+    same_kind = old.split()[0] == new.split()[0]
+    # "steps 300 -> 600"; "epochs 2.0 -> steps 600"
+    text = f"{old} -> {new.split()[1] if same_kind else new}"
+    if not new.startswith("steps "):
+        text += f" ({before.get('total_steps', '?')} -> {now['total_steps']} steps)"
+    when = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    return {"budget": now, "note": f"{text} at {when}"}
 
 
 def journaled_status(folder: RunFolder) -> str | None:

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from ganbench import checkpoint
+from ganbench.checkpoint import DiskFull
 from ganbench.distributed import Replicas, weights_digest
 from ganbench.errors import GanbenchError, TrainingDiverged, UsageError
 from ganbench.images import loss_curves, sample_grid
@@ -48,15 +49,13 @@ from ganbench.training.graphs import (
     reported_fallback,
     speed_for,
 )
+from ganbench.training.heartbeat import Heartbeat
 from ganbench.training.plan import RunPlan
 from ganbench.training.signals import Preempted, StopNow, StopSignals, signal_name
 from ganbench.training.speed import resolve_speed
 from ganbench.training.statistics import StepStatistics
 
 SAMPLES_KEY = "samples"
-#: How often the run folder's heartbeat file is rewritten, and the MLflow tag sent.
-HEARTBEAT_SECONDS = 5.0
-HEARTBEAT_TAG_SECONDS = 60.0
 #: Params that describe where a run trains, not what it is: they may differ at a resume
 #: (and so may every ``distributed.*`` one: a checkpoint resumes at any world size).
 ENVIRONMENT_PARAMS = ("device", "dataset_source", "data_on_device")
@@ -184,6 +183,12 @@ def train(
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ganbench-")))
             folder = RunFolder(tmp, {"run_id": tracker.run_id})
         stack.enter_context(tracked(tracker))
+        # Beats from a thread while the run lives (a long score included); it stops
+        # before the run's status is set (the stack unwinds in reverse).
+        main = replicas is None or replicas.is_main
+        heartbeat = Heartbeat(folder, resume.step if resume else 0, tracker) if main else None
+        if heartbeat is not None:
+            stack.enter_context(heartbeat)
         cfg = plan.train
         # Every generator a plugin may draw from starts from the run's seed (and so
         # starts equal on every rank of a distributed run).
@@ -235,6 +240,7 @@ def train(
         }
         loop = _Loop(plan, model, data, tracker, device, folder, steps, scorer, batches)
         loop.replicas = replicas
+        loop.heartbeat = heartbeat
         loop.step_once = make_step(
             model, loop.statistics, speed.graphs, reported_fallback(tracker, say)
         )
@@ -310,10 +316,10 @@ class _Loop:
         self.step = 0
         #: Step of the newest checkpoint on disk (None before the first).
         self.checkpointed: int | None = None
-        now = time.monotonic()
-        self._next_checkpoint = now + cfg.checkpoint_minutes * 60
-        self._next_beat = self._next_tag_beat = now
+        self._next_checkpoint = time.monotonic() + cfg.checkpoint_minutes * 60
         self.replicas: Replicas | None = None
+        #: The run's heartbeat thread (rank 0 only); told the last completed step.
+        self.heartbeat: Heartbeat | None = None
         #: (stop signal, checkpoint due) as agreed by all ranks at the last logging step.
         self._agreed: tuple[int | None, bool] = (None, False)
         #: The steps' statistics, summed on the device between logging steps.
@@ -383,6 +389,8 @@ class _Loop:
                 for step in range(self.step + 1, self.steps + 1):
                     self.step_once(_real_batches(batches, per_step))
                     self.step = step
+                    if self.heartbeat is not None:  # the last completed step, from now
+                        self.heartbeat.step = step
                     if step % cfg.log_every == 0 or step == self.steps:
                         now = time.perf_counter()
                         # cfg.batch_size is the global batch: the rate is the group's,
@@ -397,8 +405,6 @@ class _Loop:
                         self.tracker.log_image(self._grid(), SAMPLES_KEY, step)
                     if self.scorer and (step % cfg.eval_every == 0 or step == self.steps):
                         self._evaluate(step)
-                    if self.main:
-                        self._beat(step)
                     if step == self.steps:
                         break  # the end: _finish writes the last checkpoint
                     signum, due = self._decide(step, stop)
@@ -407,16 +413,22 @@ class _Loop:
                     if due:
                         self._checkpoint(step)
             self._finish()
+        except DiskFull as exc:
+            # The run cannot go on here, but nothing is lost: it fails, resumable from
+            # the last checkpoint that was written whole, once there is room.
+            self._mark_resumable()
+            raise DiskFull(f"{exc}; then {self._resume_hint()}") from None
         except (Preempted, StopNow, KeyboardInterrupt) as exc:
             self._mark_resumable()
             if isinstance(exc, StopNow):
-                exc.note = (
-                    f"resumable from step {self.checkpointed}: ganbench resume {self.folder.path}"
-                    if self.checkpointed is not None
-                    else "no checkpoint was written yet: start the run again"
-                )
+                exc.note = self._resume_hint()
             raise
         return RunResult(self.tracker.run_id, self.steps, self.history, last, self.folder.path)
+
+    def _resume_hint(self) -> str:
+        if self.checkpointed is None:
+            return "no checkpoint was written yet: start the run again"
+        return f"resumable from step {self.checkpointed}: ganbench resume {self.folder.path}"
 
     def _checkpoint_due(self, step: int) -> bool:
         cfg = self.plan.train
@@ -473,16 +485,6 @@ class _Loop:
                     f" ganbench resume {self.tracker.run_id}"
                 }
             )
-
-    def _beat(self, step: int) -> None:
-        now = time.monotonic()
-        if now >= self._next_beat:
-            self.folder.beat(step)
-            self._next_beat = now + HEARTBEAT_SECONDS
-        if now >= self._next_tag_beat:
-            when = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-            self.tracker.set_tags({"ganbench.heartbeat": f"{when} step {step} on {host()}"})
-            self._next_tag_beat = now + HEARTBEAT_TAG_SECONDS
 
     def _log(
         self, step: int, images_per_sec: float, stop: StopSignals | None = None
@@ -564,12 +566,12 @@ class _Loop:
         In a distributed run rank 0 writes while the others wait; then every rank shows
         the sha256 of its weights, and replicas that differ stop the run (a broken
         gradient exchange must not train on silently)."""
-        self.checkpointed = step
         self._next_checkpoint = time.monotonic() + self.plan.train.checkpoint_minutes * 60
         path = self.folder.checkpoint_dir / "(rank 0's)"
         if self.main:
             self.tracker.flush()
             path = self.folder.write_checkpoint(self.state(step), step)
+            self.checkpointed = step  # only once it is on disk whole (a full disk, ...)
             self.folder.beat(step)
             self.tracker.log_artifact(path, "checkpoints", name="last.pt")
             self.tracker.set_tags(
@@ -580,6 +582,7 @@ class _Loop:
             )
         if self.replicas is not None:
             self._check_replicas(step)
+        self.checkpointed = step
         return path
 
     def _check_replicas(self, step: int) -> None:

@@ -6,10 +6,13 @@ import typing
 from dataclasses import dataclass, fields
 from typing import Literal
 
+from ganbench.config import check_ranges, ranged
 from ganbench.errors import ConfigError
 
 #: Powers of two from 16 up: each stride-2 layer doubles (G) or halves (D) the size.
 RESOLUTIONS = (16, 32, 64, 128, 256)
+#: n_critic's range in words (the family's configs redeclare the field with it).
+N_CRITIC = "a whole number of at least 1"
 
 
 @dataclass
@@ -17,21 +20,21 @@ class DCGANConfig:
     """One DCGAN variant. The paper's ablations are switches here, not code forks."""
 
     #: Sec. 3: "a 100 dimensional uniform distribution Z".
-    z_dim: int = 100
+    z_dim: int = ranged(100, ge=1)
     #: The paper draws uniform noise in [-1, 1]; the PyTorch reference draws N(0, 1).
     z_distribution: Literal["uniform", "normal"] = "uniform"
     #: Generator width: channels of the last hidden layer (the 4x4 layer has ngf * 2^(n-1)).
-    ngf: int = 64
+    ngf: int = ranged(64, ge=1)
     #: Discriminator width: channels of the first layer, doubling per layer.
-    ndf: int = 64
+    ndf: int = ranged(64, ge=1)
     #: Sec. 4: Adam, lr 0.0002 ("0.001 too high"), beta1 0.5 ("0.9 ... instability").
-    lr: float = 0.0002
-    beta1: float = 0.5
-    beta2: float = 0.999
+    lr: float = ranged(0.0002, gt=0)
+    beta1: float = ranged(0.5, ge=0, lt=1)
+    beta2: float = ranged(0.999, ge=0, lt=1)
     #: Sec. 4: "initialized from a zero-centered Normal distribution with standard deviation 0.02".
-    init_std: float = 0.02
+    init_std: float = ranged(0.02, ge=0)
     #: Sec. 3: LeakyReLU "slope of the leak was set to 0.2".
-    leaky_slope: float = 0.2
+    leaky_slope: float = ranged(0.2, ge=0, le=1)
     #: Goodfellow et al.'s non-saturating generator loss, as DCGAN trained; or the minimax one.
     loss: Literal["non_saturating", "minimax"] = "non_saturating"
     #: Ablations (Sec. 3): batchnorm off altogether, or on G's output / D's input layer.
@@ -44,7 +47,7 @@ class DCGANConfig:
     d_batchnorm: bool = True
     #: D updates per G update, each on its own fresh real batch (Lucic et al.'s
     #: ``disc_iters``); the paper trains one to one.
-    n_critic: int = 1
+    n_critic: int = ranged(1, ge=1, text=N_CRITIC)
     #: Ablation of Sec. 3's "replace any pooling layers with strided convolutions
     #: (discriminator)": "strided" (the paper) halves with 4x4 stride-2 convs; "maxpool" /
     #: "avgpool" use a 3x3 stride-1 conv instead, its block (batchnorm, LeakyReLU) then a
@@ -58,7 +61,9 @@ class DCGANConfig:
     #: Ablation of "remove fully connected hidden layers": 0 (the paper) has none; N adds one
     #: hidden layer of N units between z and G's projection, and between D's last 4x4 map
     #: and its logit.
-    fc_hidden: int = 0
+    fc_hidden: int = ranged(
+        0, ge=0, text="0 (no fully connected hidden layer, the paper) or a number of units"
+    )
 
     def __post_init__(self) -> None:
         # `--set` and TOML values are checked as they are converted (ganbench.config); this
@@ -73,6 +78,7 @@ class DCGANConfig:
                         f"{f.name} must be one of {', '.join(map(str, allowed))}; got {value!r}"
                     )
         require_whole("n_critic", self.n_critic, 1)
+        check_ranges(self)  # the ranged() fields: lr > 0, 0 <= beta < 1, widths >= 1, ...
         if isinstance(self.fc_hidden, bool) or not isinstance(self.fc_hidden, int):
             raise ConfigError(f"fc_hidden must be a whole number; got {self.fc_hidden!r}")
         if self.fc_hidden < 0:

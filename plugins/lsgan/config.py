@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from ganbench.config import ranged
 from ganbench.errors import ConfigError
-from ganbench_plugins.dcgan.config import DCGANConfig
+from ganbench_plugins.dcgan.config import N_CRITIC, DCGANConfig
 
 
 @dataclass
@@ -33,7 +34,7 @@ class LSGANConfig(DCGANConfig):
     b: float = 1.0
     c: float = 1.0
     #: D updates per G update, each on its own real batch (the paper trains one to one).
-    n_critic: int = 1
+    n_critic: int = ranged(1, ge=1, text=N_CRITIC)
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from ganbench.config import ranged
 from ganbench.errors import ConfigError
-from ganbench_plugins.dcgan.config import DCGANConfig
+from ganbench_plugins.dcgan.config import N_CRITIC, DCGANConfig
 
 
 @dataclass
@@ -17,16 +18,16 @@ class WGANGPConfig(DCGANConfig):
     alpha = 0.0001, beta1 = 0, beta2 = 0.9")."""
 
     #: Adam, Algorithm 1: alpha = 0.0001, beta1 = 0, beta2 = 0.9.
-    lr: float = 0.0001
-    beta1: float = 0.0
-    beta2: float = 0.9
+    lr: float = ranged(0.0001, gt=0)
+    beta1: float = ranged(0.0, ge=0, lt=1)
+    beta2: float = ranged(0.9, ge=0, lt=1)
     #: The critic minimises E[D(G(z))] - E[D(x)] + the penalty, G minimises -E[D(G(z))]
     #: (Algorithm 1, lines 7 and 12), on the critic's raw output.
     loss: Literal["wasserstein"] = "wasserstein"
     #: lambda, the penalty's weight (Sec. 4, "we use lambda = 10" in all experiments).
-    gp_weight: float = 10.0
+    gp_weight: float = ranged(10.0, ge=0, text="0 or more")
     #: Critic updates per G update, each on a fresh real batch (Algorithm 1, n_critic).
-    n_critic: int = 5
+    n_critic: int = ranged(5, ge=1, text=N_CRITIC)
     #: What replaces batchnorm in the critic, at the layers DCGAN's batchnorm takes (all
     #: but the input layer, unless bn_d_input): Sec. 4 ("No critic batch normalization")
     #: recommends layer normalization as a drop-in replacement; "none" leaves the critic
