@@ -1,11 +1,13 @@
 """Where a run's params, metrics, images and artifacts go: MLflow, or nowhere.
 
 ``MlflowTracker`` talks to any MLflow store through ``MlflowClient`` (no fluent-API global
-run state), synchronously: it creates training runs and serves the short commands (eval,
-probe, zoo). A training run logs through :class:`ganbench.outbox.tracker.OutboxTracker`,
-which journals every record in the run folder and delivers it in the background, so an
-outage of the store never stalls or kills the training. ``NullTracker`` keeps the runner
-free of MLflow for benchmarks and for the GPU machines, which do not have it installed.
+run state), synchronously: it creates training runs and finds existing ones. Training
+runs and the short commands that log into a run (eval, probe, analyze, report) log
+through :class:`ganbench.outbox.tracker.OutboxTracker`, which journals every record on
+disk and delivers it in the background, so an outage of the store never stalls or kills
+the training, nor loses a command's results (:mod:`ganbench.outbox.command`).
+``NullTracker`` keeps the runner free of MLflow for benchmarks and for the GPU machines,
+which do not have it installed.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from __future__ import annotations
 import os
 import time
 import urllib.error
-import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -67,9 +68,11 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
     gives up; a user who mistyped a port should know in seconds.
     """
     if uri.startswith(("http://", "https://")):
+        from ganbench.redirects import open_url  # an https store never answers over http
+
         url = uri.rstrip("/") + "/health"
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as response:
+            with open_url(url, timeout=timeout) as response:
                 if response.status != 200:
                     raise OSError(f"HTTP {response.status}")
         except (OSError, urllib.error.URLError) as exc:
@@ -129,23 +132,57 @@ class MlflowTracker:
         check_reachable(tracking_uri)
         from mlflow.exceptions import MlflowException
 
-        from ganbench.mlflow_store import open_client, retrying
+        from ganbench.mlflow_store import is_transient, open_client, retrying
 
         self = cls.__new__(cls)
         self.tracking_uri = tracking_uri
         self.client = open_client(tracking_uri)
         try:
-            run = retrying(lambda: self.client.get_run(run_id))
-        except MlflowException:
-            raise UsageError(
-                f"no run {run_id!r} in the MLflow store {tracking_uri}; copy the ID from the"
-                " MLflow UI, and pass the store the run is in with --tracking-uri"
+            # A server that answered the health check a moment ago gets seconds; a SQLite
+            # file that other runs hold locked gets the usual minute.
+            remote = tracking_uri.startswith(("http://", "https://"))
+            run = retrying(lambda: self.client.get_run(run_id), seconds=10 if remote else 60)
+        except Exception as exc:
+            if isinstance(exc, MlflowException) and not is_transient(exc):
+                raise UsageError(
+                    f"no run {run_id!r} in the MLflow store {tracking_uri}; copy the ID from"
+                    " the MLflow UI, and pass the store the run is in with --tracking-uri"
+                ) from None
+            if not is_transient(exc):
+                raise
+            raise TrackingError(
+                f"the MLflow store at {tracking_uri} did not answer for run {run_id}"
+                f" ({_first_line(exc)}); try again once it answers"
             ) from None
         self.experiment_id = run.info.experiment_id
         self.run_id, self.run_name = run.info.run_id, run.info.run_name
         self.artifact_uri = run.info.artifact_uri
         self.run = run
         self._finished = True  # its status is the training's; scoring does not change it
+        return self
+
+    @classmethod
+    def detached(
+        cls, tracking_uri: str, run_id: str, experiment_id: str | None = None
+    ) -> MlflowTracker:
+        """The run ``run_id`` without a word to the store: for a short command that
+        journals its records (:mod:`ganbench.outbox.command`) while the store may be away.
+        Nothing is checked here; the outbox's writer finds out when it delivers."""
+        from mlflow import MlflowClient
+
+        from ganbench.mlflow_store import open_client, quiet_mlflow
+
+        self = cls.__new__(cls)
+        self.tracking_uri = tracking_uri
+        if tracking_uri.startswith(("http://", "https://")):
+            quiet_mlflow()
+            self.client = MlflowClient(tracking_uri=tracking_uri)  # sends no request
+        else:
+            self.client = open_client(tracking_uri)  # a local store: created if new
+        self.experiment_id = experiment_id
+        self.run_id, self.run_name = run_id, run_id[:8]
+        self.artifact_uri = None
+        self._finished = True  # a short command never changes the run's status
         return self
 
     def log_params(self, params: Mapping[str, Any]) -> None:
@@ -191,6 +228,11 @@ class MlflowTracker:
 
     def describe(self) -> str:
         return f"MLflow run {self.run_id} ({self.run_name}) in {self.tracking_uri}"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
 
 
 class NullTracker:

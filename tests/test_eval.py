@@ -133,46 +133,88 @@ def test_best_fid_checkpoint_is_kept_and_named(evaluated_run):
     assert names == {"checkpoints/best.pt", "checkpoints/last.pt"}
 
 
-def test_eval_command_logs_into_the_same_run(evaluated_run, monkeypatch):
+def _artifact(client, run_id: str, path: str, dest: Path) -> bytes:
+    return Path(client.download_artifacts(run_id, path, str(dest))).read_bytes()
+
+
+def test_eval_command_logs_into_the_same_run(evaluated_run, monkeypatch, tmp_path):
+    """``ganbench eval`` logs under eval/ at the checkpoint's step, with a provenance file
+    of its own: the training's values at that step and its scoring/step-N.json stay as
+    the training logged them (they used to be overwritten, and FID got two values)."""
     from click.testing import CliRunner
 
     from ganbench.cli import cli
 
     folder, client, run, _ = evaluated_run
+    rid = run.info.run_id
     monkeypatch.chdir(folder)
-    args = ["eval", run.info.run_id, "--metrics", "fid,is,kid,prc", "--samples", "300"]
+    training_file = _artifact(client, rid, "scoring/step-000000006.json", tmp_path / "before")
+    training_fid = client.get_metric_history(rid, "digits-cnn/fid_200")
+    training_tag = client.get_run(rid).data.tags["digits-cnn/fid_200.how"]
+    args = ["eval", rid, "--metrics", "fid,is,kid,prc", "--samples", "300"]
     result = CliRunner().invoke(cli, [*args, "--cache-dir", "cache", "--no-progress"])
     assert result.exit_code == 0, result.output
     assert "using cached digits-cnn statistics of digits train at 32px" in result.output
-    after = client.get_run(run.info.run_id)
+    assert f"logged into MLflow run {rid}" in result.output
+    after = client.get_run(rid)
     assert after.info.status == "FINISHED"
     m = after.data.metrics
     for name in ("fid_300", "is_300", "is_300_std", "kid_300", "precision_300", "recall_300"):
-        assert f"digits-cnn/{name}" in m, name
-    assert 0 <= m["digits-cnn/precision_300"] <= 1
-    history = client.get_metric_history(run.info.run_id, "digits-cnn/fid_300")
+        assert f"eval/digits-cnn/{name}" in m and f"digits-cnn/{name}" not in m, name
+    assert 0 <= m["eval/digits-cnn/precision_300"] <= 1
+    history = client.get_metric_history(rid, "eval/digits-cnn/fid_300")
     assert [h.step for h in history] == [6]
+    assert after.data.tags["eval/digits-cnn/fid_300.how"].startswith("digits-cnn, 300 generated")
+
+    # The training's own record of step 6 is untouched, in MLflow and in its folder.
+    assert _artifact(client, rid, "scoring/step-000000006.json", tmp_path / "after") == (
+        training_file
+    )
+    assert (folder / "cache" / "runs" / rid / "scoring" / "step-000000006.json").read_bytes() == (
+        training_file
+    )
+    assert after.data.tags["digits-cnn/fid_200.how"] == training_tag
+    [mine] = [
+        a.path
+        for a in client.list_artifacts(rid, "scoring")
+        if a.path.startswith("scoring/eval-") and a.path.endswith("-step-000000006.json")
+    ]
+    record = json.loads(_artifact(client, rid, mine, tmp_path / "mine"))
+    assert record["scores"]["eval/digits-cnn/fid_300"] == history[0].value
+    # ... and saved here, in the command's outbox (kept: it is the local copy)
+    [saved] = (folder / "cache" / "outbox").glob(f"{rid}-eval-*/{mine}")
+    assert json.loads(saved.read_text()) == record
+    assert f"saved the scores and how they were measured in {saved}" in result.output
 
     # --checkpoint best scores the best-FID checkpoint: logged at its step, and with the
     # training scorer's seed it gives the very FID training logged there (measured: step
-    # 3, FID 80.5463; step 6's weights give 80.5494).
-    fids = client.get_metric_history(run.info.run_id, "digits-cnn/fid_200")
-    best_step, best_fid = min(((m.step, m.value) for m in fids), key=lambda sv: sv[1])
+    # 3, FID 80.5463; step 6's weights give 80.5494), as eval/digits-cnn/fid_200 beside
+    # the training's digits-cnn/fid_200, which keeps its one value per step.
+    best_step, best_fid = min(((m.step, m.value) for m in training_fid), key=lambda sv: sv[1])
     assert after.data.tags["checkpoint.best_step"] == str(best_step)
     scoring = f"scoring/step-{best_step:09d}.json"
-    path = client.download_artifacts(run.info.run_id, scoring, str(folder))
-    seed = json.loads(Path(path).read_text())["how"]["digits-cnn/fid_200"]["seed"]
+    seed = json.loads(_artifact(client, rid, scoring, tmp_path / "seed"))["how"][
+        "digits-cnn/fid_200"
+    ]["seed"]
     best_args = ["--checkpoint", "best", "--samples", "200", "--seed", seed, "--metrics", "fid"]
     best = CliRunner().invoke(cli, [*args[:2], *best_args, "--cache-dir", "cache", "--no-progress"])
     assert best.exit_code == 0, best.output
-    assert f"at step {best_step}\n" in best.output
-    logged = {(m.step, m.value, m.timestamp) for m in fids}
-    again = client.get_metric_history(run.info.run_id, "digits-cnn/fid_200")
-    [(step, fid, _)] = [k for m in again if (k := (m.step, m.value, m.timestamp)) not in logged]
-    assert step == best_step and fid == pytest.approx(best_fid, rel=1e-9)
-    path = client.download_artifacts(run.info.run_id, scoring, str(folder))
-    how = json.loads(Path(path).read_text())["how"]["digits-cnn/fid_200"]
-    assert how["generator"] == f"runs:/{run.info.run_id}/checkpoints/best.pt (step {best_step})"
+    assert f"at step {best_step} as eval/NAME\n" in best.output
+    again = client.get_metric_history(rid, "digits-cnn/fid_200")
+    assert sorted((h.step, h.value, h.timestamp) for h in again) == sorted(
+        (h.step, h.value, h.timestamp) for h in training_fid
+    )
+    [evaluated] = client.get_metric_history(rid, "eval/digits-cnn/fid_200")
+    assert evaluated.step == best_step and evaluated.value == pytest.approx(best_fid, rel=1e-9)
+    [best_file] = [
+        a.path
+        for a in client.list_artifacts(rid, "scoring")
+        if a.path.startswith("scoring/eval-") and a.path.endswith(f"-step-{best_step:09d}.json")
+    ]
+    how = json.loads(_artifact(client, rid, best_file, tmp_path / "best"))["how"]
+    assert how["eval/digits-cnn/fid_200"]["generator"] == (
+        f"runs:/{rid}/checkpoints/best.pt (step {best_step})"
+    )
 
 
 def test_inception_score_is_the_numpy_computation():

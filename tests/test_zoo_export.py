@@ -188,3 +188,35 @@ def test_parity_check_raises_on_a_different_network(zoo_run, zoo_export):
             p.add_(0.05)
     with pytest.raises(ZooError, match="differs from PyTorch"):
         export_module.check_parity(other, out / "tiny-digits.onnx", 100)
+
+
+def test_scores_that_cannot_be_read_stop_the_export_before_it_writes(
+    zoo_run, tmp_path, monkeypatch
+):
+    """A store that fails while the run's scores are read (here: the download of the
+    scoring file fails, as a server that goes away does): one line, exit 1, and no zoo
+    folder, where the export used to write an entry with no scores, and say nothing."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    _, uri, run_id = zoo_run
+    real = MlflowClient.download_artifacts
+
+    def failing(self, run, path, dst_path=None):
+        if path.startswith("scoring/"):
+            raise MlflowException("API request to http://store/ failed with exception boom")
+        return real(self, run, path, dst_path)
+
+    monkeypatch.setattr(MlflowClient, "download_artifacts", failing)
+    out = tmp_path / "zoo"
+    args = ["zoo", "export", run_id, "--name", "x", "--out", str(out), "--tracking-uri", uri]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 1, result.output
+    [error] = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert error == (
+        f"Error: cannot read the scores of run {run_id} at step 6 from the MLflow store at"
+        f" {uri} (API request to http://store/ failed with exception boom); nothing was"
+        " written. Export again once it answers, or add --eval-samples N to measure the"
+        " exported file itself"
+    )
+    assert not out.exists()

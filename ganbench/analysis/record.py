@@ -4,7 +4,8 @@ Every file is written to a temporary name and renamed into place, so an interrup
 analysis leaves the previous result or the new one, never half a picture. In the run,
 pictures and tables go under the artifact folder ``analysis/NAME/``, pictures also as
 MLflow images (the UI's image view), numbers as metrics ``analysis.NAME.KEY`` at the
-checkpoint's step, notes as tags.
+checkpoint's step, notes as tags; all through the command's outbox
+(:mod:`ganbench.outbox.command`), so a store that is away loses none of it.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from ganbench.interfaces import AnalysisResult
 from ganbench.sealed import write_atomic
 
 if TYPE_CHECKING:
-    from ganbench.tracking import MlflowTracker
+    from ganbench.tracking import Tracker
 
 
 def _json_default(value: Any) -> Any:
@@ -72,14 +73,15 @@ def write_local(
 
 
 def log_to_run(
-    tracker: MlflowTracker,
+    tracker: Tracker,
     result: AnalysisResult,
     files: list[Path],
     name: str,
     step: int,
     options: Mapping[str, Any],
 ) -> str:
-    """Log the result into the tracker's run; returns where it went, for the user."""
+    """Log the result into the tracker's run (``files``: copies that stay until they are
+    delivered); returns what went where, for the user."""
     artifact_dir = f"analysis/{name}"
     for path in files:
         tracker.log_artifact(path, artifact_dir)
@@ -90,4 +92,4 @@ def log_to_run(
     tags = {f"analysis.{name}.{k}": v[:5000] for k, v in result.notes.items()}
     tags[f"analysis.{name}.options"] = json.dumps(dict(options), default=_json_default)[:5000]
     tracker.set_tags(tags)
-    return f"{tracker.describe()}, artifacts {artifact_dir}/, metrics analysis.{name}.*"
+    return f"artifacts {artifact_dir}/, metrics analysis.{name}.*"

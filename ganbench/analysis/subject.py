@@ -9,7 +9,7 @@ say clearly that a generator file is not enough.
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,12 +20,13 @@ from ganbench.runs import (
     CHECKPOINT_ARTIFACTS,
     Which,
     download_checkpoint,
-    is_checkpoint_file,
     load_checkpoint,
 )
 
 if TYPE_CHECKING:
     from ganbench.plugins import Registries
+    from ganbench.runfolder import RunFolder
+    from ganbench.runtarget import Target
     from ganbench.tracking import MlflowTracker
     from ganbench.training.plan import RunPlan
 
@@ -111,37 +112,70 @@ def open_subject(
     ref: str,
     registries: Registries,
     which: Which,
-    tracking_uri: str,
+    tracking_uri: str | None,
     needs_discriminator: bool,
-) -> tuple[Subject, MlflowTracker | None]:
-    """``ref`` (a run ID or a file) opened, with a tracker of the run (None for a file).
+    cache: Path,
+) -> tuple[Subject, Target | None]:
+    """``ref`` (a run ID, a run folder or a file) opened, with the run to log into (None
+    for a file). The run's own folder is read when it is on this machine (no download;
+    the store may be away), else MLflow's artifacts.
 
     A run whose training checkpoint is gone (or was never written) still has its
     ``generator.pt`` after it finished: analyses of G alone use it, the others say why
     they cannot.
     """
+    from ganbench.runtarget import locate
     from ganbench.tracking import MlflowTracker
 
-    if is_checkpoint_file(ref):
+    target = locate(ref, tracking_uri, cache)
+    if target is None:
         return load_file(Path(ref), registries), None
-    tracker = MlflowTracker.existing(tracking_uri, ref)
+    source = f"runs:/{target.run_id}/{CHECKPOINT_ARTIFACTS[which]}"
+    if target.folder is not None:
+        subject = _open_local(target.folder, registries, which, needs_discriminator, source)
+        if subject is not None:
+            subject.run_id = target.run_id
+            return subject, target
+    tracker = MlflowTracker.existing(target.tracking_uri, target.run_id)
+    target = replace(target, experiment_id=tracker.experiment_id)
     with tempfile.TemporaryDirectory(prefix="ganbench-analyze-") as tmp:
         try:
-            path = download_checkpoint(tracker.client, ref, which, Path(tmp))
+            path = download_checkpoint(tracker.client, target.run_id, which, Path(tmp))
         except GanbenchError as missing:
             if needs_discriminator or which == "best":
                 raise GanbenchError(
                     f"{missing}; this analysis needs the discriminator, which only a training"
                     " checkpoint holds"
                 ) from None
-            path = _download_generator(tracker, ref, Path(tmp), missing)
-            subject = load_generator_file(path, registries, f"runs:/{ref}/{GENERATOR_ARTIFACT}")
-        else:
-            subject = load_training_checkpoint(
-                path, registries, f"runs:/{ref}/{CHECKPOINT_ARTIFACTS[which]}"
+            path = _download_generator(tracker, target.run_id, Path(tmp), missing)
+            subject = load_generator_file(
+                path, registries, f"runs:/{target.run_id}/{GENERATOR_ARTIFACT}"
             )
-    subject.run_id = ref
-    return subject, tracker
+        else:
+            subject = load_training_checkpoint(path, registries, source)
+    subject.run_id = target.run_id
+    return subject, target
+
+
+def _open_local(
+    folder: RunFolder, registries: Registries, which: Which, needs_discriminator: bool,
+    source: str,
+) -> Subject | None:  # fmt: skip
+    """The subject from the training's folder: its checkpoint, or (for analyses of G
+    alone) its ``generator.pt``; None when the folder has neither (then MLflow is asked)."""
+    from ganbench.runtarget import local_checkpoint
+
+    for path in local_checkpoint(folder, which):
+        try:
+            return load_training_checkpoint(path, registries, source)
+        except CheckpointError:
+            continue  # a damaged newest checkpoint: the one before
+    generator = folder.path / GENERATOR_ARTIFACT
+    if not needs_discriminator and which == "last" and generator.is_file():
+        return load_generator_file(
+            generator, registries, f"runs:/{folder.run_id}/{GENERATOR_ARTIFACT}"
+        )
+    return None
 
 
 def _download_generator(

@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from ganbench.cli.data import data_options
-from ganbench.cli.eval import tracking_option
+from ganbench.cli.eval import tracking_option, tracking_wait_option
 from ganbench.errors import UsageError
 
 
@@ -107,6 +107,7 @@ def describe(analysis: Any) -> list[str]:
 )
 @data_options
 @tracking_option
+@tracking_wait_option
 @click.option("--progress/--no-progress", default=True)
 def analyze(
     run_ref: str | None,
@@ -122,6 +123,7 @@ def analyze(
     cache_dir: str | None,
     bad_images: str,
     tracking_uri: str | None,
+    tracking_wait: float,
     progress: bool,
 ) -> None:
     """Look inside a trained GAN: the DCGAN paper's analyses, and any plugin's.
@@ -167,6 +169,7 @@ def analyze(
         cache_dir=cache_dir,
         bad_images=bad_images,
         tracking_uri=tracking_uri,
+        tracking_wait=tracking_wait,
         progress=progress,
     )
 
@@ -186,19 +189,21 @@ def _run(
     cache_dir: str | None,
     bad_images: str,
     tracking_uri: str | None,
+    tracking_wait: float,
     progress: bool,
 ) -> None:
     from ganbench.analysis.context import AnalysisContext
     from ganbench.analysis.record import log_to_run, write_local
     from ganbench.analysis.subject import open_subject
+    from ganbench.data.paths import cache_root
     from ganbench.devices import resolve_device
-    from ganbench.tracking import resolve_tracking_uri
+    from ganbench.outbox.command import CommandOutbox
 
     torch_device = resolve_device(device)
     say = functools.partial(click.echo, err=True)
-    uri = resolve_tracking_uri(tracking_uri)
-    subject, tracker = open_subject(
-        run_ref, registries, checkpoint, uri, "discriminator" in analysis.needs
+    cache = cache_root(cache_dir)
+    subject, target = open_subject(
+        run_ref, registries, checkpoint, tracking_uri, "discriminator" in analysis.needs, cache
     )
     if "discriminator" in analysis.needs and not subject.has_discriminator:
         raise UsageError(
@@ -241,6 +246,9 @@ def _run(
     for line in result.lines:
         click.echo(line)
     click.echo(f"wrote {len(files)} file(s) to {folder}")
-    if tracker is not None:
-        where = log_to_run(tracker, result, files, analysis.name, subject.step, recorded)
-        click.echo(f"logged into {where}")
+    if target is not None:
+        outbox = CommandOutbox(target, "analyze", cache, keep=False)
+        kept = [outbox.keep_file(path, f"analysis/{analysis.name}") for path in files]
+        what = log_to_run(outbox.tracker, result, kept, analysis.name, subject.step, recorded)
+        outbox.finish(tracking_wait, f"{analysis.name} wrote {len(files)} file(s) to {folder}")
+        click.echo(f"logged into {outbox.describe()}, {what}")

@@ -27,8 +27,14 @@ class _Group(click.Group):
     """Turns ganbench's errors into click's one-line ``Error: ...`` and exit code."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        from ganbench.mlflow_store import fail_fast_http
         from ganbench.training.signals import StopNow
 
+        # Every command: one try per MLflow request, bounded in time (a user's own
+        # MLFLOW_HTTP_REQUEST_* settings win). MLflow's default, 7 tries with back-off per
+        # request, kept `zoo export` silent for 8 minutes against a stopped server; the
+        # outbox, or the command's one-line error, decides about trying again.
+        fail_fast_http()
         try:
             return super().invoke(ctx)
         except Stopped as exc:  # training's Preempted, a preparation's stop

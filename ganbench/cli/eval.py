@@ -1,14 +1,27 @@
-"""``ganbench eval``: score a trained run's generator and log the scores into that run."""
+"""``ganbench eval``: score a trained run's generator and log the scores into that run.
+
+The scores go under ``eval/`` (``eval/fid_50k``) at the checkpoint's step, with their
+provenance in ``scoring/eval-TIME-PID-step-N.json``: the training's own values and its
+``scoring/step-N.json`` at that step stay as the training logged them (see
+:mod:`ganbench.metrics.scoring`). They reach MLflow through a command outbox
+(:mod:`ganbench.outbox.command`), which keeps them on disk until the store has them.
+"""
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ganbench.cli.data import data_options
+
+if TYPE_CHECKING:
+    from ganbench.metrics.scoring import Evaluation
+    from ganbench.runs import LoadedRun
+    from ganbench.runtarget import Target
 
 
 def scoring_options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -33,6 +46,21 @@ def tracking_option(f: Callable[..., Any]) -> Callable[..., Any]:
         "--tracking-uri",
         envvar="MLFLOW_TRACKING_URI",
         help="MLflow store or server. [default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db]",
+    )(f)
+
+
+def tracking_wait_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    """``--tracking-wait`` of the short commands that log into a run (training: 120 s)."""
+    from ganbench.outbox.command import DEFAULT_WAIT
+
+    return click.option(
+        "--tracking-wait",
+        type=click.FloatRange(min=0),
+        default=DEFAULT_WAIT,
+        show_default=True,
+        envvar="GANBENCH_TRACKING_WAIT",
+        help="Seconds to wait at the end for an absent tracking store before exiting 1 (the"
+        " results are saved, and their records wait for `ganbench sync FOLDER`).",
     )(f)
 
 
@@ -64,6 +92,7 @@ def tracking_option(f: Callable[..., Any]) -> Callable[..., Any]:
 @scoring_options
 @data_options
 @tracking_option
+@tracking_wait_option
 @click.option("--progress/--no-progress", default=True)
 def eval_command(
     run_ref: str,
@@ -80,27 +109,31 @@ def eval_command(
     cache_dir: str | None,
     bad_images: str,
     tracking_uri: str | None,
+    tracking_wait: float,
     progress: bool,
 ) -> None:
     """Score a run's generator (FID, IS, KID, precision/recall) and log it into the run.
 
     \b
-    RUN_ID is an MLflow run ID (its checkpoint is fetched from the store); a path to a
-    checkpoint file is scored without logging anywhere.
+    RUN_ID is an MLflow run ID (its checkpoint is read from the run's folder when it is on
+    this machine, else fetched from the store) or a run folder; a path to a checkpoint
+    file is scored without logging anywhere. The scores go into the run as eval/NAME at
+    the checkpoint's step (the training's own NAME values stay as they are), and into
+    CACHE/outbox/RUN_ID-eval-TIME-PID/scoring/ here.
     Example:
       ganbench eval 3f9f22e9... --metrics fid,is --samples 10000
     """
+    from ganbench.data.paths import cache_root
     from ganbench.devices import resolve_device
     from ganbench.metrics.session import make_scorer
     from ganbench.plugins import load_registries
-    from ganbench.runs import open_run
-    from ganbench.tracking import resolve_tracking_uri
+    from ganbench.runtarget import open_target
 
     registries = load_registries()
-    uri = resolve_tracking_uri(tracking_uri)
     torch_device = resolve_device(device)
     say = functools.partial(click.echo, err=True)
-    loaded, tracker = open_run(run_ref, registries, checkpoint, uri)  # type: ignore[arg-type]
+    cache = cache_root(cache_dir)
+    loaded, target = open_target(run_ref, registries, checkpoint, tracking_uri, cache, say)  # type: ignore[arg-type]
     scorer = make_scorer(
         registries,
         loaded.plan,
@@ -122,16 +155,28 @@ def eval_command(
     result = scorer.score(loaded.model, f"{loaded.source} (step {loaded.step})")
     for line in result.lines():
         click.echo(line)
-    if tracker is not None:
-        import tempfile
-        from pathlib import Path
+    if target is not None:
+        record_scores(result, loaded, target, cache, tracking_wait)
 
-        from ganbench.metrics.scoring import PROVENANCE_DIR, provenance_name
 
-        tracker.log_metrics(result.scores, loaded.step)
-        tracker.set_tags(result.tags)
-        with tempfile.TemporaryDirectory() as tmp:
-            how = Path(tmp) / provenance_name(loaded.step)
-            result.write_provenance(how, step=loaded.step, source=loaded.source)
-            tracker.log_artifact(how, PROVENANCE_DIR)
-        click.echo(f"logged into {tracker.describe()} at step {loaded.step}")
+def record_scores(
+    result: Evaluation, loaded: LoadedRun, target: Target, cache: Path, wait: float
+) -> None:
+    """Save the scores and their provenance in a command outbox, then journal them into
+    the run under ``eval/``; one line says where they went (or wait)."""
+    from ganbench.metrics.scoring import EVAL_PREFIX, PROVENANCE_DIR, eval_provenance_name
+    from ganbench.outbox.command import CommandOutbox
+
+    step = loaded.step
+    logged = result.prefixed(EVAL_PREFIX)
+    outbox = CommandOutbox(target, "eval", cache, keep=True)
+    name = eval_provenance_name(step, outbox.stamp)
+    how = logged.write_provenance(
+        outbox.path / PROVENANCE_DIR / name, step=step, source=loaded.source
+    )
+    click.echo(f"saved the scores and how they were measured in {how}")
+    outbox.tracker.log_metrics(logged.scores, step)
+    outbox.tracker.set_tags(logged.tags)
+    outbox.tracker.log_artifact(how, PROVENANCE_DIR)
+    outbox.finish(wait, f"scored {loaded.source} (step {step}); the scores are saved in {how}")
+    click.echo(f"logged into {outbox.describe()} at step {step} as {EVAL_PREFIX}NAME")

@@ -1,17 +1,25 @@
 """``ganbench probe``: the DCGAN paper's representation probe on a trained discriminator.
 
 The trained discriminator's features are scored next to those of a randomly initialised
-discriminator of the same architecture (the paper's baseline), and both go into the run.
+discriminator of the same architecture (the paper's baseline), and both go into the run,
+through a command outbox (:mod:`ganbench.outbox.command`) that keeps them on disk, in
+``probe/PREFIX.json``, until the store has them.
 """
 
 from __future__ import annotations
 
 import functools
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from ganbench.cli.data import data_options
-from ganbench.cli.eval import tracking_option
+from ganbench.cli.eval import tracking_option, tracking_wait_option
+
+if TYPE_CHECKING:
+    from ganbench.runtarget import Target
 
 
 def probe_metrics(prefix: str, result: object) -> dict[str, float]:
@@ -55,6 +63,7 @@ def probe_metrics(prefix: str, result: object) -> dict[str, float]:
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
 @data_options
 @tracking_option
+@tracking_wait_option
 @click.option("--progress/--no-progress", default=True)
 def probe(
     run_ref: str,
@@ -72,6 +81,7 @@ def probe(
     cache_dir: str | None,
     bad_images: str,
     tracking_uri: str | None,
+    tracking_wait: float,
     progress: bool,
 ) -> None:
     """Linear L2-SVM on the discriminator's features (every conv layer, 4x4 max-pooled).
@@ -91,12 +101,10 @@ def probe(
     from ganbench.plugins import load_registries
     from ganbench.probe.features import LayerFeatures
     from ganbench.probe.probe import run_probe
-    from ganbench.runs import open_run
-    from ganbench.tracking import resolve_tracking_uri
+    from ganbench.runtarget import open_target
 
     registries = load_registries()
     ds = registries.datasets.get(dataset)
-    uri = resolve_tracking_uri(tracking_uri)
     torch_device = resolve_device(device)
     if labels_per_class is not None and labels_per_class < 1:
         raise UsageError(f"--labels-per-class must be at least 1, not {labels_per_class}")
@@ -109,7 +117,9 @@ def probe(
         raise UsageError(f"dataset {ds.name} has no class labels to probe with; use a labelled one")
     for split in (train_split, test_split):
         ds.check_split(split)
-    loaded, tracker = open_run(run_ref, registries, checkpoint, uri)  # type: ignore[arg-type]
+    say = functools.partial(click.echo, err=True)
+    cache = cache_root(cache_dir)
+    loaded, target = open_target(run_ref, registries, checkpoint, tracking_uri, cache, say)  # type: ignore[arg-type]
     shape = loaded.shape
     if ds.channels != shape.channels:
         raise UsageError(
@@ -121,8 +131,6 @@ def probe(
             f"the run's discriminator takes {shape.resolution}px images; {ds.name} is offered"
             f" at {', '.join(map(str, ds.resolutions))}"
         )
-    say = functools.partial(click.echo, err=True)
-    cache = cache_root(cache_dir)
     category = {"category": ds.categories[0]} if ds.categories else {}
     train, test = (
         load_images(
@@ -166,17 +174,34 @@ def probe(
         )
     for line in lines:
         click.echo(line)
-    if tracker is not None:
-        tracker.log_metrics(metrics, loaded.step)
-        tracker.set_tags(
-            {
-                f"{prefix}.how": (
-                    "linear L2-SVM (squared hinge, one-vs-rest, torch solver) on every"
-                    " discriminator conv layer max-pooled to 4x4; C chosen on a"
-                    f" {val_fraction:g} validation share of the labelled {train_split} split;"
-                    f" scored on {ds.name} {test_split} ({len(test)} images);"
-                    f" {draws} draw(s), seed {seed}; weights {loaded.source}"
-                )
-            }
+    if target is None:
+        return
+    tags = {
+        f"{prefix}.how": (
+            "linear L2-SVM (squared hinge, one-vs-rest, torch solver) on every"
+            " discriminator conv layer max-pooled to 4x4; C chosen on a"
+            f" {val_fraction:g} validation share of the labelled {train_split} split;"
+            f" scored on {ds.name} {test_split} ({len(test)} images);"
+            f" {draws} draw(s), seed {seed}; weights {loaded.source}"
         )
-        click.echo(f"logged into {tracker.describe()} at step {loaded.step}")
+    }
+    record = {"step": loaded.step, "source": loaded.source, "metrics": metrics, "tags": tags}
+    record_probe(record, prefix, loaded.step, target, cache, tracking_wait)
+
+
+def record_probe(
+    record: dict, prefix: str, step: int, target: Target, cache: Path, wait: float
+) -> None:
+    """Save the probe's result in a command outbox, then journal it into the run."""
+    from ganbench.outbox.command import CommandOutbox
+    from ganbench.sealed import write_atomic
+
+    outbox = CommandOutbox(target, "probe", cache, keep=True)
+    path = outbox.path / "probe" / f"{prefix}.json"
+    write_atomic(path, json.dumps(record, indent=1, sort_keys=True))
+    click.echo(f"saved the result in {path}")
+    outbox.tracker.log_metrics(record["metrics"], step)
+    outbox.tracker.set_tags(record["tags"])
+    outbox.tracker.log_artifact(path, "probe")
+    outbox.finish(wait, f"probed {record['source']} (step {step}); the result is saved in {path}")
+    click.echo(f"logged into {outbox.describe()} at step {step}")

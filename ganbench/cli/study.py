@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from ganbench.cli.data import data_options
-from ganbench.cli.eval import tracking_option
+from ganbench.cli.eval import tracking_option, tracking_wait_option
 
 
 def _say() -> Any:
@@ -202,26 +202,51 @@ def study_status(name: str, storage: str | None, cache_dir: str | None) -> None:
 @tracking_option
 @click.option("--out", type=click.Path(file_okay=False),
               help="Folder for report.html and report.md. [default: ./report-STUDY]")  # fmt: skip
-def report(ref: str, tracking_uri: str | None, out: str | None) -> None:
+@click.option("--cache-dir", envvar="GANBENCH_CACHE_DIR", type=click.Path(file_okay=False),
+              help="Where the report waits for an absent store (CACHE/outbox)."
+              " [default: $GANBENCH_CACHE_DIR or the user cache folder]")  # fmt: skip
+@tracking_wait_option
+def report(
+    ref: str, tracking_uri: str | None, out: str | None, cache_dir: str | None,
+    tracking_wait: float,
+) -> None:  # fmt: skip
     """Write a study's report (self-contained HTML and Markdown) and log it into the
     study's parent run: per variant FID mean/std/min, IS, divergences, speed, the FID-vs-step
     band over seeds, curves, sample grids, and each variant's difference from the baseline
     with its 95% interval."""
-    from ganbench.mlflow_store import open_client, quiet_mlflow
+    from mlflow.exceptions import MlflowException
+
+    from ganbench.data.paths import cache_root
+    from ganbench.errors import TrackingError
+    from ganbench.mlflow_store import is_transient, open_client, quiet_mlflow
+    from ganbench.outbox.command import CommandOutbox
+    from ganbench.runtarget import Target
     from ganbench.study.report import write_report
     from ganbench.study.results import parent_run
     from ganbench.tracking import check_reachable, resolve_tracking_uri
 
     quiet_mlflow()
     uri = resolve_tracking_uri(tracking_uri)
-    check_reachable(uri)
-    client = open_client(uri)
-    parent = parent_run(client, ref)
-    name = parent.data.tags.get("ganbench.study", parent.info.run_id)
-    folder = Path(out) if out else Path(f"report-{name}")
-    paths = write_report(client, parent.info.run_id, folder)
-    for path in paths:
-        client.log_artifact(parent.info.run_id, str(path), "report")
+    check_reachable(uri)  # the report is made of what the store holds: it must answer
+    try:
+        client = open_client(uri)
+        parent = parent_run(client, ref)
+        name = parent.data.tags.get("ganbench.study", parent.info.run_id)
+        folder = Path(out) if out else Path(f"report-{name}")
+        paths = write_report(client, parent.info.run_id, folder)
+    except MlflowException as exc:  # not OSError: the report's own files are OSErrors too
+        if not is_transient(exc):
+            raise
+        text = str(exc).strip().splitlines()
+        raise TrackingError(
+            f"the MLflow store at {uri} stopped answering while the report was read"
+            f" ({text[0][:200] if text else type(exc).__name__}); run it again once it answers"
+        ) from None
     for path in paths:
         click.echo(f"wrote {path}")
+    target = Target(parent.info.run_id, uri, experiment_id=parent.info.experiment_id)
+    outbox = CommandOutbox(target, "report", cache_root(cache_dir), keep=False)
+    for path in paths:
+        outbox.tracker.log_artifact(outbox.keep_file(path, "report"), "report")
+    outbox.finish(tracking_wait, f"the report is written ({folder})")
     click.echo(f"logged into run {parent.info.run_id} under report/")

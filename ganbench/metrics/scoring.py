@@ -7,12 +7,18 @@ score's full provenance (extractor weights and their sha256, resizer, feature, s
 counts, reference, seed, generator) goes into one JSON artifact per scoring
 (``scoring/step-N.json``), and one short tag per score says it in a line (``NAME.how``):
 a run page stays readable with several scores.
+
+``ganbench eval`` scores a finished run's checkpoint at that checkpoint's step, where the
+training may have scored already: its values go under ``eval/`` (``eval/fid_50k``,
+``eval/digits-cnn/fid_2k``, with tags ``eval/NAME.how``) and its provenance into a file
+of its own (``scoring/eval-TIME-PID-step-N.json``). So the training's values keep one
+value per (metric, step), and its ``scoring/step-N.json`` is never overwritten.
 """
 
 from __future__ import annotations
 
 import json
-import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +30,7 @@ from ganbench.errors import UsageError
 from ganbench.interfaces import FeatureExtractor, LoadedExtractor, Metric, RealStats
 from ganbench.metrics.features import Sampler, generated_features
 from ganbench.metrics.reference import Reference
+from ganbench.sealed import write_atomic
 
 #: The extractor whose scores keep the literature's plain names.
 INCEPTION = "inception-v3"
@@ -66,16 +73,46 @@ class Evaluation:
 
     def write_provenance(self, path: Path, **context: Any) -> Path:
         """The provenance JSON (with ``context``, e.g. the step), written atomically."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({**context, "scores": self.scores, "how": self.provenance},
-                                  indent=2, sort_keys=True))  # fmt: skip
-        os.replace(tmp, path)
+        record = {**context, "scores": self.scores, "how": self.provenance}
+        write_atomic(path, json.dumps(record, indent=2, sort_keys=True))
         return path
+
+    def prefixed(self, prefix: str) -> Evaluation:
+        """The same scores under ``prefix`` + name (``eval/``)."""
+        return Evaluation(
+            {prefix + k: v for k, v in self.scores.items()},
+            {prefix + k: dict(v) for k, v in self.provenance.items()},
+        )
+
+
+#: Where ``ganbench eval``'s scores go: ``eval/NAME`` beside the training's ``NAME``.
+EVAL_PREFIX = "eval/"
 
 
 def provenance_name(step: int | None) -> str:
+    """The training's provenance file of ``step`` (``step-000000300.json``)."""
     return f"step-{step:09d}.json" if step is not None else "eval.json"
+
+
+def eval_provenance_name(step: int, stamp: str) -> str:
+    """``ganbench eval``'s provenance file, named with its invocation's stamp (UTC time and
+    pid): ``eval-20261204T153012Z-4711-step-000000300.json``; never the training's name,
+    nor another evaluation's."""
+    return f"eval-{stamp}-step-{step:09d}.json"
+
+
+_PROVENANCE = re.compile(
+    r"^(?:eval-(?P<who>\d{8}T\d{6}Z-\d+(?:-\d+)?)-)?step-(?P<step>\d{9})\.json$"
+)
+
+
+def parse_provenance_name(name: str) -> tuple[int, str | None] | None:
+    """(step, None) for a training's provenance file, (step, stamp-pid) for an eval's;
+    None for any other name."""
+    match = _PROVENANCE.match(Path(name).name)
+    if match is None:
+        return None
+    return int(match["step"]), match["who"]
 
 
 def summary(how: dict[str, str]) -> str:

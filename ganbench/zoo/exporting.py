@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ganbench.data.download import file_digest
+from ganbench.sealed import commit_file
 from ganbench.zoo.flavours import TORCH_FIDELITY, FidelityFile, fidelity_command
 from ganbench.zoo.metadata import GeneratorInfo, Score
 
@@ -57,16 +58,17 @@ class Exported:
         )
 
 
-def _load(run_ref: str, checkpoint: str, tracking_uri: str | None) -> tuple[Any, Any, Any]:
-    """(loaded run, registries, MLflow client of the run or None)."""
+def _load(
+    run_ref: str, checkpoint: str, tracking_uri: str | None, cache: Path, say: Callable[[str], None]
+) -> tuple[Any, Any, Any]:
+    """(loaded run, registries, the run's :class:`~ganbench.runtarget.Target` or None):
+    the run's folder here is read first, MLflow only without one."""
     from ganbench.plugins import load_registries
-    from ganbench.runs import open_run
-    from ganbench.tracking import resolve_tracking_uri
+    from ganbench.runtarget import open_target
 
     registries = load_registries()
-    uri = resolve_tracking_uri(tracking_uri)
-    loaded, tracker = open_run(run_ref, registries, checkpoint, uri)  # type: ignore[arg-type]
-    return loaded, registries, tracker.client if tracker else None
+    loaded, target = open_target(run_ref, registries, checkpoint, tracking_uri, cache, say)  # type: ignore[arg-type]
+    return loaded, registries, target
 
 
 def _fresh_scores(
@@ -141,6 +143,7 @@ def build(
 ) -> Exported:
     """Export, check, score and draw ``run_ref``'s generator into ``folder``; ``flavours``
     (``torch-fidelity``) adds files for other tools beside it."""
+    from ganbench.data.paths import cache_root
     from ganbench.zoo import export, scores
     from ganbench.zoo.index import check_name
     from ganbench.zoo.pictures import grid, square_rows, to_uint8
@@ -151,7 +154,12 @@ def build(
         from ganbench.errors import UsageError
 
         raise UsageError(f"--eval-samples must be at least 10, not {eval_samples}")
-    loaded, registries, client = _load(run_ref, checkpoint, tracking_uri)
+    cache = cache_root(cache_dir)
+    loaded, registries, target = _load(run_ref, checkpoint, tracking_uri, cache, say)
+    measured: tuple[Score, ...] = ()
+    if not eval_samples and target is not None:
+        # Before any work: a store that is away stops the export here, in one line.
+        measured = scores.of_run(target, loaded.step, cache, say)
     generator = loaded.model.generator
     say(f"exporting {loaded.source} (step {loaded.step}) to ONNX opset {opset}")
     raw = folder / "raw.onnx"
@@ -164,10 +172,6 @@ def build(
             device=device, data_root=data_root, cache_dir=cache_dir, bad_images=bad_images,
             progress=progress, say=say,
         )  # fmt: skip
-    elif client is not None:
-        measured = scores.from_run(client, loaded.run_id, loaded.step)
-    else:
-        measured = ()
     if not measured:
         say("no scores at this checkpoint: add --eval-samples N to measure them")
     info = export.generator_info(loaded, name, opset, parity, measured)
@@ -223,18 +227,17 @@ def export_to_folder(
     """``zoo export``: NAME.onnx, NAME.png and NAME.md in ``out_dir``, and the index entry."""
     from ganbench.zoo.index import ZooEntry, upsert
 
+    created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
     index_path = index_path or out_dir / "index.toml"
-    with tempfile.TemporaryDirectory(prefix=".export-", dir=out_dir) as tmp:
-        done = build(run_ref, Path(tmp), say=say, **options)
-        name = done.info.name
-        card = Path(tmp) / f"{name}.md"
-        card.write_text(done.card(), encoding="utf-8")
-        files = [done.onnx, done.picture, card]
-        files += [Path(tmp) / done.fidelity.url] if done.fidelity else []
-        targets = {p: out_dir / p.name for p in files}
-        for source, target in targets.items():
-            os.replace(source, target)
+    try:
+        with tempfile.TemporaryDirectory(prefix=".export-", dir=out_dir) as tmp:
+            done, targets = _built_into(run_ref, Path(tmp), out_dir, say, options)
+    except BaseException:
+        if created and not any(out_dir.iterdir()):
+            out_dir.rmdir()  # a failed export leaves no trace, not even an empty folder
+        raise
+    name = done.info.name
     entry = ZooEntry(
         done.info,
         url or _relative_url(out_dir / f"{name}.onnx", index_path),
@@ -245,7 +248,7 @@ def export_to_folder(
         torch_fidelity=_listed(done.fidelity, out_dir, index_path, url),
     )
     replaced = upsert(index_path, entry)
-    lines = [f"wrote {target}" for target in targets.values()]
+    lines = [f"wrote {target}" for target in targets]
     lines.append(f"{'replaced' if replaced else 'added'} {name} in {index_path}")
     lines.append(f"sha256 {done.sha256}, {done.size:,} bytes")
     if done.fidelity:
@@ -253,6 +256,22 @@ def export_to_folder(
         command = fidelity_command(out_dir / tf.url, tf.z_type, tf.z_size)
         lines.append(f"score it with torch-fidelity: {command}")
     return lines
+
+
+def _built_into(
+    run_ref: str, tmp: Path, out_dir: Path, say: Callable[[str], None], options: dict[str, Any]
+) -> tuple[Exported, list[Path]]:
+    """Build in ``tmp`` (beside ``out_dir``), then move the files into ``out_dir``."""
+    done = build(run_ref, tmp, say=say, **options)
+    card = tmp / f"{done.info.name}.md"
+    card.write_text(done.card(), encoding="utf-8")
+    files = [done.onnx, done.picture, card]
+    files += [tmp / done.fidelity.url] if done.fidelity else []
+    targets = []
+    for source in files:
+        commit_file(source, out_dir / source.name)
+        targets.append(out_dir / source.name)
+    return done, targets
 
 
 def _listed(
@@ -279,8 +298,9 @@ def publish_to_registry(
     **options: Any,
 ) -> list[str]:
     """``zoo publish``: export, then register in an MLflow registry with aliases."""
+    from ganbench.data.paths import cache_root
     from ganbench.errors import UsageError
-    from ganbench.runs import is_checkpoint_file
+    from ganbench.runtarget import locate
     from ganbench.tracking import check_reachable, resolve_tracking_uri
     from ganbench.zoo.index import ZooEntry, upsert
     from ganbench.zoo.registry import publish, registry_uri
@@ -293,15 +313,16 @@ def publish_to_registry(
             else "give at least one --alias"
         )
     registry = registry_uri(registry_flag)
-    tracking = resolve_tracking_uri(options.get("tracking_uri"))
-    # Before the export's work, not after it; a run ID's store is checked when it is opened.
-    if is_checkpoint_file(run_ref):
-        check_reachable(tracking)
+    target = locate(run_ref, options.get("tracking_uri"), cache_root(options.get("cache_dir")))
+    tracking = target.tracking_uri if target else resolve_tracking_uri(options.get("tracking_uri"))
+    # Before the export's work, not after it: publishing writes into both stores at once
+    # (a registered version is the command's product, not a record to deliver later).
+    check_reachable(tracking)
     check_reachable(registry)
     with tempfile.TemporaryDirectory(prefix="ganbench-publish-") as tmp:
         done = build(run_ref, Path(tmp), say=say, **options)
         card = done.card()
-        run_id = None if is_checkpoint_file(run_ref) else run_ref
+        run_id = target.run_id if target else None
         version = publish(
             done.onnx, done.info, card, aliases=aliases, registry=registry, tracking=tracking,
             run_id=run_id,

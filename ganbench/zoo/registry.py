@@ -193,9 +193,11 @@ def publish(
             description=f"{info.architecture} generator trained on {info.dataset} at"
             f" {info.resolution}x{info.resolution} (ganbench zoo).",
         )
-    except MlflowException as exc:
+    except (MlflowException, OSError) as exc:  # requests' connection errors are OSErrors
+        text = str(getattr(exc, "message", exc)).strip().splitlines()
         raise TrackingError(
             f"publishing {info.name} to the registry at {registry} failed:"
-            f" {exc.message.splitlines()[0]}"
+            f" {text[0] if text else type(exc).__name__}; check that the registry and the"
+            f" tracking store ({tracking}) answer, then publish again"
         ) from None
     return RegisteredVersion(info.name, version, tuple(aliases), sha, size, used_run)
