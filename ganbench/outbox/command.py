@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ganbench.errors import TrackingError
-from ganbench.runfolder import RunFolder
 
 if TYPE_CHECKING:
     from ganbench.outbox.tracker import OutboxTracker
@@ -75,6 +74,8 @@ class CommandOutbox:
         }
         if target.experiment_id:
             info["experiment_id"] = target.experiment_id
+        from ganbench.runfolder import RunFolder  # torch: not at import (--help stays light)
+
         self.folder = RunFolder.create(outbox_root(cache) / name, info)
         self.folder.lock()
         self.path = self.folder.path
