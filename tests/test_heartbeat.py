@@ -18,7 +18,10 @@ from ganbench.metrics.session import Scorer
 from ganbench.runfolder import RunFolder
 from ganbench.training import heartbeat
 
-SLOW = 1.5  # seconds of "work" while the heartbeat is watched
+SLOW = 2.0  # seconds of "work" while the heartbeat is watched
+#: Beats that must be written during that work (~20 at 0.1 s; a loaded CI machine can
+#: starve the thread for a while, so the test asks for a few, not for one at the end).
+BEATS_DURING = 3
 
 
 @pytest.fixture(scope="module")
@@ -33,10 +36,18 @@ def fast_beats(monkeypatch):
 
 
 def watched(run_dir: Path, seen: list) -> None:
-    """Sleep SLOW seconds; note when it started and the heartbeat file at its end."""
+    """Busy the main thread SLOW seconds, reading the heartbeat file as it goes; note
+    the beats written after the work began and the last one read."""
+    folder = RunFolder.open(run_dir)
     start = time.time()
-    time.sleep(SLOW)
-    seen.append((start, RunFolder.open(run_dir).heartbeat()))
+    times: set[float] = set()
+    beat = folder.heartbeat()
+    while time.time() < start + SLOW:
+        time.sleep(0.05)
+        beat = folder.heartbeat()
+        if beat is not None and beat.time > start:
+            times.add(beat.time)
+    seen.append((sorted(times), beat))
 
 
 def heartbeat_tags(run_dir: Path) -> list[str]:
@@ -62,11 +73,11 @@ def test_the_heartbeat_goes_on_during_a_long_score(tmp_path, store, monkeypatch)
     done = train(store, run_dir, "--eval-every", "6", "--eval-samples", "100")
     assert done.exit_code == 0, done.output
     assert len(seen) == 2  # steps 6 and 12
-    for (start, beat), step in zip(seen, (6, STEPS), strict=True):
+    for (during, beat), step in zip(seen, (6, STEPS), strict=True):
         assert beat.step == step  # the last completed step
-        assert beat.time > start + SLOW - 0.5, (start, beat)  # written during the score
+        assert len(during) >= BEATS_DURING, during  # written while the score ran
     during = [t for t in heartbeat_tags(run_dir) if " step 6 on " in t]
-    assert len(during) >= 3, heartbeat_tags(run_dir)  # ~6 in 1.5 s of scoring
+    assert len(during) >= 3, heartbeat_tags(run_dir)  # ~8 in 2 s of scoring
     assert f" step {STEPS} on " in heartbeat_tags(run_dir)[-1]  # a last beat at the end
     assert no_heartbeat_thread()
 
@@ -85,7 +96,7 @@ def test_the_heartbeat_goes_on_while_a_resume_prepares_its_data(tmp_path, store,
     monkeypatch.setattr(runs_cli, "_prepared", slow_prepare)
     resumed = invoke(tmp_path, "resume", str(run_dir), "--no-progress")
     assert resumed.exit_code == 0, resumed.output
-    [(start, beat)] = seen
+    [(during, beat)] = seen
     assert beat.step == 10  # the checkpoint's step: the last completed one
-    assert beat.time > start + SLOW - 0.5, (start, beat)
+    assert len(during) >= BEATS_DURING, during
     assert no_heartbeat_thread()
