@@ -23,10 +23,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from ganbench.distributed import Replicas
-from ganbench.interfaces import ImageArray, ImageShape
 from ganbench.plugins import load_registries
+from ganbench.plugins.interfaces import ImageArray, ImageShape
 from ganbench.training.data import make_batches
+from ganbench.training.distributed import Replicas
 from ganbench.training.plan import plan_run
 from ganbench.training.speed import resolve_speed
 
@@ -123,7 +123,7 @@ def measure(
 def gradient_bytes(resolution: int, channels: int = 3) -> dict[str, int]:
     """fp32 gradient bytes of the paper's DCGAN (ngf = ndf = 64) that one step all-reduces:
     G's after G's loss, D's after D's loss (D's gradients from G's loss are not reduced:
-    ``no_sync``, see plugins/dcgan/model.py)."""
+    ``no_sync``, see ganbench_plugins/dcgan/model.py)."""
     plan = plan_run(load_registries(), "dcgan", "digits", [("bench", {"resolution": resolution})])
     model = plan.architecture.build(plan.model, ImageShape(channels, resolution))
     g = sum(p.numel() for p in model.generator.parameters()) * 4

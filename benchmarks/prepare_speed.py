@@ -108,7 +108,7 @@ def read_once(folder: Path) -> int:
 
 def ganbench_seconds(root: Path, workers: int, resolution: int) -> float:
     from ganbench.data.prepare import prepare
-    from ganbench.interfaces import DatasetRequest
+    from ganbench.plugins.interfaces import DatasetRequest
     from ganbench_plugins.lsun import LsunDataset
 
     request = DatasetRequest("train", resolution, str(root), {"category": "bedroom"})

@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from ganbench.interfaces import ImageArray, ImageShape
 from ganbench.plugins import load_registries
-from ganbench.runfolder import RunFolder
-from ganbench.tracking import NullTracker
+from ganbench.plugins.interfaces import ImageArray, ImageShape
+from ganbench.rundir.folder import RunFolder
+from ganbench.tracking.tracker import NullTracker
 from ganbench.training import runner
 from ganbench.training.data import make_batches
 from ganbench.training.plan import plan_run
@@ -91,8 +91,8 @@ def checkpoint_cost(
 def _deliver_costs(tmp: Path, grid: Any, n: int = 20) -> dict[str, float]:
     """Main-thread and writer-thread costs of the records a run sends: a log interval's
     metrics and a sample grid, each ``n`` times into a SQLite MLflow store."""
-    from ganbench.outbox.tracker import OutboxTracker
-    from ganbench.tracking import MlflowTracker
+    from ganbench.tracking.outbox.tracker import OutboxTracker
+    from ganbench.tracking.tracker import MlflowTracker
 
     uri = f"sqlite:///{tmp}/costs.db"
     run = MlflowTracker(uri, "bench", "costs")
@@ -130,8 +130,8 @@ def tracking_overhead(device: torch.device, steps: int = 50, repeats: int = 2) -
     machine its noise is about as large as the effect."""
     from ganbench.data.loading import load_images
     from ganbench.images import sample_grid
-    from ganbench.outbox.tracker import OutboxTracker
-    from ganbench.tracking import MlflowTracker
+    from ganbench.tracking.outbox.tracker import OutboxTracker
+    from ganbench.tracking.tracker import MlflowTracker
 
     registries = load_registries()
     settings = {"resolution": 64, "batch_size": 64, "steps": steps, "log_every": 10}

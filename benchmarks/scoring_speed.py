@@ -115,10 +115,10 @@ def fid_evaluation(device: torch.device, samples: int, resolution: int = 64) -> 
     import torch_fidelity
     from torch_fidelity.generative_model_modulewrapper import GenerativeModelModuleWrapper
 
-    from ganbench.interfaces import ImageShape
     from ganbench.metrics.features import generated_features, image_features
     from ganbench.metrics.frechet import frechet_distance, gaussian_stats, psd_sqrt
     from ganbench.plugins import load_registries
+    from ganbench.plugins.interfaces import ImageShape
 
     registries = load_registries()
     arch = registries.architectures.get("dcgan")

@@ -14,10 +14,10 @@ import time
 import numpy as np
 import torch
 
-from ganbench.distributed import join
-from ganbench.interfaces import ImageShape
 from ganbench.metrics.features import generated_features, generator_sampler
 from ganbench.plugins import load_registries
+from ganbench.plugins.interfaces import ImageShape
+from ganbench.training.distributed import join
 from ganbench.training.plan import plan_run
 
 

@@ -61,8 +61,8 @@ def _sync(device: torch.device) -> None:
 
 
 def _ganbench(images: np.ndarray, batch: int, device: torch.device, impl: str):
-    from ganbench.interfaces import ImageArray, ImageShape, Speed
     from ganbench.plugins import load_registries
+    from ganbench.plugins.interfaces import ImageArray, ImageShape, Speed
     from ganbench.training.data import make_batches
     from ganbench.training.graphs import graphs_unavailable, make_step
     from ganbench.training.speed import resolve_speed

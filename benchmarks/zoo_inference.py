@@ -38,8 +38,8 @@ def measure(
     import onnxruntime as ort
     import torch
 
-    from ganbench.interfaces import ImageShape
     from ganbench.plugins import load_registries
+    from ganbench.plugins.interfaces import ImageShape
     from ganbench.zoo.export import DEFAULT_OPSET, export_onnx
 
     torch.manual_seed(0)

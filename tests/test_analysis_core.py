@@ -15,7 +15,7 @@ from PIL import Image
 from ganbench.analysis import prior_latents
 from ganbench.cli import cli
 from ganbench.plugins import load_registries
-from ganbench.runs import load_checkpoint
+from ganbench.runs.reopen import load_checkpoint
 from ganbench.zoo.metadata import GeneratorInfo
 from ganbench.zoo.pictures import grid, to_uint8
 from ganbench.zoo.runtime import latents as zoo_latents

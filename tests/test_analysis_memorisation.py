@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import ganbench_zoo
 import numpy as np
 import pytest
 import torch
@@ -14,10 +13,11 @@ from click.testing import CliRunner
 from mlflow import MlflowClient
 from scipy.spatial.distance import cdist
 
+import ganbench_zoo
 from ganbench.cli import cli
 from ganbench.data.loading import load_images
-from ganbench.interfaces import DatasetRequest
 from ganbench.plugins import load_registries
+from ganbench.plugins.interfaces import DatasetRequest
 from ganbench.zoo.runtime import latents, open_generator
 from ganbench_plugins.analyses.memorisation import memorisation_report, nearest_neighbours
 
@@ -118,7 +118,7 @@ def test_search_reads_the_training_set_one_chunk_at_a_time(random_set):
 def test_without_a_held_out_split_a_seeded_share_of_training_is_held_out_and_skipped():
     from types import SimpleNamespace
 
-    from ganbench.interfaces import ImageArray
+    from ganbench.plugins.interfaces import ImageArray
     from ganbench_plugins.analyses.memorisation import _held_out
 
     train = np.random.default_rng(3).integers(0, 256, (40, 1, 4, 4), dtype=np.uint8)

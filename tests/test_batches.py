@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from ganbench.errors import UsageError
-from ganbench.interfaces import ImageArray
+from ganbench.plugins.interfaces import ImageArray
 from ganbench.training.data import DeviceBatches, StreamedBatches, make_batches
 
 

@@ -15,8 +15,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks import ceiling, textbook, train_speed
 from ganbench.errors import UsageError
-from ganbench.interfaces import ImageShape
 from ganbench.plugins import load_registries
+from ganbench.plugins.interfaces import ImageShape
 
 ROOT = Path(__file__).parents[1]
 

@@ -11,8 +11,8 @@ import zipfile
 import pytest
 import torch
 
-from ganbench import checkpoint
 from ganbench.errors import CheckpointError
+from ganbench.rundir import checkpoint
 
 FMT = checkpoint.CHECKPOINT_FORMAT
 

@@ -20,8 +20,8 @@ from mlflow import MlflowClient
 from processes import MlflowServer, finish, ganbench
 
 from ganbench.cli import cli
-from ganbench.outbox.delivery import logged_images
-from ganbench.outbox.journal import pending_in, read_ops
+from ganbench.tracking.outbox.delivery import logged_images
+from ganbench.tracking.outbox.journal import pending_in, read_ops
 
 STEP = 6  # TINY_RUN's last step: the checkpoint the commands score
 #: Seconds a command may take with the server stopped (measured: about 10-20 s each on 2
@@ -330,9 +330,9 @@ def test_zoo_export_completes_once_the_server_is_back(served, delivered, tmp_pat
 
 
 def test_a_delivered_outbox_keeps_the_results_or_goes(tmp_path):
-    from ganbench.outbox.command import CommandOutbox
-    from ganbench.runtarget import Target
-    from ganbench.tracking import MlflowTracker
+    from ganbench.runs.target import Target
+    from ganbench.tracking.outbox.command import CommandOutbox
+    from ganbench.tracking.tracker import MlflowTracker
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     run = MlflowTracker(uri, "commands", "r")
@@ -358,9 +358,9 @@ def test_a_delivered_outbox_keeps_the_results_or_goes(tmp_path):
 
 def test_records_the_store_refuses_are_one_line_and_kept(tmp_path):
     from ganbench.errors import TrackingError
-    from ganbench.outbox.command import CommandOutbox
-    from ganbench.runtarget import Target
-    from ganbench.tracking import MlflowTracker
+    from ganbench.runs.target import Target
+    from ganbench.tracking.outbox.command import CommandOutbox
+    from ganbench.tracking.tracker import MlflowTracker
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     MlflowTracker(uri, "commands", "r").finish("FINISHED")  # a store, without this run

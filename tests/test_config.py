@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ganbench import config as cfg
+from ganbench import hparams as cfg
 from ganbench.errors import ConfigError, UsageError
 from ganbench.plugins import load_registries
 from ganbench.training.plan import plan_run

@@ -21,7 +21,7 @@ from makers_folders import (
 )
 
 from ganbench.errors import BadImageError, DatasetNotFoundError, UsageError
-from ganbench.interfaces import DatasetRequest, ImageSource
+from ganbench.plugins.interfaces import DatasetRequest, ImageSource
 from ganbench_plugins import lsun as lsun_plugin
 from ganbench_plugins.celeba import CelebADataset
 from ganbench_plugins.imagefolder import ImageFolderDataset

@@ -31,7 +31,7 @@ from makers_torchvision import (
 from ganbench.data.fetch import fetch_dataset
 from ganbench.data.loading import load_images
 from ganbench.errors import DatasetNotFoundError, GanbenchError, UsageError
-from ganbench.interfaces import DatasetRequest
+from ganbench.plugins.interfaces import DatasetRequest
 from ganbench_plugins import cifar10 as cifar_plugin
 from ganbench_plugins import svhn as svhn_plugin
 from ganbench_plugins.cifar10 import Cifar10Dataset

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from ganbench.interfaces import ImageShape
+from ganbench.plugins.interfaces import ImageShape
 from ganbench_plugins.dcgan.config import DCGANConfig
 from ganbench_plugins.dcgan.model import DCGAN
 from ganbench_plugins.dcgan.networks import Discriminator, Generator
@@ -419,7 +419,7 @@ def test_train_step_runs_with_each_switch(switches):
 
 
 def test_switches_parse_from_set_and_are_logged():
-    from ganbench import config as cfg
+    from ganbench import hparams as cfg
     from ganbench.plugins import load_registries
     from ganbench.training.plan import plan_run
 
@@ -484,7 +484,7 @@ def test_invalid_values_in_code_are_config_errors(switches, message):
     ],
 )
 def test_invalid_values_in_a_toml_file_are_config_errors(tmp_path, switches, message):
-    from ganbench import config as cfg
+    from ganbench import hparams as cfg
     from ganbench.errors import ConfigError
     from ganbench.plugins import load_registries
     from ganbench.training.plan import plan_run

@@ -11,7 +11,7 @@ from sklearn.datasets import load_digits
 
 from ganbench.data.loading import load_images
 from ganbench.errors import UsageError
-from ganbench.interfaces import DatasetRequest
+from ganbench.plugins.interfaces import DatasetRequest
 from ganbench_plugins.digits import DigitsDataset
 
 

@@ -12,8 +12,8 @@ import torch
 
 from ganbench.data.loading import load_images
 from ganbench.errors import GanbenchError
-from ganbench.interfaces import DatasetRequest, LoadedExtractor
 from ganbench.plugins import load_registries
+from ganbench.plugins.interfaces import DatasetRequest, LoadedExtractor
 from ganbench_plugins.digits import WEIGHTS_ENV, DigitsCnnExtractor, DigitsDataset
 from ganbench_plugins.digits.classifier import FEATURE_DIM, WEIGHTS_FORMAT, bundled_weights
 

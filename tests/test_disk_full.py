@@ -26,8 +26,8 @@ from tinyruns import (
     train,
 )
 
-from ganbench import checkpoint
-from ganbench.runfolder import RunFolder
+from ganbench.rundir import checkpoint
+from ganbench.rundir.folder import RunFolder
 
 
 @pytest.fixture(scope="module")

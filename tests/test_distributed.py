@@ -18,13 +18,14 @@ import torch
 from mlflow import MlflowClient
 from processes import finish, ganbench, logged_steps, wait_for
 
-from ganbench import checkpoint, launcher
-from ganbench.distributed import check_global_batch, weights_digest
 from ganbench.errors import UsageError
-from ganbench.interfaces import ImageArray
-from ganbench.launcher import torchrun_args, torchrun_options, worker_argv
-from ganbench.runfolder import RunFolder
+from ganbench.plugins.interfaces import ImageArray
+from ganbench.rundir import checkpoint
+from ganbench.rundir.folder import RunFolder
+from ganbench.training import launcher
 from ganbench.training.data import make_batches
+from ganbench.training.distributed import check_global_batch, weights_digest
+from ganbench.training.launcher import torchrun_args, torchrun_options, worker_argv
 
 FMT = checkpoint.CHECKPOINT_FORMAT
 TORCHRUN = str(Path(sys.executable).with_name("torchrun"))
@@ -204,7 +205,7 @@ def test_scores_shared_by_two_ranks_equal_one_process_scoring_the_checkpoint(two
     does), with the training's scoring seed (seed + 3)."""
     from ganbench.metrics.session import make_scorer
     from ganbench.plugins import load_registries
-    from ganbench.runs import load_checkpoint
+    from ganbench.runs.reopen import load_checkpoint
 
     folder, uri = two_ranks
     _, run = _only_run(uri)
@@ -397,8 +398,8 @@ def test_a_launch_finds_only_a_run_it_can_continue(tmp_path):
     """The run a restarted (or requeued) launch resumes: not a FINISHED one, not one that
     died before its first checkpoint (that one is marked FAILED), the newest with a
     checkpoint otherwise; and nothing from a store that does not exist yet."""
-    from ganbench.mlflow_store import open_client
-    from ganbench.training.resume import launch_run
+    from ganbench.runs.resume import launch_run
+    from ganbench.tracking.store import open_client
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = open_client(uri)

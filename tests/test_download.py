@@ -15,7 +15,7 @@ from https_files import RouteServer, make_certificates
 
 from ganbench.data.download import download
 from ganbench.errors import DownloadError
-from ganbench.interfaces import RemoteFile
+from ganbench.plugins.interfaces import RemoteFile
 
 BODY = os.urandom(3 * (1 << 20) + 123)  # a few chunks, not a multiple of the chunk size
 MD5 = hashlib.md5(BODY).hexdigest()

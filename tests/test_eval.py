@@ -14,10 +14,10 @@ from conftest import TINY_RUN
 from makers_folders import make_image_folder, write_image
 from mlflow import MlflowClient
 
-from ganbench.interfaces import DatasetRequest
 from ganbench.metrics.frechet import frechet_distance, gaussian_stats
 from ganbench.metrics.reference import reference_stats
 from ganbench.plugins import load_registries
+from ganbench.plugins.interfaces import DatasetRequest
 
 CPU = torch.device("cpu")
 
@@ -71,7 +71,7 @@ def _digits_logits(images: torch.Tensor) -> np.ndarray:
 def _last_checkpoint_logits(folder: Path, run_id: str, n: int, seed: int) -> np.ndarray:
     """Logits of ``n`` samples of the run's last checkpoint, drawn here: uniform z from a
     torch generator seeded ``seed``, G in eval mode, rounded to bytes as a PNG would be."""
-    from ganbench.runs import open_run
+    from ganbench.runs.reopen import open_run
 
     loaded, _ = open_run(run_id, load_registries(), "last", f"sqlite:///{folder / 'mlflow.db'}")
     assert loaded.step == 6 and loaded.model.latent_distribution == "uniform"
@@ -223,8 +223,8 @@ def test_inception_score_is_the_numpy_computation():
     a sampler's draws. The same as NumPy's IS of their logits to 1e-9 (measured: 8.63115
     both; another shuffle seed gives 8.686, probabilities taken for logits 1.07)."""
     from ganbench.data.loading import load_images
-    from ganbench.interfaces import DatasetRequest
     from ganbench.metrics.scoring import evaluate
+    from ganbench.plugins.interfaces import DatasetRequest
     from ganbench_plugins.digits import DigitsDataset
 
     digits = load_images(DigitsDataset(), DatasetRequest("test", 32), Path("/nonexistent"))
@@ -462,7 +462,7 @@ class _PoolingNet(torch.nn.Module):
 
 
 def _extractor(name: str, dims: dict[str, int], side: int):
-    from ganbench.interfaces import FeatureExtractor, LoadedExtractor
+    from ganbench.plugins.interfaces import FeatureExtractor, LoadedExtractor
 
     class Tiny(FeatureExtractor):
         summary = "a test's grid of grey levels"

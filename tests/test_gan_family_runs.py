@@ -15,8 +15,8 @@ import torch
 from mlflow import MlflowClient
 from processes import finish, ganbench
 
-from ganbench import checkpoint
 from ganbench.plugins import load_registries
+from ganbench.rundir import checkpoint
 from ganbench.testing import state_tensors
 
 FMT = checkpoint.CHECKPOINT_FORMAT

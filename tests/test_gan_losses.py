@@ -13,8 +13,8 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from ganbench.errors import ConfigError
-from ganbench.interfaces import ImageShape, Speed
 from ganbench.plugins import load_registries
+from ganbench.plugins.interfaces import ImageShape, Speed
 from ganbench.training.penalties import gradient_penalty
 from ganbench_plugins.dcgan import losses
 from ganbench_plugins.dcgan.config import DCGANConfig
@@ -424,7 +424,7 @@ def test_configs_hold_the_papers_defaults():
 
 
 def test_settings_come_from_toml_and_set_over_the_paper_defaults(tmp_path):
-    from ganbench import config as cfg
+    from ganbench import hparams as cfg
     from ganbench.training.plan import plan_run
 
     registries = load_registries()

@@ -11,7 +11,7 @@ import torch
 
 from ganbench.data.loading import load_images
 from ganbench.plugins import load_registries
-from ganbench.tracking import NullTracker
+from ganbench.tracking.tracker import NullTracker
 from ganbench.training.plan import plan_run
 from ganbench.training.runner import train
 from ganbench_plugins.dcgan.config import DCGANConfig
@@ -142,7 +142,7 @@ def _deterministic():
 def _train_steps(name: str, precision: str, graphs: bool, steps: int = CAPTURE_STEPS):
     """``steps`` steps of ``name`` at 32 px from seed 0 on fixed random batches: (model,
     its step callable, the statistics' sums over the steps)."""
-    from ganbench.interfaces import ImageShape
+    from ganbench.plugins.interfaces import ImageShape
     from ganbench.training.graphs import make_step
     from ganbench.training.speed import resolve_speed
     from ganbench.training.statistics import StepStatistics
@@ -206,8 +206,8 @@ def test_a_resumed_captured_run_continues_bit_exactly(tmp_path):
     """A captured run stopped at step 20 and resumed from its checkpoint (the resumed
     process captures anew after loading the state) ends with the uninterrupted captured
     run's weights, bit for bit, and logs the same statistics."""
-    from ganbench import checkpoint
-    from ganbench.runfolder import RunFolder
+    from ganbench.rundir import checkpoint
+    from ganbench.rundir.folder import RunFolder
     from ganbench.testing import state_tensors
     from ganbench.training.runner import Resume
 
@@ -251,7 +251,7 @@ def test_a_new_batch_shape_captures_again():
     """Batches of 64, then 32, then 64 again: each new shape warms up once and captures
     anew, and the run equals an eager one bit for bit. (Written 2026-12-04 after the
     device time was spent: first run on the next lent device.)"""
-    from ganbench.interfaces import ImageShape
+    from ganbench.plugins.interfaces import ImageShape
     from ganbench.testing import state_tensors
     from ganbench.training.graphs import make_step
     from ganbench.training.speed import resolve_speed
@@ -285,7 +285,7 @@ def test_a_step_that_cannot_be_captured_falls_back_to_eager_and_says_why():
     """A step that reads a loss back to the host cannot be captured: the capture fails
     once, the reason is reported, and training goes on eagerly. Its first run on the lent H200
     found the failed capture leaving torch's generator registered (release_generators)."""
-    from ganbench.interfaces import ImageShape
+    from ganbench.plugins.interfaces import ImageShape
     from ganbench.training.graphs import make_step
     from ganbench.training.speed import resolve_speed
     from ganbench.training.statistics import StepStatistics

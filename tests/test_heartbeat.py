@@ -15,8 +15,8 @@ import pytest
 from tinyruns import STEPS, invoke, stopped_run, train
 
 from ganbench.metrics.session import Scorer
-from ganbench.runfolder import RunFolder
-from ganbench.training import heartbeat
+from ganbench.rundir import heartbeat
+from ganbench.rundir.folder import RunFolder
 
 SLOW = 2.0  # seconds of "work" while the heartbeat is watched
 #: Beats that must be written during that work (~20 at 0.1 s; a loaded CI machine can

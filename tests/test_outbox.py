@@ -10,11 +10,11 @@ import pytest
 from mlflow import MlflowClient
 from PIL import Image
 
-from ganbench.outbox.delivery import groups, logged_images
-from ganbench.outbox.journal import Journal, pending_in
-from ganbench.outbox.tracker import OutboxTracker
-from ganbench.runfolder import RunFolder
-from ganbench.tracking import MlflowTracker
+from ganbench.rundir.folder import RunFolder
+from ganbench.tracking.outbox.delivery import groups, logged_images
+from ganbench.tracking.outbox.journal import Journal, pending_in
+from ganbench.tracking.outbox.tracker import OutboxTracker
+from ganbench.tracking.tracker import MlflowTracker
 
 
 def test_journal_reads_complete_lines_and_cuts_a_partial_one_on_reopen(tmp_path):

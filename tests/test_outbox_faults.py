@@ -24,13 +24,13 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from PIL import Image, UnidentifiedImageError
 
-from ganbench.mlflow_store import is_transient
-from ganbench.outbox import problems, writer
-from ganbench.outbox.delivery import Delivery
-from ganbench.outbox.journal import Journal, pending_in, read_ops
-from ganbench.outbox.tracker import OutboxTracker
-from ganbench.runfolder import RunFolder
-from ganbench.tracking import MlflowTracker
+from ganbench.rundir.folder import RunFolder
+from ganbench.tracking.outbox import problems, writer
+from ganbench.tracking.outbox.delivery import Delivery
+from ganbench.tracking.outbox.journal import Journal, pending_in, read_ops
+from ganbench.tracking.outbox.tracker import OutboxTracker
+from ganbench.tracking.store import is_transient
+from ganbench.tracking.tracker import MlflowTracker
 
 GANBENCH = str(Path(sys.executable).with_name("ganbench"))
 
@@ -473,8 +473,8 @@ def _journal_intervals(mlflow_run, folder: RunFolder, n: int, compact_bytes: int
 def _outlook(uri: str, folder: RunFolder, run_id: str):
     """What resume and `ganbench runs` read of a run: its journaled status, the pairs a
     resume from step 0 skips, the last step of each metric, and its `runs` row."""
-    from ganbench.run_status import describe
-    from ganbench.training.resume import already_logged, journaled_status
+    from ganbench.runs.resume import already_logged, journaled_status
+    from ganbench.runs.status import describe
 
     client = MlflowClient(tracking_uri=uri)
     run = client.get_run(run_id)

@@ -13,7 +13,7 @@ from ganbench.data.decode import is_image_file, open_image
 from ganbench.data.prepare import cache_folder, decode_into, prepare
 from ganbench.data.transform import to_array
 from ganbench.errors import BadImageError
-from ganbench.interfaces import Dataset, DatasetRequest, ImageSource
+from ganbench.plugins.interfaces import Dataset, DatasetRequest, ImageSource
 
 
 class _PngSource(ImageSource):
@@ -149,7 +149,7 @@ def test_a_cache_without_its_manifest_is_rebuilt(folder, tmp_path):
 
 
 def test_a_sealed_folder_another_process_placed_meanwhile_is_kept(tmp_path):
-    from ganbench.sealed import sealed_folder
+    from ganbench.files.sealed import sealed_folder
 
     target = tmp_path / "stats"
     with sealed_folder(target) as tmp:

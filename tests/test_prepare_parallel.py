@@ -28,7 +28,7 @@ from ganbench.data.chunks import ChunkDecoder
 from ganbench.data.journal import JOURNAL, partial_folder
 from ganbench.data.partial import PartialFolder
 from ganbench.data.prepare import cache_folder, decode_into, prepare
-from ganbench.interfaces import DatasetRequest
+from ganbench.plugins.interfaces import DatasetRequest
 from ganbench_plugins.lsun import LsunDataset
 
 FILES = ("images.npy", "labels.npy", "bad_images.txt")

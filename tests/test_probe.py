@@ -21,7 +21,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 
 from ganbench.data.loading import load_images
-from ganbench.interfaces import DatasetRequest, ImageArray, ImageShape
+from ganbench.plugins.interfaces import DatasetRequest, ImageArray, ImageShape
 from ganbench.probe.features import extract, pooled_features
 from ganbench.probe.probe import run_probe
 from ganbench.probe.svm import choose_c, fit_l2svm
@@ -163,18 +163,18 @@ def test_svm_memory_stays_bounded():
 
 
 def test_svm_copies_only_where_a_quarter_of_available_memory_holds_it(monkeypatch):
-    import ganbench.devices
+    import ganbench.training.devices
     from ganbench.probe import svm
 
     X = torch.zeros(100, 10)  # 4,000 bytes
-    monkeypatch.setattr(ganbench.devices, "available_memory", lambda: 16_000)
+    monkeypatch.setattr(ganbench.training.devices, "available_memory", lambda: 16_000)
     assert svm._copy_fits(X)
-    monkeypatch.setattr(ganbench.devices, "available_memory", lambda: 15_996)
+    monkeypatch.setattr(ganbench.training.devices, "available_memory", lambda: 15_996)
     assert not svm._copy_fits(X)
-    monkeypatch.setattr(ganbench.devices, "available_memory", lambda: None)
+    monkeypatch.setattr(ganbench.training.devices, "available_memory", lambda: None)
     assert not svm._copy_fits(X)
     # MemAvailable (free + reclaimable cache), never less than MemFree
-    real = ganbench.devices.__dict__  # the module's own function, unpatched below
+    real = ganbench.training.devices.__dict__  # the module's own function, unpatched below
     monkeypatch.undo()
     assert real["available_memory"]() >= os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from ganbench.errors import DuplicateNameError, GanbenchError, UnknownNameError
-from ganbench.hookspecs import hookimpl
-from ganbench.interfaces import Architecture, ImageShape
 from ganbench.plugins import get_plugin_manager, load_registries
+from ganbench.plugins.hookspecs import hookimpl
+from ganbench.plugins.interfaces import Architecture, ImageShape
 
 
 class _TinyArchitecture(Architecture):
@@ -121,8 +121,8 @@ def installed_dist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 def test_third_party_package_registers_through_its_entry_point(installed_dist):
     installed_dist(
         """
-        from ganbench.hookspecs import hookimpl
-        from ganbench.interfaces import Architecture
+        from ganbench.plugins.hookspecs import hookimpl
+        from ganbench.plugins.interfaces import Architecture
 
         class Wgan(Architecture):
             name = "wgan"

@@ -14,8 +14,8 @@ import torch
 from mlflow import MlflowClient
 from processes import SMALL_RUN, finish, ganbench, logged_steps, wait_for
 
-from ganbench import checkpoint
-from ganbench.runfolder import RunFolder
+from ganbench.rundir import checkpoint
+from ganbench.rundir.folder import RunFolder
 from ganbench.testing import state_tensors
 
 FMT = checkpoint.CHECKPOINT_FORMAT

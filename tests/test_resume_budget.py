@@ -22,7 +22,7 @@ from tinyruns import (
     train,
 )
 
-from ganbench.runfolder import RunFolder
+from ganbench.rundir.folder import RunFolder
 
 SHORT = 8  # the first budget; STEPS (12) is the extended one
 

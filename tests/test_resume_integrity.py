@@ -28,8 +28,8 @@ from tinyruns import (
     the_run,
 )
 
-from ganbench import checkpoint
-from ganbench.runfolder import RunFolder, default_path
+from ganbench.rundir import checkpoint
+from ganbench.rundir.folder import RunFolder, default_path
 
 
 @pytest.fixture(scope="module")

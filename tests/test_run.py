@@ -9,8 +9,8 @@ import torch
 from conftest import TINY_RUN
 from mlflow import MlflowClient
 
-from ganbench import checkpoint
-from ganbench.interfaces import ImageShape
+from ganbench.plugins.interfaces import ImageShape
+from ganbench.rundir import checkpoint
 from ganbench_plugins.dcgan.config import DCGANConfig
 from ganbench_plugins.dcgan.networks import Generator
 
@@ -139,7 +139,7 @@ def test_the_run_folder_holds_the_checkpoints_and_nothing_waits(finished_run):
     assert (folder / "generator.pt").is_file() and (folder / "samples_final.png").is_file()
     assert not list((folder / "outbox" / "files").iterdir())  # grids deleted once delivered
     assert (folder / "outbox" / "delivered.json").is_file()
-    from ganbench.outbox.journal import pending_in
+    from ganbench.tracking.outbox.journal import pending_in
 
     assert pending_in(folder / "outbox") == 0
 
@@ -182,7 +182,7 @@ def test_mlflow_tracking_uri_environment_variable(run_cli, tmp_path, monkeypatch
 
 def _checkpoint_uploads(folder: Path) -> list[int]:
     """Steps of the checkpoints a run wrote, from its journal's uploads of last.pt."""
-    from ganbench.outbox.journal import read_ops
+    from ganbench.tracking.outbox.journal import read_ops
 
     ops = read_ops(folder / "outbox", b'"name":"last.pt"')
     names = [Path(op["path"]).name for op in ops]

@@ -16,8 +16,8 @@ from mlflow import MlflowClient
 
 import ganbench_plugins.cifar10 as cifar10_plugin
 from ganbench.data.prepare import decode_into
-from ganbench.interfaces import DatasetRequest
 from ganbench.plugins import load_registries
+from ganbench.plugins.interfaces import DatasetRequest
 
 
 def _only_run(tmp_path) -> tuple[MlflowClient, object]:

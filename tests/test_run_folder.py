@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 import torch
 
-from ganbench import checkpoint
 from ganbench.errors import UsageError
-from ganbench.interfaces import ImageArray
-from ganbench.runfolder import RunFolder, RunInUse, check_free
+from ganbench.plugins.interfaces import ImageArray
+from ganbench.rundir import checkpoint
+from ganbench.rundir.folder import RunFolder, RunInUse, check_free
+from ganbench.signals import STOP_SIGNALS, StopNow, StopSignals
 from ganbench.training import rng
 from ganbench.training.data import DeviceBatches, StreamedBatches
-from ganbench.training.signals import STOP_SIGNALS, StopNow, StopSignals
 
 
 def _folder(tmp_path, name="run"):
@@ -35,7 +35,7 @@ def test_the_lock_refuses_a_second_process_and_dies_with_the_first(tmp_path):
             "-c",
             textwrap.dedent(f"""
                 import sys, time
-                from ganbench.runfolder import RunFolder
+                from ganbench.rundir.folder import RunFolder
                 held = RunFolder.open({str(folder.path)!r})
                 held.lock()
                 print("locked", flush=True)

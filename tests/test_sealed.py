@@ -1,4 +1,4 @@
-"""ganbench.sealed, the one way files and folders are written whole: the file is whole
+"""ganbench.files.sealed, the one way files and folders are written whole: the file is whole
 after success, untouched after an error, and the bytes and the rename are fsync'ed."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ganbench.sealed import atomic_path, commit_file, sealed_folder, write_atomic
+from ganbench.files.sealed import atomic_path, commit_file, sealed_folder, write_atomic
 
 
 @pytest.fixture

@@ -12,8 +12,8 @@ from conftest import TINY_RUN
 from mlflow import MlflowClient
 from torch.profiler import ProfilerActivity, profile
 
-from ganbench.interfaces import ImageShape, Speed
 from ganbench.plugins import load_registries
+from ganbench.plugins.interfaces import ImageShape, Speed
 from ganbench.training.speed import cpu_has_native_bf16, resolve_speed
 
 CPU = torch.device("cpu")
@@ -384,7 +384,7 @@ def test_unknown_switch_value_is_a_usage_error(run_cli):
 def test_batches_come_in_the_fast_paths_layout_with_the_same_values():
     import numpy as np
 
-    from ganbench.interfaces import ImageArray
+    from ganbench.plugins.interfaces import ImageArray
     from ganbench.training.data import make_batches
 
     images = np.random.default_rng(0).integers(0, 256, (32, 3, 8, 8), dtype=np.uint8)

@@ -13,10 +13,10 @@ import pytest
 import torch
 
 from ganbench.data.loading import load_images
-from ganbench.interfaces import ImageShape, Speed
 from ganbench.plugins import load_registries
+from ganbench.plugins.interfaces import ImageShape, Speed
 from ganbench.testing import state_tensors, trace_step_whole
-from ganbench.tracking import NullTracker
+from ganbench.tracking.tracker import NullTracker
 from ganbench.training.graphs import EagerStep, graphs_unavailable
 from ganbench.training.plan import plan_run
 from ganbench.training.runner import train

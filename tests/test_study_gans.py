@@ -286,7 +286,7 @@ def _d_updates(run) -> tuple[int, int]:
     """(D updates, G updates) from the run's final checkpoint: its optimizers' step counts."""
     import torch
 
-    from ganbench.runfolder import RunFolder
+    from ganbench.rundir.folder import RunFolder
 
     folder = RunFolder.open(Path(run.data.tags["ganbench.run_dir"]))
     _, newest = folder.checkpoints()[0]

@@ -232,9 +232,9 @@ def test_its_checkpointed_state_resumes_training_exactly(on_path, tmp_path, requ
     command finds it."""
     import torch
 
-    from ganbench import checkpoint
-    from ganbench.interfaces import ImageShape
     from ganbench.plugins import load_registries
+    from ganbench.plugins.interfaces import ImageShape
+    from ganbench.rundir import checkpoint
     from ganbench.training.plan import plan_run
     from ganbench.training.speed import resolve_speed
 

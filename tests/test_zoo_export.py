@@ -18,7 +18,7 @@ from PIL import Image
 from ganbench.cli import cli
 from ganbench.errors import ZooError
 from ganbench.plugins import load_registries
-from ganbench.runs import load_checkpoint
+from ganbench.runs.reopen import load_checkpoint
 from ganbench.training.plan import plan_run
 from ganbench.zoo import export as export_module
 from ganbench.zoo.index import schema

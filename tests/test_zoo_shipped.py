@@ -11,8 +11,8 @@ import torch
 from click.testing import CliRunner
 
 from ganbench.cli import cli
-from ganbench.interfaces import ImageShape
 from ganbench.plugins import load_registries
+from ganbench.plugins.interfaces import ImageShape
 from ganbench.zoo.index import bundled_index, load_index
 from ganbench.zoo.pictures import to_uint8
 from ganbench.zoo.runtime import latents, open_generator

@@ -11,8 +11,8 @@ import pytest
 import torch
 from mlflow import MlflowClient
 
-from ganbench import checkpoint
-from ganbench.runfolder import RunFolder
+from ganbench.rundir import checkpoint
+from ganbench.rundir.folder import RunFolder
 from ganbench.testing import state_tensors
 
 FMT = checkpoint.CHECKPOINT_FORMAT

@@ -16,12 +16,12 @@ import numpy as np
 import torch
 
 from ganbench.errors import UsageError
-from ganbench.interfaces import DatasetRequest, GanModel, ImageArray, ImageShape
+from ganbench.plugins.interfaces import DatasetRequest, GanModel, ImageArray, ImageShape
 from ganbench.progress import ItemProgress
 
 if TYPE_CHECKING:
-    from ganbench.interfaces import Architecture, LoadedExtractor
     from ganbench.plugins import Registries
+    from ganbench.plugins.interfaces import Architecture, LoadedExtractor
     from ganbench.training.plan import RunPlan
 
 

@@ -5,7 +5,7 @@ analysis leaves the previous result or the new one, never half a picture. In the
 pictures and tables go under the artifact folder ``analysis/NAME/``, pictures also as
 MLflow images (the UI's image view), numbers as metrics ``analysis.NAME.KEY`` at the
 checkpoint's step, notes as tags; all through the command's outbox
-(:mod:`ganbench.outbox.command`), so a store that is away loses none of it.
+(:mod:`ganbench.tracking.outbox.command`), so a store that is away loses none of it.
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import ganbench
-from ganbench.interfaces import AnalysisResult
-from ganbench.sealed import write_atomic
+from ganbench.files.sealed import write_atomic
+from ganbench.plugins.interfaces import AnalysisResult
 
 if TYPE_CHECKING:
-    from ganbench.tracking import Tracker
+    from ganbench.tracking.tracker import Tracker
 
 
 def _json_default(value: Any) -> Any:

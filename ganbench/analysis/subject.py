@@ -13,10 +13,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ganbench import checkpoint
 from ganbench.errors import CheckpointError, GanbenchError
-from ganbench.interfaces import Architecture, GanModel, ImageShape
-from ganbench.runs import (
+from ganbench.plugins.interfaces import Architecture, GanModel, ImageShape
+from ganbench.rundir import checkpoint
+from ganbench.runs.reopen import (
     CHECKPOINT_ARTIFACTS,
     Which,
     download_checkpoint,
@@ -25,9 +25,9 @@ from ganbench.runs import (
 
 if TYPE_CHECKING:
     from ganbench.plugins import Registries
-    from ganbench.runfolder import RunFolder
-    from ganbench.runtarget import Target
-    from ganbench.tracking import MlflowTracker
+    from ganbench.rundir.folder import RunFolder
+    from ganbench.runs.target import Target
+    from ganbench.tracking.tracker import MlflowTracker
     from ganbench.training.plan import RunPlan
 
 GENERATOR_ARTIFACT = "generator.pt"
@@ -124,8 +124,8 @@ def open_subject(
     ``generator.pt`` after it finished: analyses of G alone use it, the others say why
     they cannot.
     """
-    from ganbench.runtarget import locate
-    from ganbench.tracking import MlflowTracker
+    from ganbench.runs.target import locate
+    from ganbench.tracking.tracker import MlflowTracker
 
     target = locate(ref, tracking_uri, cache)
     if target is None:
@@ -163,7 +163,7 @@ def _open_local(
 ) -> Subject | None:  # fmt: skip
     """The subject from the training's folder: its checkpoint, or (for analyses of G
     alone) its ``generator.pt``; None when the folder has neither (then MLflow is asked)."""
-    from ganbench.runtarget import local_checkpoint
+    from ganbench.runs.target import local_checkpoint
 
     for path in local_checkpoint(folder, which):
         try:

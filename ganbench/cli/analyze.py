@@ -1,7 +1,7 @@
 """``ganbench analyze``: run an analysis plugin on a run, a checkpoint or a generator file.
 
 The common options (which weights, device, seed, where to write) belong to this command;
-each analysis declares its own (:class:`ganbench.interfaces.AnalysisOption`), which are
+each analysis declares its own (:class:`ganbench.plugins.interfaces.AnalysisOption`), which are
 parsed by a click command built from those declarations, so ``--list`` and errors name
 them exactly as the plugin wrote them.
 """
@@ -196,8 +196,8 @@ def _run(
     from ganbench.analysis.record import log_to_run, write_local
     from ganbench.analysis.subject import open_subject
     from ganbench.data.paths import cache_root
-    from ganbench.devices import resolve_device
-    from ganbench.outbox.command import CommandOutbox
+    from ganbench.tracking.outbox.command import CommandOutbox
+    from ganbench.training.devices import resolve_device
 
     torch_device = resolve_device(device)
     say = functools.partial(click.echo, err=True)

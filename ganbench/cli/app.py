@@ -27,8 +27,8 @@ class _Group(click.Group):
     """Turns ganbench's errors into click's one-line ``Error: ...`` and exit code."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        from ganbench.mlflow_store import fail_fast_http
-        from ganbench.training.signals import StopNow
+        from ganbench.signals import StopNow
+        from ganbench.tracking.store import fail_fast_http
 
         # Every command: one try per MLflow request, bounded in time (a user's own
         # MLFLOW_HTTP_REQUEST_* settings win). MLflow's default, 7 tries with back-off per

@@ -192,7 +192,7 @@ def prepare(
     from ganbench.data.paths import cache_root, dataset_root
     from ganbench.data.prepare import prepare as build
     from ganbench.errors import UsageError
-    from ganbench.interfaces import DatasetRequest
+    from ganbench.plugins.interfaces import DatasetRequest
 
     ds = _registries().datasets.get(name)
     resolution = resolution or ds.default_resolution
@@ -283,9 +283,9 @@ def dedup(
     from ganbench.data import dedup as dd
     from ganbench.data.loading import load_images
     from ganbench.data.paths import cache_root
-    from ganbench.devices import resolve_device
     from ganbench.errors import UsageError
-    from ganbench.interfaces import DatasetRequest
+    from ganbench.plugins.interfaces import DatasetRequest
+    from ganbench.training.devices import resolve_device
 
     ds = _registries().datasets.get(name)
     ds.check_split(split)

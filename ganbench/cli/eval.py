@@ -4,7 +4,7 @@ The scores go under ``eval/`` (``eval/fid_50k``) at the checkpoint's step, with 
 provenance in ``scoring/eval-TIME-PID-step-N.json``: the training's own values and its
 ``scoring/step-N.json`` at that step stay as the training logged them (see
 :mod:`ganbench.metrics.scoring`). They reach MLflow through a command outbox
-(:mod:`ganbench.outbox.command`), which keeps them on disk until the store has them.
+(:mod:`ganbench.tracking.outbox.command`), which keeps them on disk until the store has them.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from ganbench.cli.data import data_options
 
 if TYPE_CHECKING:
     from ganbench.metrics.scoring import Evaluation
-    from ganbench.runs import LoadedRun
-    from ganbench.runtarget import Target
+    from ganbench.runs.reopen import LoadedRun
+    from ganbench.runs.target import Target
 
 
 def scoring_options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -51,7 +51,7 @@ def tracking_option(f: Callable[..., Any]) -> Callable[..., Any]:
 
 def tracking_wait_option(f: Callable[..., Any]) -> Callable[..., Any]:
     """``--tracking-wait`` of the short commands that log into a run (training: 120 s)."""
-    from ganbench.outbox.command import DEFAULT_WAIT
+    from ganbench.tracking.outbox.command import DEFAULT_WAIT
 
     return click.option(
         "--tracking-wait",
@@ -124,10 +124,10 @@ def eval_command(
       ganbench eval 3f9f22e9... --metrics fid,is --samples 10000
     """
     from ganbench.data.paths import cache_root
-    from ganbench.devices import resolve_device
     from ganbench.metrics.session import make_scorer
     from ganbench.plugins import load_registries
-    from ganbench.runtarget import open_target
+    from ganbench.runs.target import open_target
+    from ganbench.training.devices import resolve_device
 
     registries = load_registries()
     torch_device = resolve_device(device)
@@ -165,7 +165,7 @@ def record_scores(
     """Save the scores and their provenance in a command outbox, then journal them into
     the run under ``eval/``; one line says where they went (or wait)."""
     from ganbench.metrics.scoring import EVAL_PREFIX, PROVENANCE_DIR, eval_provenance_name
-    from ganbench.outbox.command import CommandOutbox
+    from ganbench.tracking.outbox.command import CommandOutbox
 
     step = loaded.step
     logged = result.prefixed(EVAL_PREFIX)

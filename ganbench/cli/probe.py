@@ -2,7 +2,7 @@
 
 The trained discriminator's features are scored next to those of a randomly initialised
 discriminator of the same architecture (the paper's baseline), and both go into the run,
-through a command outbox (:mod:`ganbench.outbox.command`) that keeps them on disk, in
+through a command outbox (:mod:`ganbench.tracking.outbox.command`) that keeps them on disk, in
 ``probe/PREFIX.json``, until the store has them.
 """
 
@@ -19,7 +19,7 @@ from ganbench.cli.data import data_options
 from ganbench.cli.eval import tracking_option, tracking_wait_option
 
 if TYPE_CHECKING:
-    from ganbench.runtarget import Target
+    from ganbench.runs.target import Target
 
 
 def probe_metrics(prefix: str, result: object) -> dict[str, float]:
@@ -95,13 +95,13 @@ def probe(
 
     from ganbench.data.loading import load_images
     from ganbench.data.paths import cache_root
-    from ganbench.devices import resolve_device
     from ganbench.errors import UsageError
-    from ganbench.interfaces import DatasetRequest
     from ganbench.plugins import load_registries
+    from ganbench.plugins.interfaces import DatasetRequest
     from ganbench.probe.features import LayerFeatures
     from ganbench.probe.probe import run_probe
-    from ganbench.runtarget import open_target
+    from ganbench.runs.target import open_target
+    from ganbench.training.devices import resolve_device
 
     registries = load_registries()
     ds = registries.datasets.get(dataset)
@@ -193,8 +193,8 @@ def record_probe(
     record: dict, prefix: str, step: int, target: Target, cache: Path, wait: float
 ) -> None:
     """Save the probe's result in a command outbox, then journal it into the run."""
-    from ganbench.outbox.command import CommandOutbox
-    from ganbench.sealed import write_atomic
+    from ganbench.files.sealed import write_atomic
+    from ganbench.tracking.outbox.command import CommandOutbox
 
     outbox = CommandOutbox(target, "probe", cache, keep=True)
     path = outbox.path / "probe" / f"{prefix}.json"

@@ -19,7 +19,7 @@ from ganbench.cli.eval import tracking_option
 if TYPE_CHECKING:
     import torch
 
-    from ganbench.distributed import Replicas
+    from ganbench.training.distributed import Replicas
     from ganbench.training.launch import DataOptions
     from ganbench.training.plan import RunPlan
 
@@ -94,9 +94,9 @@ def _follow(
     replicas: Replicas,
 ) -> None:
     """A rank other than 0: train its share, logging nothing (rank 0 logs the means)."""
-    from ganbench.tracking import NullTracker
+    from ganbench.signals import StopSignals
+    from ganbench.tracking.tracker import NullTracker
     from ganbench.training.runner import train
-    from ganbench.training.signals import StopSignals
 
     tracker = NullTracker()
     tracker.run_id = run_id
@@ -120,7 +120,7 @@ def _silent_group_errors() -> Iterator[None]:
     """A stop or a divergence happens on every rank at once and rank 0 says it: the
     other ranks leave with the same exit code and say nothing."""
     from ganbench.errors import TrainingDiverged
-    from ganbench.training.signals import Preempted
+    from ganbench.signals import Preempted
 
     try:
         yield
@@ -166,7 +166,7 @@ def _train(
 ) -> None:
     """What a new run and a resumed one share once their MLflow run and folder are theirs:
     say where they are, train, say where everything went."""
-    from ganbench.runfolder import host
+    from ganbench.rundir.folder import host
     from ganbench.training.launch import execute
 
     tracker.set_tags({"ganbench.run_dir": str(folder.path), "ganbench.host": host()})
@@ -218,12 +218,12 @@ def start_run(
     """A new run: data first, then the MLflow run and its folder, then training. In a
     distributed run rank 0 creates the run and sends its ID to the other ranks."""
     from ganbench.data.paths import cache_root
-    from ganbench.distributed import launch_id
-    from ganbench.mlflow_store import route_mlflow_logs
-    from ganbench.outbox.tracker import OutboxTracker
-    from ganbench.provenance import run_tags
-    from ganbench.runfolder import RunFolder, check_free, default_path
-    from ganbench.tracking import MlflowTracker, resolve_tracking_uri
+    from ganbench.rundir.folder import RunFolder, check_free, default_path
+    from ganbench.tracking.outbox.tracker import OutboxTracker
+    from ganbench.tracking.provenance import run_tags
+    from ganbench.tracking.store import route_mlflow_logs
+    from ganbench.tracking.tracker import MlflowTracker, resolve_tracking_uri
+    from ganbench.training.distributed import launch_id
 
     uri = resolve_tracking_uri(tracking_uri)
     say = _say()
@@ -290,16 +290,16 @@ def resume_run(
         _follow_resume(registries, device, progress, replicas)
         return
     from ganbench.data.paths import cache_root
-    from ganbench.distributed import check_settings
     from ganbench.errors import UsageError
-    from ganbench.mlflow_store import route_mlflow_logs
-    from ganbench.outbox.tracker import OutboxTracker
-    from ganbench.runfolder import RunFolder
-    from ganbench.runs import plan_from_params
-    from ganbench.tracking import MlflowTracker, resolve_tracking_uri
-    from ganbench.training import resume as resuming
+    from ganbench.rundir.folder import RunFolder
+    from ganbench.rundir.heartbeat import Heartbeat
+    from ganbench.runs import resume as resuming
+    from ganbench.runs.reopen import plan_from_params
+    from ganbench.tracking.outbox.tracker import OutboxTracker
+    from ganbench.tracking.store import route_mlflow_logs
+    from ganbench.tracking.tracker import MlflowTracker, resolve_tracking_uri
     from ganbench.training.config import LENGTH_KEYS
-    from ganbench.training.heartbeat import Heartbeat
+    from ganbench.training.distributed import check_settings
     from ganbench.training.launch import DataOptions
     from ganbench.training.runner import length_params, total_steps
 
@@ -428,7 +428,7 @@ def resume_run(
 
 def _follow_resume(registries: Any, device: Any, progress: bool, replicas: Replicas) -> None:
     """A rank other than 0 in a resume: the settings and checkpoint come from rank 0."""
-    from ganbench.runs import plan_from_params
+    from ganbench.runs.reopen import plan_from_params
     from ganbench.training.launch import DataOptions
     from ganbench.training.runner import Resume
 
@@ -497,10 +497,10 @@ def resume(
     """
     import sys
 
-    from ganbench.devices import resolve_device
-    from ganbench.distributed import process_group
-    from ganbench.mlflow_store import quiet_mlflow
     from ganbench.plugins import load_registries
+    from ganbench.tracking.store import quiet_mlflow
+    from ganbench.training.devices import resolve_device
+    from ganbench.training.distributed import process_group
     from ganbench.training.launch import DataOptions
 
     lengths = {"steps": steps, "epochs": epochs, "d_steps": d_steps}
@@ -508,7 +508,7 @@ def resume(
     if len(budget) > 1:
         raise click.UsageError("give one of --steps, --epochs or --d-steps")
     if nproc is not None:
-        from ganbench.launcher import launch
+        from ganbench.training.launcher import launch
 
         launch(nproc, max_restarts, sys.argv[1:])
         return
@@ -575,9 +575,9 @@ def sync(
     """
     from ganbench.data.paths import cache_root
     from ganbench.errors import GanbenchError, TrackingError
-    from ganbench.mlflow_store import quiet_mlflow
-    from ganbench.outbox.sync import waiting_folders
-    from ganbench.runfolder import RunInUse
+    from ganbench.rundir.folder import RunInUse
+    from ganbench.tracking.outbox.sync import waiting_folders
+    from ganbench.tracking.store import quiet_mlflow
 
     quiet_mlflow()
     if path is not None:
@@ -615,8 +615,8 @@ def _sync_folder(path: Path, tracking_uri: str | None, timeout: float, progress:
     """``ganbench sync RUN_DIR``: deliver, then say what arrived, or raise naming what
     did not (records set aside, a writer that stopped, records still waiting)."""
     from ganbench.errors import TrackingError
-    from ganbench.outbox import problems
-    from ganbench.outbox.sync import deliver, named
+    from ganbench.tracking.outbox import problems
+    from ganbench.tracking.outbox.sync import deliver, named
 
     say = _say()
     result = deliver(path, tracking_uri, timeout, progress=progress, say=say)
@@ -674,9 +674,9 @@ def runs(experiment: str, tracking_uri: str | None, cache_dir: str | None, limit
     """
     from ganbench.data.paths import cache_root
     from ganbench.errors import UsageError
-    from ganbench.mlflow_store import open_client, quiet_mlflow, retrying
-    from ganbench.run_status import describe
-    from ganbench.tracking import check_reachable, resolve_tracking_uri
+    from ganbench.runs.status import describe
+    from ganbench.tracking.store import open_client, quiet_mlflow, retrying
+    from ganbench.tracking.tracker import check_reachable, resolve_tracking_uri
 
     quiet_mlflow()
     uri = resolve_tracking_uri(tracking_uri)

@@ -89,15 +89,15 @@ def run_study(
       ganbench study run my-study.toml --trials 50 --sampler tpe
       ganbench study run gans-created-equal --trials 20   # 20 settings of each GAN
     """
-    from ganbench import config as cfg
+    from ganbench import hparams as cfg
     from ganbench.data.paths import cache_root
     from ganbench.errors import UsageError
-    from ganbench.mlflow_store import quiet_mlflow
     from ganbench.study import definition
     from ganbench.study.engine import StudyOptions, StudyRun, default_devices
     from ganbench.study.storage import resolve_storage
     from ganbench.study.validate import check_study, prepare_data
-    from ganbench.tracking import check_reachable, resolve_tracking_uri
+    from ganbench.tracking.store import quiet_mlflow
+    from ganbench.tracking.tracker import check_reachable, resolve_tracking_uri
 
     if steps is not None and epochs is not None:
         raise click.UsageError("give --steps or --epochs, not both")
@@ -218,12 +218,12 @@ def report(
 
     from ganbench.data.paths import cache_root
     from ganbench.errors import TrackingError
-    from ganbench.mlflow_store import is_transient, open_client, quiet_mlflow
-    from ganbench.outbox.command import CommandOutbox
-    from ganbench.runtarget import Target
+    from ganbench.runs.target import Target
     from ganbench.study.report import write_report
     from ganbench.study.results import parent_run
-    from ganbench.tracking import check_reachable, resolve_tracking_uri
+    from ganbench.tracking.outbox.command import CommandOutbox
+    from ganbench.tracking.store import is_transient, open_client, quiet_mlflow
+    from ganbench.tracking.tracker import check_reachable, resolve_tracking_uri
 
     quiet_mlflow()
     uri = resolve_tracking_uri(tracking_uri)

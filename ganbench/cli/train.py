@@ -121,11 +121,11 @@ def run(
       ganbench run dcgan --dataset lsun --nproc 8 --batch-size 1024
       torchrun --nproc-per-node 8 -m ganbench run dcgan --dataset lsun
     """
-    from ganbench import config as cfg
-    from ganbench.devices import resolve_device
-    from ganbench.distributed import check_settings, process_group
-    from ganbench.mlflow_store import quiet_mlflow
+    from ganbench import hparams as cfg
     from ganbench.plugins import load_registries
+    from ganbench.tracking.store import quiet_mlflow
+    from ganbench.training.devices import resolve_device
+    from ganbench.training.distributed import check_settings, process_group
     from ganbench.training.launch import DataOptions
     from ganbench.training.plan import plan_run
     from ganbench.training.speed import check_compile
@@ -193,8 +193,8 @@ def _launch(plan: Any, device: str, nproc: int, max_restarts: int) -> None:
 
     import torch
 
-    from ganbench.distributed import check_settings
-    from ganbench.launcher import launch
+    from ganbench.training.distributed import check_settings
+    from ganbench.training.launcher import launch
 
     gpu = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
     check_settings(plan.train.batch_size, plan.train.sync_bn, nproc, gpu)
@@ -220,7 +220,7 @@ def _run(
 ) -> None:
     """A new run, a resumed one (--resume), or, in a torchrun group restarted after a
     failure, the run this launch had started (resumed, with no user action)."""
-    from ganbench import config as cfg
+    from ganbench import hparams as cfg
     from ganbench.cli.runs import resume_run, start_run
 
     if resume_ref:
@@ -274,7 +274,7 @@ def _relaunched(
     """The run this torchrun launch started before it was restarted (``--max-restarts``)
     or requeued under the same rendezvous id, to be resumed with no user action; None for
     a new run. Rank 0 looks, every rank learns (whatever each node's restart count)."""
-    from ganbench.distributed import launch_id, restart_count
+    from ganbench.training.distributed import launch_id, restart_count
 
     launch = launch_id()
     if launch is None:
@@ -289,9 +289,9 @@ def _relaunched(
 
     def find() -> str | None:
         from ganbench.data.paths import cache_root
-        from ganbench.mlflow_store import open_client, sqlite_path
-        from ganbench.tracking import check_reachable, resolve_tracking_uri
-        from ganbench.training.resume import launch_run
+        from ganbench.runs.resume import launch_run
+        from ganbench.tracking.store import open_client, sqlite_path
+        from ganbench.tracking.tracker import check_reachable, resolve_tracking_uri
 
         uri = resolve_tracking_uri(tracking_uri)
         check_reachable(uri)

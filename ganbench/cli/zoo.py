@@ -456,8 +456,8 @@ def convert(
     The torch-fidelity file takes torch-fidelity's noise and gives uint8 RGB images equal
     to ganbench's own rounding of the plain file's, so `fidelity --input1 FILE` scores it.
     Example:
-      ganbench zoo convert zoo/dcgan-digits-32.onnx --for torch-fidelity \\
-          --add-to-index zoo/index.toml
+      ganbench zoo convert ganbench_zoo/dcgan-digits-32.onnx --for torch-fidelity \\
+          --add-to-index ganbench_zoo/index.toml
     """
     from ganbench.zoo.flavours import (
         fidelity_command,

@@ -28,8 +28,8 @@ import numpy as np
 from ganbench.data.journal import IMAGES, LABELS_BY_INDEX, ChunkRecord, Plan
 from ganbench.data.transform import to_array
 from ganbench.errors import BadImageError, GanbenchError
-from ganbench.interfaces import Dataset, DatasetRequest, ImageSource
-from ganbench.training.signals import STOP_SIGNALS
+from ganbench.plugins.interfaces import Dataset, DatasetRequest, ImageSource
+from ganbench.signals import STOP_SIGNALS
 
 
 @dataclass(frozen=True)

@@ -40,8 +40,8 @@ from torch import nn
 
 import ganbench
 from ganbench.errors import UsageError
+from ganbench.files.sealed import write_atomic
 from ganbench.progress import ItemProgress
-from ganbench.sealed import write_atomic
 
 FORMAT = "ganbench-duplicates/1"
 SIDE = 32
@@ -422,7 +422,7 @@ def groups_picture(images: np.ndarray, groups: list[list[int]], rows: int = 8, p
 
 def deduplicated(data: Any, duplicates: Duplicates) -> Any:
     """``data`` (an ImageArray) without the skipped images, noted for the run's params."""
-    from ganbench.interfaces import ImageArray
+    from ganbench.plugins.interfaces import ImageArray
 
     keep = duplicates.keep()
     labels = data.labels[keep] if data.labels is not None else None

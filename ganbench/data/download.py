@@ -7,8 +7,8 @@ When the size is known (a zoo index declares it) a download stops, and is delete
 as it is longer: a hostile or broken source cannot fill the disk. Before the first byte
 (as soon as the size is known: declared, else the server's Content-Length) the folder's
 free space is checked, so a file that cannot fit fails at once, not after hours. An https
-URL redirected to plain http is refused (:mod:`ganbench.redirects`), and the finished file
-is fsync'ed before and after its rename (:func:`ganbench.sealed.commit_file`).
+URL redirected to plain http is refused (:mod:`ganbench.files.urls`), and the finished file
+is fsync'ed before and after its rename (:func:`ganbench.files.sealed.commit_file`).
 (torchvision's own downloader writes to the final name and checks afterwards, and offers
 neither resume nor our progress bar; hence this module.)
 """
@@ -24,10 +24,10 @@ import urllib.request
 from pathlib import Path
 
 from ganbench.errors import DownloadError
-from ganbench.interfaces import RemoteFile
+from ganbench.files.sealed import commit_file
+from ganbench.files.urls import open_url
+from ganbench.plugins.interfaces import RemoteFile
 from ganbench.progress import ByteProgress
-from ganbench.redirects import open_url
-from ganbench.sealed import commit_file
 
 CHUNK = 1 << 20
 #: Free space a download must leave: room for the filesystem's own blocks and for what

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ganbench.data.download import download
 from ganbench.errors import DownloadError, UsageError
-from ganbench.interfaces import Dataset
+from ganbench.plugins.interfaces import Dataset
 
 
 def fetch_dataset(

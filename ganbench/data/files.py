@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ganbench.data.decode import open_image
-from ganbench.interfaces import ImageSource
+from ganbench.plugins.interfaces import ImageSource
 
 if TYPE_CHECKING:
     from PIL.Image import Image

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from ganbench.data.paths import cache_root, dataset_root
 from ganbench.data.prepare import read_manifest
 from ganbench.errors import GanbenchError
-from ganbench.interfaces import Dataset, DatasetRequest
+from ganbench.plugins.interfaces import Dataset, DatasetRequest
 
 
 def _size(n: float) -> str:

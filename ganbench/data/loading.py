@@ -9,7 +9,7 @@ import numpy as np
 
 from ganbench.data.paths import dataset_root
 from ganbench.data.prepare import BadImagePolicy, decode_into, prepare, report_skipped
-from ganbench.interfaces import Dataset, DatasetRequest, ImageArray
+from ganbench.plugins.interfaces import Dataset, DatasetRequest, ImageArray
 
 
 def load_images(

@@ -58,7 +58,7 @@ from ganbench.data.journal import (
     same_work,
 )
 from ganbench.errors import GanbenchError
-from ganbench.sealed import fsync_folder, fsync_tree, write_atomic
+from ganbench.files.sealed import fsync_folder, fsync_tree, write_atomic
 
 
 def npy_bytes(array: Any) -> bytes:

@@ -37,9 +37,9 @@ from ganbench.data.partial import PartialFolder
 from ganbench.data.transform import to_array
 from ganbench.data.workers import ChunkRunner, check_workers, why_not_parallel
 from ganbench.errors import BadImageError, GanbenchError, Stopped, UsageError
-from ganbench.interfaces import Dataset, DatasetRequest, ImageArray, ImageSource
+from ganbench.plugins.interfaces import Dataset, DatasetRequest, ImageArray, ImageSource
 from ganbench.progress import ItemProgress
-from ganbench.training.signals import StopNow, StopSignals, signal_name
+from ganbench.signals import StopNow, StopSignals, signal_name
 
 FORMAT = "ganbench-prepared/1"
 BadImagePolicy = Literal["skip", "stop"]

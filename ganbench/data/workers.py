@@ -26,8 +26,8 @@ from types import TracebackType
 
 from ganbench.data.chunks import ChunkDecoder, ChunkJob, ChunkResult, decode_in_worker, start_worker
 from ganbench.errors import GanbenchError, UsageError
-from ganbench.interfaces import ImageSource
-from ganbench.training.signals import STOP_SIGNALS
+from ganbench.plugins.interfaces import ImageSource
+from ganbench.signals import STOP_SIGNALS
 
 
 def default_workers() -> int:

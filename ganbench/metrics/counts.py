@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 
 from ganbench.errors import UsageError
-from ganbench.interfaces import Metric
+from ganbench.plugins.interfaces import Metric
 
 #: The extractor of published FIDs.
 INCEPTION = "inception-v3"

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ganbench.interfaces import LoadedExtractor
+from ganbench.plugins.interfaces import LoadedExtractor
 from ganbench.progress import ItemProgress
 
 #: Draws ``n`` images in [-1, 1] (float, N x C x H x W) on the device.

@@ -26,16 +26,16 @@ import ganbench
 from ganbench.data.loading import load_images
 from ganbench.data.paths import dataset_root
 from ganbench.data.prepare import BadImagePolicy, category_of, fingerprint
-from ganbench.interfaces import (
+from ganbench.files.sealed import sealed_folder
+from ganbench.metrics.features import image_features
+from ganbench.metrics.frechet import gaussian_stats, psd_sqrt
+from ganbench.plugins.interfaces import (
     Dataset,
     DatasetRequest,
     FeatureExtractor,
     LoadedExtractor,
     RealStats,
 )
-from ganbench.metrics.features import image_features
-from ganbench.metrics.frechet import gaussian_stats, psd_sqrt
-from ganbench.sealed import sealed_folder
 
 FORMAT = "ganbench-stats/1"
 #: Seed of the random subset of real images when fewer than the whole split are used.

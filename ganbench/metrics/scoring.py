@@ -27,10 +27,10 @@ from typing import Any
 import numpy as np
 
 from ganbench.errors import UsageError
-from ganbench.interfaces import FeatureExtractor, LoadedExtractor, Metric, RealStats
+from ganbench.files.sealed import write_atomic
 from ganbench.metrics.features import Sampler, generated_features
 from ganbench.metrics.reference import Reference
-from ganbench.sealed import write_atomic
+from ganbench.plugins.interfaces import FeatureExtractor, LoadedExtractor, Metric, RealStats
 
 #: The extractor whose scores keep the literature's plain names.
 INCEPTION = "inception-v3"

@@ -16,13 +16,6 @@ import torch
 
 from ganbench.data.prepare import BadImagePolicy
 from ganbench.errors import UsageError
-from ganbench.interfaces import (
-    FeatureExtractor,
-    GanModel,
-    LoadedExtractor,
-    Metric,
-    RealStats,
-)
 from ganbench.metrics.counts import (
     EVAL_FIX,
     REAL_FIX,
@@ -32,6 +25,13 @@ from ganbench.metrics.counts import (
 from ganbench.metrics.features import Sampler, generator_sampler
 from ganbench.metrics.reference import Reference, reference_stats
 from ganbench.metrics.scoring import Evaluation, evaluate, metric_name
+from ganbench.plugins.interfaces import (
+    FeatureExtractor,
+    GanModel,
+    LoadedExtractor,
+    Metric,
+    RealStats,
+)
 
 if TYPE_CHECKING:
     from ganbench.training.plan import RunPlan

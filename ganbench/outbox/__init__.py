@@ -1,10 +1,13 @@
-"""Tracking that never costs training: every record goes to a journal in the run folder
-first, and a background writer delivers the journal to MLflow, in order, when it can.
+"""Moved to :mod:`ganbench.tracking.outbox` (this old path warns, and goes in 0.3).
 
-Why not MLflow's own asynchronous logging (``log_batch(..., synchronous=False)``)? It
-keeps its queue in memory (lost with the process, unbounded during an outage), delivers
-metrics, tags and artifacts through separate queues, retries inside each request for
-minutes, and reports failures only when the run ends. A run on a preemptible machine
-needs the opposite: a queue that survives ``kill -9``, one order for everything, and a
-writer that waits out an outage while the training goes on.
+A package of its own (not an alias of the new one), so ``ganbench.outbox.journal`` finds
+its shim here and is the new module object, never a second copy of it.
 """
+
+from ganbench._moved import moved_attribute, warn_moved
+
+warn_moved(__name__, "ganbench.tracking.outbox")
+
+
+def __getattr__(name: str) -> object:
+    return moved_attribute(__name__, "ganbench.tracking.outbox", name)

@@ -25,8 +25,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from ganbench.devices import available_memory
 from ganbench.probe.svm import LinearModel, _as_targets, _check, _design, _model
+from ganbench.training.devices import available_memory
 
 #: liblinear's iteration cap (``LinearSVC``'s default): the dual converges in tens of
 #: passes for the probe's C grid.

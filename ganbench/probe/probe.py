@@ -30,7 +30,7 @@ import torch
 from sklearn.model_selection import train_test_split
 
 from ganbench.errors import UsageError
-from ganbench.interfaces import ImageArray
+from ganbench.plugins.interfaces import ImageArray
 from ganbench.probe.features import extract
 from ganbench.probe.svm import DEFAULT_C_GRID, choose_c, fit_l2svm
 from ganbench.progress import ItemProgress

@@ -123,7 +123,7 @@ def _block_rows(X: torch.Tensor, block_rows: int | None) -> int:
 
 def _copy_fits(X: torch.Tensor) -> bool:
     """True where a CPU copy of X fits in a quarter of the memory available now."""
-    from ganbench.devices import available_memory
+    from ganbench.training.devices import available_memory
 
     if X.device.type != "cpu":
         return False

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ganbench.errors import ConfigError, UsageError
-from ganbench.names import check_folder_name
+from ganbench.files.names import check_folder_name
 from ganbench.training.config import LENGTH_KEYS
 
 #: Keys of a study file's top level; anything else is a typo and refused.

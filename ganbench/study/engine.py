@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ganbench.errors import GanbenchError, UsageError
-from ganbench.runfolder import RunFolder, host
+from ganbench.rundir.folder import RunFolder, host
 from ganbench.study import storage as st
 from ganbench.study.definition import Point, Study, check_study_name, merge_settings
 from ganbench.study.trial import Launcher, Outcome, resume_command, run_command
@@ -193,7 +193,7 @@ class StudyRun:
 
     # ---- setup --------------------------------------------------------------------------
     def start(self) -> None:
-        from ganbench.mlflow_store import open_client
+        from ganbench.tracking.store import open_client
 
         # One storage (one engine and its connections) for the study and the direct reads.
         self.storage = st.open_storage(self.options.storage_url)
@@ -212,8 +212,8 @@ class StudyRun:
     def _create_parent(self) -> str:
         import tomli_w
 
-        from ganbench.mlflow_store import experiment_id, retrying
-        from ganbench.provenance import run_tags
+        from ganbench.tracking.provenance import run_tags
+        from ganbench.tracking.store import experiment_id, retrying
 
         assert self.client is not None
         exp = experiment_id(self.client, self.options.experiment)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ganbench.sealed import write_atomic
+from ganbench.files.sealed import write_atomic
 from ganbench.study.budget import BudgetPoint, budget_curve
 from ganbench.study.definition import MIN_SEEDS, search_space
 from ganbench.study.results import RunSummary, parent_run, summarize, trial_runs

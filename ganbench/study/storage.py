@@ -63,7 +63,7 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
     # Heartbeats are "experimental" in Optuna 4-5 but are its documented way to fail the
     # trials of dead workers; the warning would be noise on every command.
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    from ganbench.mlflow_store import store_lock
+    from ganbench.tracking.store import store_lock
 
     try:
         # Optuna creates its schema without a lock: two workers opening a fresh SQLite

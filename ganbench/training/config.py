@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from ganbench.config import check_ranges, ranged
+from ganbench.hparams import check_ranges, ranged
 
 #: The three ways to give the length of training: one per layer of settings, and the
 #: later-given one decides (training.plan, and a study's settings layers).

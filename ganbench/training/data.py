@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ganbench.devices import available_memory
 from ganbench.errors import UsageError
-from ganbench.interfaces import ImageArray
+from ganbench.plugins.interfaces import ImageArray
+from ganbench.training.devices import available_memory
 
 
 def _scale(batch: torch.Tensor, memory_format: torch.memory_format) -> torch.Tensor:

@@ -37,7 +37,7 @@ from typing import Any
 
 import torch
 
-from ganbench.interfaces import GanModel, Speed
+from ganbench.plugins.interfaces import GanModel, Speed
 from ganbench.training.statistics import StepStatistics
 
 #: Eager steps before a capture. torch's recipe warms up 3 iterations on a side stream

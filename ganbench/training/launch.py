@@ -11,13 +11,13 @@ from typing import Any
 import torch
 
 from ganbench.errors import TrackingError
-from ganbench.interfaces import ImageArray
 from ganbench.metrics.session import Scorer
-from ganbench.outbox.tracker import OutboxTracker
-from ganbench.runfolder import RunFolder
+from ganbench.plugins.interfaces import ImageArray
+from ganbench.rundir.folder import RunFolder
+from ganbench.signals import Preempted, StopNow, StopSignals
+from ganbench.tracking.outbox.tracker import OutboxTracker
 from ganbench.training.plan import RunPlan
 from ganbench.training.runner import Resume, RunResult, train
-from ganbench.training.signals import Preempted, StopNow, StopSignals
 
 #: After a stop signal the machine may go away soon (SLURM kills 30 s after SIGTERM):
 #: wait this long at most for the tracking store; a resume delivers the rest.

@@ -12,10 +12,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ganbench import config as cfg
+from ganbench import hparams as cfg
 from ganbench.errors import ConfigError, UsageError
-from ganbench.interfaces import Architecture, Dataset, DatasetRequest
 from ganbench.plugins import Registries
+from ganbench.plugins.interfaces import Architecture, Dataset, DatasetRequest
 from ganbench.training.config import LENGTH_KEYS, TrainConfig
 
 
@@ -94,7 +94,7 @@ def plan_run(
         train = dataclasses.replace(train, resolution=data.default_resolution)
     if train.category is None and data.categories:
         train = dataclasses.replace(train, category=data.categories[0])
-    # Every numeric setting within its declared range (``ganbench.config.ranged``),
+    # Every numeric setting within its declared range (``ganbench.hparams.ranged``),
     # defaults included: each given value was checked as it was applied.
     cfg.check_ranges(train, "the run's settings")
     cfg.check_ranges(model, f"{arch.name}'s settings")

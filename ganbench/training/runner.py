@@ -29,19 +29,21 @@ from typing import Any
 import numpy as np
 import torch
 
-from ganbench import checkpoint
-from ganbench.checkpoint import DiskFull
-from ganbench.distributed import Replicas, weights_digest
 from ganbench.errors import GanbenchError, TrainingDiverged, UsageError
 from ganbench.images import loss_curves, sample_grid
-from ganbench.interfaces import GanModel, ImageArray
 from ganbench.metrics.scoring import PROVENANCE_DIR, provenance_name
 from ganbench.metrics.session import Scorer
+from ganbench.plugins.interfaces import GanModel, ImageArray
 from ganbench.progress import TrainingProgress
-from ganbench.runfolder import RunFolder, host
-from ganbench.tracking import Tracker
+from ganbench.rundir import checkpoint
+from ganbench.rundir.checkpoint import DiskFull
+from ganbench.rundir.folder import RunFolder, host
+from ganbench.rundir.heartbeat import Heartbeat
+from ganbench.signals import Preempted, StopNow, StopSignals, signal_name
+from ganbench.tracking.tracker import Tracker
 from ganbench.training import rng
 from ganbench.training.data import DeviceBatches, fits_on_device, make_batches
+from ganbench.training.distributed import Replicas, weights_digest
 from ganbench.training.graphs import (
     CapturedStep,
     EagerStep,
@@ -49,9 +51,7 @@ from ganbench.training.graphs import (
     reported_fallback,
     speed_for,
 )
-from ganbench.training.heartbeat import Heartbeat
 from ganbench.training.plan import RunPlan
-from ganbench.training.signals import Preempted, StopNow, StopSignals, signal_name
 from ganbench.training.speed import resolve_speed
 from ganbench.training.statistics import StepStatistics
 
@@ -75,7 +75,7 @@ class RunResult:
 
 @dataclass
 class Resume:
-    """A checkpoint to continue from (``ganbench.training.resume`` finds and checks it)."""
+    """A checkpoint to continue from (``ganbench.runs.resume`` finds and checks it)."""
 
     checkpoint: dict[str, Any]
     path: Path

@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 
 from ganbench.errors import UsageError
-from ganbench.interfaces import Speed
+from ganbench.plugins.interfaces import Speed
 
 
 def cpu_has_native_bf16() -> bool:

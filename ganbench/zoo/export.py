@@ -21,7 +21,7 @@ import torch
 
 import ganbench
 from ganbench.errors import ZooError
-from ganbench.runs import LoadedRun
+from ganbench.runs.reopen import LoadedRun
 from ganbench.zoo.metadata import LATENT_DISTRIBUTIONS, GeneratorInfo, Score
 from ganbench.zoo.onnxsave import save_checked
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ganbench.data.download import file_digest
-from ganbench.sealed import commit_file
+from ganbench.files.sealed import commit_file
 from ganbench.zoo.flavours import TORCH_FIDELITY, FidelityFile, fidelity_command
 from ganbench.zoo.metadata import GeneratorInfo, Score
 
@@ -61,10 +61,10 @@ class Exported:
 def _load(
     run_ref: str, checkpoint: str, tracking_uri: str | None, cache: Path, say: Callable[[str], None]
 ) -> tuple[Any, Any, Any]:
-    """(loaded run, registries, the run's :class:`~ganbench.runtarget.Target` or None):
+    """(loaded run, registries, the run's :class:`~ganbench.runs.target.Target` or None):
     the run's folder here is read first, MLflow only without one."""
     from ganbench.plugins import load_registries
-    from ganbench.runtarget import open_target
+    from ganbench.runs.target import open_target
 
     registries = load_registries()
     loaded, target = open_target(run_ref, registries, checkpoint, tracking_uri, cache, say)  # type: ignore[arg-type]
@@ -90,8 +90,8 @@ def _fresh_scores(
     import onnxruntime as ort
     import torch
 
-    from ganbench.devices import resolve_device
     from ganbench.metrics.session import make_scorer
+    from ganbench.training.devices import resolve_device
     from ganbench.zoo import scores
 
     torch_device = resolve_device(device)
@@ -300,8 +300,8 @@ def publish_to_registry(
     """``zoo publish``: export, then register in an MLflow registry with aliases."""
     from ganbench.data.paths import cache_root
     from ganbench.errors import UsageError
-    from ganbench.runtarget import locate
-    from ganbench.tracking import check_reachable, resolve_tracking_uri
+    from ganbench.runs.target import locate
+    from ganbench.tracking.tracker import check_reachable, resolve_tracking_uri
     from ganbench.zoo.index import ZooEntry, upsert
     from ganbench.zoo.registry import publish, registry_uri
 

@@ -2,7 +2,7 @@
 
 The index is where a download's sha256 and size come from, so it is validated whole
 before anything in it is trusted. The default index ships inside the package
-(``ganbench_zoo/index.toml``, the repository's ``zoo/`` folder); ``--index`` or
+(``ganbench_zoo/index.toml``, the repository's ``ganbench_zoo/`` folder); ``--index`` or
 ``GANBENCH_ZOO_INDEX`` name another one, a path or an http(s) URL. A remote index is kept
 in the cache and used from there when the network is gone.
 
@@ -10,7 +10,7 @@ An index may come from anyone, so a remote one is trusted with less: it may poin
 remote files (``file:`` URLs only from a local index), it is read up to
 :data:`MAX_INDEX_BYTES`, a plain-http one is warned about (whoever can change it in transit
 chooses every sha256 checked against it), an https one that redirects to plain http is
-refused (:mod:`ganbench.redirects`), a file it lists may be at most
+refused (:mod:`ganbench.files.urls`), a file it lists may be at most
 :data:`MAX_FILE_BYTES`, and control characters in its text are replaced when it is read,
 so that ``zoo list``/``info`` cannot drive the terminal.
 """
@@ -33,9 +33,9 @@ from pathlib import Path
 from typing import Any
 
 from ganbench.errors import UnknownModelError, ZooError
-from ganbench.names import LOWER_NAME, check_folder_name
-from ganbench.redirects import open_url
-from ganbench.sealed import write_atomic
+from ganbench.files.names import LOWER_NAME, check_folder_name
+from ganbench.files.sealed import write_atomic
+from ganbench.files.urls import open_url
 from ganbench.zoo.flavours import FidelityFile
 from ganbench.zoo.metadata import GeneratorInfo, Score
 
@@ -66,7 +66,7 @@ def schema() -> dict[str, Any]:
 
 
 def bundled_index() -> str:
-    """The index shipped with ganbench (the repository's ``zoo/index.toml``)."""
+    """The index shipped with ganbench (the repository's ``ganbench_zoo/index.toml``)."""
     return str(resources.files("ganbench_zoo").joinpath("index.toml"))
 
 

@@ -1,5 +1,5 @@
 """Writing a zoo ONNX file: checked by ``onnx.checker`` first, then written whole or not
-at all (:func:`ganbench.sealed.atomic_path`: a temp file beside it, optionally verified,
+at all (:func:`ganbench.files.sealed.atomic_path`: a temp file beside it, optionally verified,
 fsync'ed, then renamed), so an interrupted or rejected export never leaves a half-written
 generator where a zoo file is expected."""
 
@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ganbench.errors import ZooError
-from ganbench.sealed import atomic_path
+from ganbench.files.sealed import atomic_path
 
 
 def save_checked(

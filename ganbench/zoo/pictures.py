@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from ganbench.errors import UsageError
-from ganbench.sealed import atomic_path
+from ganbench.files.sealed import atomic_path
 
 
 def to_uint8(images: np.ndarray, value_range: tuple[float, float] = (-1.0, 1.0)) -> np.ndarray:
@@ -62,7 +62,7 @@ def check_output(path: Path) -> Path:
 
 
 def save_atomic(picture: Image.Image, path: Path) -> Path:
-    """Write ``path`` whole or not at all (:func:`ganbench.sealed.atomic_path`)."""
+    """Write ``path`` whole or not at all (:func:`ganbench.files.sealed.atomic_path`)."""
     path = check_output(path)
     # The temporary file ends in .tmp: PIL is told the format that ``path``'s suffix names.
     image_format = Image.registered_extensions()[path.suffix.lower()]

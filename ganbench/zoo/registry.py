@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ganbench.data.download import file_digest
 from ganbench.errors import DownloadError, TrackingError, UsageError, ZooError
-from ganbench.tracking import check_reachable, resolve_tracking_uri
+from ganbench.tracking.tracker import check_reachable, resolve_tracking_uri
 from ganbench.zoo.index import printable
 from ganbench.zoo.metadata import GeneratorInfo
 

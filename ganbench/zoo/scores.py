@@ -24,7 +24,7 @@ from ganbench.metrics.scoring import EVAL_PREFIX, PROVENANCE_DIR, parse_provenan
 from ganbench.zoo.metadata import Score
 
 if TYPE_CHECKING:
-    from ganbench.runtarget import Target
+    from ganbench.runs.target import Target
 
 #: A provenance file's record (``step``, ``scores``, ``how``), by file name.
 Records = dict[str, dict[str, Any]]
@@ -79,7 +79,7 @@ def local_records(target: Target, step: int, cache: Path) -> tuple[Records, bool
     """``step``'s provenance files on this machine: the training's in its folder, and
     those of ``ganbench eval`` in this cache's command outboxes (delivered or not). Also
     whether the training's own file is among them."""
-    from ganbench.outbox.command import outbox_root
+    from ganbench.tracking.outbox.command import outbox_root
 
     found: Records = {}
     places = []
@@ -151,7 +151,7 @@ def _from_tags(client: Any, target: Target, step: int) -> tuple[Score, ...]:
 def of_run(target: Target, step: int, cache: Path, say: Callable[[str], None]) -> tuple[Score, ...]:
     """The run's scores at ``step``, from this machine and from MLflow (see the module);
     raises :class:`TrackingError` rather than give fewer than the run has."""
-    from ganbench.tracking import MlflowTracker, check_reachable
+    from ganbench.tracking.tracker import MlflowTracker, check_reachable
 
     local, has_training = local_records(target, step, cache)
     try:

@@ -22,8 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ganbench.data.download import check_digest, check_free_space, download, file_digest
-from ganbench.interfaces import RemoteFile
-from ganbench.sealed import commit_file
+from ganbench.files.sealed import commit_file
+from ganbench.plugins.interfaces import RemoteFile
 from ganbench.zoo.index import ZooEntry, ZooIndex
 
 REGISTRY_CACHE = "_registry"
@@ -98,7 +98,7 @@ def pull(
     url = index.resolve(entry.url)
     say(f"pulling {entry.name} ({entry.size:,} bytes) from {url}")
     if url.startswith("models:/"):
-        from ganbench.tracking import check_reachable
+        from ganbench.tracking.tracker import check_reachable
         from ganbench.zoo.registry import registry_uri as resolve_registry
 
         registry = resolve_registry(registry_uri)

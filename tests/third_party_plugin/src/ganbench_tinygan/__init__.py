@@ -1,9 +1,10 @@
 """TinyGAN: a small convolutional GAN, as a third-party ganbench plugin would write one.
 
-It uses ganbench's public interfaces alone (``ganbench.interfaces``, ``ganbench.hookspecs``,
-``ganbench.registry``) and is found through the ``ganbench`` entry-point group of its own
-distribution (``ganbench-tinygan``). Like the interfaces, this module imports no torch, so
-``ganbench plugins`` stays fast; the networks are built on demand.
+It uses ganbench's public interfaces alone (``ganbench.plugins.interfaces``,
+``ganbench.plugins.hookspecs``, ``ganbench.plugins.registry``) and is found through the
+``ganbench`` entry-point group of its own distribution (``ganbench-tinygan``). Like the
+interfaces, this module imports no torch, so ``ganbench plugins`` stays fast; the networks
+are built on demand.
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ganbench.hookspecs import hookimpl
-from ganbench.interfaces import Architecture, GanModel, ImageShape
-from ganbench.registry import Registrar
+from ganbench.plugins.hookspecs import hookimpl
+from ganbench.plugins.interfaces import Architecture, GanModel, ImageShape
+from ganbench.plugins.registry import Registrar
 
 from .config import RESOLUTIONS, TinyGANConfig
 

@@ -1,4 +1,4 @@
-"""TinyGAN's networks, and the :class:`ganbench.interfaces.GanModel` that trains them."""
+"""TinyGAN's networks, and the :class:`ganbench.plugins.interfaces.GanModel` that trains them."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ganbench.interfaces import GanModel, ImageShape, Speed
+from ganbench.plugins.interfaces import GanModel, ImageShape, Speed
 
 from .config import RESOLUTIONS, TinyGANConfig
 

@@ -1,0 +1,47 @@
+"""The DCGAN architecture plugin (Radford, Metz, Chintala 2015, arXiv 1511.06434)."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from importlib import resources
+from typing import Any, ClassVar
+
+from ganbench.plugins.hookspecs import hookimpl
+from ganbench.plugins.interfaces import Architecture, GanModel, ImageShape
+from ganbench.plugins.registry import Registrar
+from ganbench_plugins.dcgan.config import RESOLUTIONS, DCGANConfig
+
+
+class DCGANArchitecture(Architecture):
+    name = "dcgan"
+    summary = "Deep convolutional GAN with the paper's architecture guidelines and settings"
+    config_class = DCGANConfig
+    #: Sec. 4: "mini-batch stochastic gradient descent (SGD) with a mini-batch size of 128".
+    train_defaults: Mapping[str, Any] = {"batch_size": 128}
+    #: The package whose ``presets/DATASET.toml`` files :meth:`preset` reads: a subclass
+    #: in another plugin names its own, so it never inherits DCGAN's.
+    presets_package: ClassVar[str] = __package__
+
+    def preset(self, dataset: str) -> Mapping[str, Any]:
+        path = resources.files(self.presets_package).joinpath("presets", f"{dataset}.toml")
+        if not path.is_file():
+            return {}
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+
+    def real_batches_per_step(self, config: Any) -> int:
+        """``n_critic``: D updates per G update, each on its own real batch."""
+        return config.n_critic
+
+    def supported_resolutions(self) -> tuple[int, ...]:
+        return RESOLUTIONS
+
+    def build(self, config: Any, shape: ImageShape) -> GanModel:
+        from ganbench_plugins.dcgan.model import DCGAN
+
+        return DCGAN(config, shape)
+
+
+@hookimpl
+def ganbench_register_architectures(registry: Registrar[Architecture]) -> None:
+    registry.add(DCGANArchitecture())

@@ -1,0 +1,95 @@
+"""DCGAN hyperparameters; every default is the paper's (Radford et al., arXiv 1511.06434)."""
+
+from __future__ import annotations
+
+import typing
+from dataclasses import dataclass, fields
+from typing import Literal
+
+from ganbench.errors import ConfigError
+from ganbench.hparams import check_ranges, ranged
+
+#: Powers of two from 16 up: each stride-2 layer doubles (G) or halves (D) the size.
+RESOLUTIONS = (16, 32, 64, 128, 256)
+#: n_critic's range in words (the family's configs redeclare the field with it).
+N_CRITIC = "a whole number of at least 1"
+
+
+@dataclass
+class DCGANConfig:
+    """One DCGAN variant. The paper's ablations are switches here, not code forks."""
+
+    #: Sec. 3: "a 100 dimensional uniform distribution Z".
+    z_dim: int = ranged(100, ge=1)
+    #: The paper draws uniform noise in [-1, 1]; the PyTorch reference draws N(0, 1).
+    z_distribution: Literal["uniform", "normal"] = "uniform"
+    #: Generator width: channels of the last hidden layer (the 4x4 layer has ngf * 2^(n-1)).
+    ngf: int = ranged(64, ge=1)
+    #: Discriminator width: channels of the first layer, doubling per layer.
+    ndf: int = ranged(64, ge=1)
+    #: Sec. 4: Adam, lr 0.0002 ("0.001 too high"), beta1 0.5 ("0.9 ... instability").
+    lr: float = ranged(0.0002, gt=0)
+    beta1: float = ranged(0.5, ge=0, lt=1)
+    beta2: float = ranged(0.999, ge=0, lt=1)
+    #: Sec. 4: "initialized from a zero-centered Normal distribution with standard deviation 0.02".
+    init_std: float = ranged(0.02, ge=0)
+    #: Sec. 3: LeakyReLU "slope of the leak was set to 0.2".
+    leaky_slope: float = ranged(0.2, ge=0, le=1)
+    #: Goodfellow et al.'s non-saturating generator loss, as DCGAN trained; or the minimax one.
+    loss: Literal["non_saturating", "minimax"] = "non_saturating"
+    #: Ablations (Sec. 3): batchnorm off altogether, or on G's output / D's input layer.
+    batchnorm: bool = True
+    bn_g_output: bool = False
+    bn_d_input: bool = False
+    #: D's batchnorm alone (G keeps its own): Lucic et al.'s ``discriminator_batchnorm``
+    #: ("Are GANs Created Equal?", arXiv 1711.10337). Applies where D's normalisation is
+    #: batchnorm (DCGAN, LSGAN); ``batchnorm=false`` still switches both networks'.
+    d_batchnorm: bool = True
+    #: D updates per G update, each on its own fresh real batch (Lucic et al.'s
+    #: ``disc_iters``); the paper trains one to one.
+    n_critic: int = ranged(1, ge=1, text=N_CRITIC)
+    #: Ablation of Sec. 3's "replace any pooling layers with strided convolutions
+    #: (discriminator)": "strided" (the paper) halves with 4x4 stride-2 convs; "maxpool" /
+    #: "avgpool" use a 3x3 stride-1 conv instead, its block (batchnorm, LeakyReLU) then a
+    #: 2x2 stride-2 pooling: the same feature map sizes.
+    downsample: Literal["strided", "maxpool", "avgpool"] = "strided"
+    #: Ablation of "... and fractional-strided convolutions (generator)": "transposed" (the
+    #: paper) doubles with 4x4 stride-2 transposed convs; "nearest" with a nearest-neighbour
+    #: 2x upsampling then a 3x3 stride-1 conv (the output layer too; the projection of z to
+    #: 4x4 stays).
+    upsample: Literal["transposed", "nearest"] = "transposed"
+    #: Ablation of "remove fully connected hidden layers": 0 (the paper) has none; N adds one
+    #: hidden layer of N units between z and G's projection, and between D's last 4x4 map
+    #: and its logit.
+    fc_hidden: int = ranged(
+        0, ge=0, text="0 (no fully connected hidden layer, the paper) or a number of units"
+    )
+
+    def __post_init__(self) -> None:
+        # `--set` and TOML values are checked as they are converted (ganbench.hparams); this
+        # also catches a config built in code, and the values no type can rule out.
+        hints = typing.get_type_hints(type(self))
+        for f in fields(self):
+            if typing.get_origin(hints[f.name]) is Literal:
+                allowed = typing.get_args(hints[f.name])
+                value = getattr(self, f.name)
+                if value not in allowed:
+                    raise ConfigError(
+                        f"{f.name} must be one of {', '.join(map(str, allowed))}; got {value!r}"
+                    )
+        require_whole("n_critic", self.n_critic, 1)
+        check_ranges(self)  # the ranged() fields: lr > 0, 0 <= beta < 1, widths >= 1, ...
+        if isinstance(self.fc_hidden, bool) or not isinstance(self.fc_hidden, int):
+            raise ConfigError(f"fc_hidden must be a whole number; got {self.fc_hidden!r}")
+        if self.fc_hidden < 0:
+            raise ConfigError(
+                "fc_hidden must be 0 (no fully connected hidden layer, the paper) or a number"
+                f" of units; got {self.fc_hidden}"
+            )
+
+
+def require_whole(name: str, value: object, minimum: int) -> None:
+    """A config field that must be a whole number of at least ``minimum`` (for the
+    family's configs: ``n_critic`` and the like)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{name} must be a whole number of at least {minimum}; got {value!r}")
