@@ -2,6 +2,8 @@
 
 Registered through the ``pytest11`` entry point, so any project that installs ganbench can
 use them: a fresh plugin manager's registries, a CLI runner, and a throwaway SQLite store.
+Every fixture's name starts with ``ganbench_``, so installing ganbench never shadows or
+collides with another project's fixtures.
 """
 
 from __future__ import annotations
@@ -27,20 +29,23 @@ def ganbench_registries() -> Registries:
 
 
 @pytest.fixture
-def tracking_uri(tmp_path: Path) -> str:
+def ganbench_tracking_uri(tmp_path: Path) -> str:
     """A SQLite MLflow store of the test's own, with its artifacts beside it."""
     return f"sqlite:///{tmp_path / 'mlflow.db'}"
 
 
 @pytest.fixture
-def cli_runner() -> CliRunner:
+def ganbench_cli_runner() -> CliRunner:
+    """click's runner, for ``ganbench`` commands in-process."""
     from click.testing import CliRunner
 
     return CliRunner()
 
 
 @pytest.fixture
-def run_cli(cli_runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def ganbench_run_cli(
+    ganbench_cli_runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     """Call ``ganbench ARGS...`` in-process from the test's own folder; returns the Result."""
     from ganbench.cli import cli
 
@@ -48,7 +53,7 @@ def run_cli(cli_runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
 
     def invoke(*args: str) -> Result:
-        return cli_runner.invoke(cli, list(args), catch_exceptions=True)
+        return ganbench_cli_runner.invoke(cli, list(args), catch_exceptions=True)
 
     return invoke
 

@@ -50,15 +50,15 @@ def _error_line(result) -> str:
         ),
     ],
 )
-def test_usage_errors_exit_2(run_cli, args, message):
-    result = run_cli(*args, "--no-progress")
+def test_usage_errors_exit_2(ganbench_run_cli, args, message):
+    result = ganbench_run_cli(*args, "--no-progress")
     assert result.exit_code == 2, result.output
     assert message in _error_line(result)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
-def test_cuda_without_a_gpu_is_a_usage_error(run_cli):
-    result = run_cli("run", "dcgan", "--dataset", "digits", "--device", "cuda")
+def test_cuda_without_a_gpu_is_a_usage_error(ganbench_run_cli):
+    result = ganbench_run_cli("run", "dcgan", "--dataset", "digits", "--device", "cuda")
     assert result.exit_code == 2
     assert "sees no CUDA GPU here; use --device cpu" in _error_line(result)
 
@@ -69,24 +69,26 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_unreachable_tracking_server_fails_fast(run_cli):
+def test_unreachable_tracking_server_fails_fast(ganbench_run_cli):
     uri = f"http://127.0.0.1:{_free_port()}"
-    result = run_cli("run", "dcgan", "--dataset", "digits", "--tracking-uri", uri, *TINY_RUN)
+    result = ganbench_run_cli(
+        "run", "dcgan", "--dataset", "digits", "--tracking-uri", uri, *TINY_RUN
+    )
     assert result.exit_code == 1
     line = _error_line(result)
     assert f"cannot reach the MLflow tracking server at {uri}" in line
     assert "--tracking-uri sqlite:///mlflow.db" in line
 
 
-def test_nan_losses_fail_the_run_and_mark_it_failed(run_cli, tracking_uri):
+def test_nan_losses_fail_the_run_and_mark_it_failed(ganbench_run_cli, ganbench_tracking_uri):
     # An absurd learning rate really does blow the weights up to inf/NaN within two steps.
-    result = run_cli(
+    result = ganbench_run_cli(
         "run",
         "dcgan",
         "--dataset",
         "digits",
         "--tracking-uri",
-        tracking_uri,
+        ganbench_tracking_uri,
         *TINY_RUN,
         "--set",
         "lr=1e30",
@@ -94,7 +96,7 @@ def test_nan_losses_fail_the_run_and_mark_it_failed(run_cli, tracking_uri):
     assert result.exit_code == 3, result.output  # its own code: a study records it as a result
     line = _error_line(result)
     assert "training diverged at step 2" in line and "Lower the learning rate" in line
-    client = MlflowClient(tracking_uri=tracking_uri)
+    client = MlflowClient(tracking_uri=ganbench_tracking_uri)
     [run] = client.search_runs([client.get_experiment_by_name("ganbench").experiment_id])
     assert run.info.status == "FAILED"
     assert run.data.tags["ganbench.diverged"].startswith("step 2: ")
@@ -120,8 +122,8 @@ def test_console_script_exit_code_and_one_line(tmp_path):
     assert not (tmp_path / "mlflow.db").exists()  # nothing written for a rejected command
 
 
-def test_plugins_command_lists_sources_and_registrations(run_cli):
-    result = run_cli("plugins")
+def test_plugins_command_lists_sources_and_registrations(ganbench_run_cli):
+    result = ganbench_run_cli("plugins")
     assert result.exit_code == 0
     assert "dcgan  (entry point ganbench_plugins.dcgan from ganbench" in result.output
     assert "architectures: dcgan" in result.output and "datasets: digits" in result.output

@@ -253,7 +253,9 @@ def test_ranges_hold_for_configs_built_in_code_and_from_toml(tmp_path, registrie
         (("--steps", "-3"), "Error: steps must be at least 1; got -3 (in the command line)"),
     ],
 )
-def test_bad_numbers_are_refused_before_any_run_or_folder_exists(run_cli, tmp_path, flags, message):
+def test_bad_numbers_are_refused_before_any_run_or_folder_exists(
+    ganbench_run_cli, tmp_path, flags, message
+):
     """Against a store that holds a run already: afterwards it holds that one run, and no
     run folder was made."""
     from mlflow import MlflowClient
@@ -263,7 +265,7 @@ def test_bad_numbers_are_refused_before_any_run_or_folder_exists(run_cli, tmp_pa
     experiment = client.create_experiment("ganbench")
     client.set_terminated(client.create_run(experiment).info.run_id)
     cache = tmp_path / "cache"
-    result = run_cli(
+    result = ganbench_run_cli(
         "run",
         "dcgan",
         "--dataset",

@@ -334,9 +334,11 @@ def test_d_batchnorm_off_removes_exactly_d_s_batchnorm_layers(switches):
         ("sngan", "d_batchnorm=false does not apply to SNGAN: its D has no batchnorm"),
     ],
 )
-def test_d_batchnorm_off_is_refused_in_one_line_where_d_has_no_batchnorm(run_cli, name, message):
+def test_d_batchnorm_off_is_refused_in_one_line_where_d_has_no_batchnorm(
+    ganbench_run_cli, name, message
+):
     args = ("run", name, "--dataset", "digits", "--set", "d_batchnorm=false", "--no-progress")
-    result = run_cli(*args)
+    result = ganbench_run_cli(*args)
     assert result.exit_code == 2, result.output
     errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and message in errors[0], result.output
@@ -449,8 +451,10 @@ def test_switches_parse_from_set_and_are_logged():
         ("fc_hidden=2.5", "fc_hidden must be a whole number"),
     ],
 )
-def test_invalid_switch_values_are_one_line_errors(run_cli, assignment, message):
-    result = run_cli("run", "dcgan", "--dataset", "digits", "--set", assignment, "--no-progress")
+def test_invalid_switch_values_are_one_line_errors(ganbench_run_cli, assignment, message):
+    result = ganbench_run_cli(
+        "run", "dcgan", "--dataset", "digits", "--set", assignment, "--no-progress"
+    )
     assert result.exit_code == 2, result.output
     errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and message in errors[0], result.output

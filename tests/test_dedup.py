@@ -102,11 +102,11 @@ def test_kept_images_index_through_the_list():
     np.testing.assert_array_equal(np.array(kept), base[[0, 2, 3, 7]])
 
 
-def test_planted_duplicates_found_and_distinct_images_apart(planted, run_cli, tmp_path):
+def test_planted_duplicates_found_and_distinct_images_apart(planted, ganbench_run_cli, tmp_path):
     folder, copies = planted
     cache = tmp_path / "cache"
     common = ["--data-root", str(folder), "--cache-dir", str(cache), "--no-progress"]
-    result = run_cli("data", "dedup", "imagefolder", "--steps", "1500", *common)
+    result = ganbench_run_cli("data", "dedup", "imagefolder", "--steps", "1500", *common)
     assert result.exit_code == 0, result.output
     [path] = (cache / "prepared" / "imagefolder").glob("*.duplicates.json")
     body = json.loads(path.read_text())
@@ -127,25 +127,27 @@ def test_planted_duplicates_found_and_distinct_images_apart(planted, run_cli, tm
     assert "groups of near duplicates" in result.output
 
 
-def test_run_dedup_trains_on_the_rest_and_refuses_without_a_list(planted, run_cli, tmp_path):
+def test_run_dedup_trains_on_the_rest_and_refuses_without_a_list(
+    planted, ganbench_run_cli, tmp_path
+):
     folder, _ = planted
     cache = tmp_path / "cache"
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     common = ["--data-root", str(folder), "--cache-dir", str(cache), "--no-progress"]
     run = ["run", "dcgan", "--dataset", "imagefolder", "-r", "32", "--steps", "2"]
     run += ["--batch-size", "16", "--set", "ngf=8", "--set", "ndf=8", "--tracking-uri", uri]
-    missing = run_cli(*run, "--dedup", *common)
+    missing = ganbench_run_cli(*run, "--dedup", *common)
     assert missing.exit_code != 0
     assert "no duplicates list" in missing.output and "ganbench data dedup imagefolder" in (
         missing.output
     )
     assert len(missing.output.strip().splitlines()[-1]) < 400
-    made = run_cli("data", "dedup", "imagefolder", "-r", "32", "--steps", "1500", *common)
+    made = ganbench_run_cli("data", "dedup", "imagefolder", "-r", "32", "--steps", "1500", *common)
     assert made.exit_code == 0, made.output
     [path] = (cache / "prepared" / "imagefolder").glob("train-32px.duplicates.json")
     skipped = len(json.loads(path.read_text())["skipped"])
     assert skipped >= 0.9 * PLANTED
-    result = run_cli(*run, "--dedup", *common)
+    result = ganbench_run_cli(*run, "--dedup", *common)
     assert result.exit_code == 0, result.output
     client = MlflowClient(uri)
     [r] = client.search_runs([e.experiment_id for e in client.search_experiments()])
@@ -157,7 +159,7 @@ def test_run_dedup_trains_on_the_rest_and_refuses_without_a_list(planted, run_cl
     # a list made for other files is refused, naming the command that remakes it
     _photo(np.random.default_rng(99)).save(folder / "zzz_new.png")
     try:
-        stale = run_cli(*run, "--dedup", *common)
+        stale = ganbench_run_cli(*run, "--dedup", *common)
     finally:
         (folder / "zzz_new.png").unlink()
     assert stale.exit_code != 0 and "made for other files" in stale.output

@@ -231,8 +231,8 @@ def test_a_budget_in_d_steps_is_the_same_real_batches_for_every_gan(d_step_runs,
     assert (last["resume"]["data"]["epoch"], last["resume"]["data"]["position"]) == (0, 20)
 
 
-def test_plugins_lists_the_new_architectures_from_their_entry_points(run_cli):
-    result = run_cli("plugins")
+def test_plugins_lists_the_new_architectures_from_their_entry_points(ganbench_run_cli):
+    result = ganbench_run_cli("plugins")
     assert result.exit_code == 0, result.output
     for plugin, package in (("lsgan", "lsgan"), ("wgan-gp", "wgan_gp"), ("sngan", "sngan")):
         assert f"{plugin}  (entry point ganbench_plugins.{package} from ganbench" in result.output

@@ -232,7 +232,7 @@ def test_an_unreadable_artifact_is_set_aside_and_delivery_goes_on(run, how, monk
 
 
 # ---- 2. artifacts of a moved folder; a missing one is said ------------------------------
-def _tiny_run_left_undelivered(run_cli, tmp_path, monkeypatch) -> tuple[Path, str, str]:
+def _tiny_run_left_undelivered(ganbench_run_cli, tmp_path, monkeypatch) -> tuple[Path, str, str]:
     """A tiny digits run whose store was away for the whole run (the one injected fault:
     every delivery fails as a refused connection): (run folder, tracking URI, run ID)."""
 
@@ -244,7 +244,7 @@ def _tiny_run_left_undelivered(run_cli, tmp_path, monkeypatch) -> tuple[Path, st
     args = [a if a != "checkpoint_every=4" else "checkpoint_every=2" for a in TINY_RUN]
     with monkeypatch.context() as patch:
         patch.setattr(Delivery, "deliver", away)
-        result = run_cli(
+        result = ganbench_run_cli(
             "run", "dcgan", "--dataset", "digits", *args, "--tracking-uri", uri,
             "--run-dir", str(run_dir), "--tracking-wait", "0", "--cache-dir",
             str(tmp_path / "cache"), "--set", "eval_every=0",
@@ -259,9 +259,9 @@ def _tiny_run_left_undelivered(run_cli, tmp_path, monkeypatch) -> tuple[Path, st
 
 
 def test_a_moved_run_folder_delivers_every_artifact_and_a_missing_one_is_named(
-    run_cli, tmp_path, monkeypatch
+    ganbench_run_cli, tmp_path, monkeypatch
 ):
-    run_dir, uri, run_id = _tiny_run_left_undelivered(run_cli, tmp_path, monkeypatch)
+    run_dir, uri, run_id = _tiny_run_left_undelivered(ganbench_run_cli, tmp_path, monkeypatch)
     moved = tmp_path / "elsewhere" / "moved"
     moved.parent.mkdir()
     shutil.move(run_dir, moved)
@@ -278,7 +278,7 @@ def test_a_moved_run_folder_delivers_every_artifact_and_a_missing_one_is_named(
     assert not (moved / "outbox" / "rejected.jsonl").exists()  # step-2.pt: skipped, silently
 
     (spare / "generator.pt").unlink()
-    missing = run_cli("sync", str(spare), "--no-progress")
+    missing = ganbench_run_cli("sync", str(spare), "--no-progress")
     assert missing.exit_code == 1
     error = missing.output.strip().splitlines()[-1]
     assert error.startswith("Error: ") and "artifact generator.pt" in error
@@ -319,7 +319,7 @@ def test_an_old_journal_with_absolute_paths_delivers_from_the_moved_folder(run, 
 
 
 # ---- 5. a damaged line in the middle ------------------------------------------------------
-def test_sync_reads_past_a_torn_middle_line_and_names_it(run, tmp_path, run_cli):
+def test_sync_reads_past_a_torn_middle_line_and_names_it(run, tmp_path, ganbench_run_cli):
     mlflow_run, folder = run
     _backlog(
         folder,
@@ -343,14 +343,14 @@ def test_sync_reads_past_a_torn_middle_line_and_names_it(run, tmp_path, run_cli)
     [refused] = _rejected(folder)
     assert refused["line"] == 3 and refused["op"]["raw"] == '{"op":"metrics","step":3,"ti'
     assert pending_in(folder.path / "outbox") == 0
-    again = run_cli("sync", str(folder.path))
+    again = ganbench_run_cli("sync", str(folder.path))
     assert again.exit_code == 0 and "nothing to deliver" in again.output
     assert "1 set aside earlier" in again.output
 
 
 # ---- 4. the writer thread survives, or says why it stopped --------------------------------
 def test_a_writer_that_cannot_go_on_leaves_a_marker_that_runs_and_sync_show(
-    run, tmp_path, monkeypatch, run_cli
+    run, tmp_path, monkeypatch, ganbench_run_cli
 ):
     mlflow_run, folder = run
     monkeypatch.setattr(writer, "MAX_FAULTS", 2)
@@ -372,18 +372,20 @@ def test_a_writer_that_cannot_go_on_leaves_a_marker_that_runs_and_sync_show(
     assert tracker.close(1) == 2
     folder.unlock()
 
-    listed = run_cli("runs", "--experiment", "outbox", "--tracking-uri", mlflow_run.tracking_uri)
+    listed = ganbench_run_cli(
+        "runs", "--experiment", "outbox", "--tracking-uri", mlflow_run.tracking_uri
+    )
     assert listed.exit_code == 0, listed.output
     header, row = listed.output.splitlines()[:2]
     assert "TRACKING" in header and "2 wait, writer stopped" in row
 
-    failed = run_cli("sync", str(folder.path), "--no-progress")
+    failed = ganbench_run_cli("sync", str(folder.path), "--no-progress")
     assert failed.exit_code == 1
     assert "the tracking writer stopped (IsADirectoryError" in failed.output
     assert "writer-failed.json" in failed.output.strip().splitlines()[-1]
 
     cursor.rmdir()  # the cause fixed
-    fixed = run_cli("sync", str(folder.path), "--no-progress")
+    fixed = ganbench_run_cli("sync", str(folder.path), "--no-progress")
     assert fixed.exit_code == 0, fixed.output
     assert "delivered 2 records" in fixed.output
     assert not (folder.path / "outbox" / "writer-failed.json").exists()
@@ -416,7 +418,9 @@ def test_an_undecodable_line_does_not_end_the_writer(run):
 
 
 # ---- `ganbench sync` with no folder -------------------------------------------------------
-def test_sync_without_a_folder_delivers_every_waiting_folder_under_the_cache(tmp_path, run_cli):
+def test_sync_without_a_folder_delivers_every_waiting_folder_under_the_cache(
+    tmp_path, ganbench_run_cli
+):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     cache = tmp_path / "cache"
     ids = []
@@ -427,13 +431,13 @@ def test_sync_without_a_folder_delivers_every_waiting_folder_under_the_cache(tmp
         _backlog(folder, {"op": "metrics", "step": 1, "time": 1, "values": {"m": 1.0}})
         ids.append(mlflow_run.run_id)
     RunFolder.create(cache / "runs" / "done", {"run_id": ids[0], "tracking_uri": uri})
-    result = run_cli("sync", "--cache-dir", str(cache), "--no-progress")
+    result = ganbench_run_cli("sync", "--cache-dir", str(cache), "--no-progress")
     assert result.exit_code == 0, result.output
     assert f"synced 2 folders under {cache}: 2 delivered in full" in result.output
     client = MlflowClient(tracking_uri=uri)
     for run_id in ids:
         assert [m.value for m in client.get_metric_history(run_id, "m")] == [1.0]
-    again = run_cli("sync", "--cache-dir", str(cache), "--no-progress")
+    again = ganbench_run_cli("sync", "--cache-dir", str(cache), "--no-progress")
     assert again.exit_code == 0 and "nothing to deliver" in again.output
 
 
@@ -490,7 +494,9 @@ def _outlook(uri: str, folder: RunFolder, run_id: str):
 
 
 @pytest.mark.parametrize("n", [50, 500])
-def test_compaction_bounds_the_journal_and_keeps_what_resume_and_runs_read(tmp_path, run_cli, n):
+def test_compaction_bounds_the_journal_and_keeps_what_resume_and_runs_read(
+    tmp_path, ganbench_run_cli, n
+):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     outlooks, ids = [], []
     # Compacted; and for the shorter one, the same never compacted, to compare with.
@@ -520,7 +526,7 @@ def test_compaction_bounds_the_journal_and_keeps_what_resume_and_runs_read(tmp_p
     assert last == dict.fromkeys(keys, n * 10)
     assert shown == ("FINISHED", n * 10, "-", "-", "-")
     assert all(outlook == outlooks[0] for outlook in outlooks)
-    listed = run_cli("runs", "--experiment", "outbox", "--tracking-uri", uri)
+    listed = ganbench_run_cli("runs", "--experiment", "outbox", "--tracking-uri", uri)
     rows = [line.split() for line in listed.output.splitlines()[1:]]
     assert sorted((r[0], r[2], r[3]) for r in rows) == sorted(
         (run_id, "FINISHED", str(n * 10)) for run_id in ids

@@ -146,15 +146,15 @@ def test_two_workers_write_the_bytes_of_one_process(tmp_path):
     assert len(expected["bad_images.txt"].splitlines()) == 5
 
 
-def test_workers_must_be_at_least_one(run_cli, tmp_path):
+def test_workers_must_be_at_least_one(ganbench_run_cli, tmp_path):
     for option in ("--workers", "--chunk"):
-        got = run_cli("data", "prepare", "lsun", option, "0", "--data-root", str(tmp_path))
+        got = ganbench_run_cli("data", "prepare", "lsun", option, "0", "--data-root", str(tmp_path))
         assert got.exit_code == 2, got.output
         line = got.output.strip().splitlines()[-1]
         assert line.startswith(f"Error: {option} 0: ")
     assert (
         "pass --workers 1"
-        in run_cli(
+        in ganbench_run_cli(
             "data", "prepare", "lsun", "--workers", "-3", "--data-root", str(tmp_path)
         ).output
     )
@@ -196,7 +196,9 @@ def test_chunks_are_smaller_for_small_splits():
 # --- stopped and continued, as a user's process ------------------------------------------
 
 
-def test_killed_halfway_continues_to_the_one_process_bytes(photos, reference, run_cli, tmp_path):
+def test_killed_halfway_continues_to_the_one_process_bytes(
+    photos, reference, ganbench_run_cli, tmp_path
+):
     cache = tmp_path / "cache"
     folder = cache_folder(cache, LsunDataset(), REQUEST)
     journal = partial_folder(folder) / JOURNAL
@@ -209,7 +211,7 @@ def test_killed_halfway_continues_to_the_one_process_bytes(photos, reference, ru
     assert 3 <= done < chunks  # stopped halfway, not after the end
     assert not folder.exists()
 
-    rerun = run_cli(*cli_args(photos, cache))  # in this process: it starts faster
+    rerun = ganbench_run_cli(*cli_args(photos, cache))  # in this process: it starts faster
     assert rerun.exit_code == 0, rerun.output
     found = re.search(r"continuing: ([\d,]+) of 603 images already decoded", rerun.output)
     assert found, rerun.output

@@ -144,28 +144,28 @@ def test_the_run_folder_holds_the_checkpoints_and_nothing_waits(finished_run):
     assert pending_in(folder / "outbox") == 0
 
 
-def test_same_seed_same_run(run_cli, tracking_uri, finished_run):
+def test_same_seed_same_run(ganbench_run_cli, ganbench_tracking_uri, finished_run):
     _, first, _, _ = finished_run
-    result = run_cli(
+    result = ganbench_run_cli(
         "run",
         "dcgan",
         "--dataset",
         "digits",
         "--tracking-uri",
-        tracking_uri,
+        ganbench_tracking_uri,
         "--seed",
         "3",
         *TINY_RUN,
     )
     assert result.exit_code == 0, result.output
-    other = MlflowClient(tracking_uri=tracking_uri)
+    other = MlflowClient(tracking_uri=ganbench_tracking_uri)
     [again] = other.search_runs([other.get_experiment_by_name("ganbench").experiment_id])
     for key in ("loss_d", "loss_g", "d_real", "d_fake"):
         assert again.data.metrics[key] == first.data.metrics[key], key
 
 
-def test_default_store_is_sqlite_in_the_working_directory(run_cli, tmp_path):
-    result = run_cli("run", "dcgan", "--dataset", "digits", *TINY_RUN)
+def test_default_store_is_sqlite_in_the_working_directory(ganbench_run_cli, tmp_path):
+    result = ganbench_run_cli("run", "dcgan", "--dataset", "digits", *TINY_RUN)
     assert result.exit_code == 0, result.output
     assert (tmp_path / "mlflow.db").is_file()
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
@@ -173,9 +173,9 @@ def test_default_store_is_sqlite_in_the_working_directory(run_cli, tmp_path):
     assert run.info.status == "FINISHED"
 
 
-def test_mlflow_tracking_uri_environment_variable(run_cli, tmp_path, monkeypatch):
+def test_mlflow_tracking_uri_environment_variable(ganbench_run_cli, tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'env.db'}")
-    result = run_cli("run", "dcgan", "--dataset", "digits", *TINY_RUN)
+    result = ganbench_run_cli("run", "dcgan", "--dataset", "digits", *TINY_RUN)
     assert result.exit_code == 0, result.output
     assert (tmp_path / "env.db").is_file() and not (tmp_path / "mlflow.db").exists()
 
@@ -190,12 +190,14 @@ def _checkpoint_uploads(folder: Path) -> list[int]:
 
 
 @pytest.mark.parametrize(("minutes", "expected"), [("0", [6]), ("0.0001", [1, 2, 3, 4, 5, 6])])
-def test_checkpoints_follow_the_clock_unless_steps_are_given(run_cli, tmp_path, minutes, expected):
+def test_checkpoints_follow_the_clock_unless_steps_are_given(
+    ganbench_run_cli, tmp_path, minutes, expected
+):
     args = list(TINY_RUN)
     at = args.index("checkpoint_every=4")
     del args[at - 1 : at + 1]  # and its --set
     run_dir = tmp_path / "run"
-    result = run_cli(
+    result = ganbench_run_cli(
         "run", "dcgan", "--dataset", "digits", *args, "--set", f"checkpoint_minutes={minutes}",
         "--run-dir", str(run_dir), "--set", "eval_every=0",
     )  # fmt: skip
@@ -204,8 +206,12 @@ def test_checkpoints_follow_the_clock_unless_steps_are_given(run_cli, tmp_path, 
     assert len(list((run_dir / "checkpoints").glob("step-*.pt"))) == min(2, len(expected))
 
 
-def test_runs_names_an_unknown_experiment(run_cli, tracking_uri):
-    run_cli("run", "dcgan", "--dataset", "digits", *TINY_RUN, "--tracking-uri", tracking_uri)
-    result = run_cli("runs", "--experiment", "nope", "--tracking-uri", tracking_uri)
+def test_runs_names_an_unknown_experiment(ganbench_run_cli, ganbench_tracking_uri):
+    ganbench_run_cli(
+        "run", "dcgan", "--dataset", "digits", *TINY_RUN, "--tracking-uri", ganbench_tracking_uri
+    )
+    result = ganbench_run_cli(
+        "runs", "--experiment", "nope", "--tracking-uri", ganbench_tracking_uri
+    )
     assert result.exit_code == 2
     assert "no experiment 'nope'" in result.output and "ganbench" in result.output

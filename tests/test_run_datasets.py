@@ -40,20 +40,22 @@ def cifar10_server(tmp_path, monkeypatch):
         yield server, arrays
 
 
-def test_download_prepare_and_train_on_cifar10(run_cli, tmp_path, cifar10_server):
+def test_download_prepare_and_train_on_cifar10(ganbench_run_cli, tmp_path, cifar10_server):
     server, arrays = cifar10_server
     cache = tmp_path / "cache"
-    got = run_cli("data", "download", "cifar10", "--cache-dir", str(cache), "--no-progress")
+    got = ganbench_run_cli(
+        "data", "download", "cifar10", "--cache-dir", str(cache), "--no-progress"
+    )
     assert got.exit_code == 0, got.output
     root = cache / "datasets" / "cifar10"
     assert (root / "cifar-10-batches-py" / "data_batch_5").is_file()
     assert not list(root.glob("*.part"))
 
     args = ("run", "dcgan", "--dataset", "cifar10", "--resolution", "32", "--cache-dir")
-    first = run_cli(*args, str(cache), *TINY_RUN)
+    first = ganbench_run_cli(*args, str(cache), *TINY_RUN)
     assert first.exit_code == 0, first.output
     assert "prepared 40 images of cifar10 train at 32px in " in first.output
-    second = run_cli(*args, str(cache), *TINY_RUN)
+    second = ganbench_run_cli(*args, str(cache), *TINY_RUN)
     assert second.exit_code == 0, second.output
     assert "using prepared 40 images of cifar10 train at 32px from " in second.output
 
@@ -79,12 +81,14 @@ def test_download_prepare_and_train_on_cifar10(run_cli, tmp_path, cifar10_server
     assert [p for p, _ in server.hits] == ["/cifar-10-python.tar.gz"]  # downloaded once
 
 
-def test_corrupt_download_is_rejected_and_not_kept(run_cli, tmp_path, cifar10_server):
+def test_corrupt_download_is_rejected_and_not_kept(ganbench_run_cli, tmp_path, cifar10_server):
     server, _ = cifar10_server
     good = server.files["/cifar-10-python.tar.gz"]
     server.files["/cifar-10-python.tar.gz"] = good[:-10] + b"\x00" * 10  # same size, wrong md5
     cache = tmp_path / "cache"
-    got = run_cli("data", "download", "cifar10", "--cache-dir", str(cache), "--no-progress")
+    got = ganbench_run_cli(
+        "data", "download", "cifar10", "--cache-dir", str(cache), "--no-progress"
+    )
     assert got.exit_code == 1
     line = got.output.strip().splitlines()[-1]
     assert line.startswith("Error: ") and "md5" in line and "cifar-10-python.tar.gz" in line
@@ -93,11 +97,11 @@ def test_corrupt_download_is_rejected_and_not_kept(run_cli, tmp_path, cifar10_se
     assert not [p for p in root.rglob("*") if p.is_file()]  # nothing half-written is kept
 
 
-def test_train_on_an_lsun_category_from_lmdb(run_cli, tmp_path):
+def test_train_on_an_lsun_category_from_lmdb(ganbench_run_cli, tmp_path):
     lsun = tmp_path / "lsun"
     make_lsun(lsun, {"bedroom": ("webp", 20), "kitchen": ("jpeg", 3)}, size=(40, 36))
     cache = tmp_path / "cache"
-    got = run_cli(
+    got = ganbench_run_cli(
         "run", "dcgan", "--dataset", "lsun", "--category", "bedroom", "--resolution", "32",
         "--data-root", str(lsun), "--cache-dir", str(cache), *TINY_RUN,
     )  # fmt: skip
@@ -110,8 +114,8 @@ def test_train_on_an_lsun_category_from_lmdb(run_cli, tmp_path):
     assert cached.shape == (20, 3, 32, 32)
 
 
-def test_lsun_category_it_does_not_have(run_cli, tmp_path):
-    got = run_cli(
+def test_lsun_category_it_does_not_have(ganbench_run_cli, tmp_path):
+    got = ganbench_run_cli(
         "run", "dcgan", "--dataset", "lsun", "--category", "bedrooms",
         "--data-root", str(tmp_path), *TINY_RUN,
     )  # fmt: skip
@@ -121,20 +125,20 @@ def test_lsun_category_it_does_not_have(run_cli, tmp_path):
     assert not (tmp_path / "mlflow.db").exists()
 
 
-def test_image_folder_with_a_corrupt_file_skips_and_says_which(run_cli, tmp_path):
+def test_image_folder_with_a_corrupt_file_skips_and_says_which(ganbench_run_cli, tmp_path):
     faces = tmp_path / "faces"
     written = make_image_folder(faces, classes=None, per_class=20, size=(24, 20))
     [broken] = [written.paths[i] for i in written.bad]
     cache = tmp_path / "cache"
     args = ("run", "dcgan", "--dataset", "imagefolder", "--data-root", str(faces))
-    got = run_cli(*args, "--resolution", "32", "--cache-dir", str(cache), *TINY_RUN)
+    got = ganbench_run_cli(*args, "--resolution", "32", "--cache-dir", str(cache), *TINY_RUN)
     assert got.exit_code == 0, got.output
     assert "skipped 1" in got.output and str(broken) in got.output
     assert "prepared 20 images of imagefolder train at 32px" in got.output
     _, run = _only_run(tmp_path)
     assert run.info.status == "FINISHED"
 
-    stop = run_cli(*args, "--resolution", "64", "--bad-images", "stop", *TINY_RUN)
+    stop = ganbench_run_cli(*args, "--resolution", "64", "--bad-images", "stop", *TINY_RUN)
     assert stop.exit_code == 1
     line = stop.output.strip().splitlines()[-1]
     assert line.startswith("Error: ") and str(broken) in line

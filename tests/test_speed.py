@@ -347,8 +347,10 @@ def test_compiled_networks_compute_the_same_step():
     assert not any(k.startswith("_orig_mod") for k in a.state_dict()["generator"])
 
 
-def test_run_logs_requested_and_resolved_switches(run_cli, tmp_path):
-    result = run_cli("run", "dcgan", "--dataset", "digits", *TINY_RUN, "--set", "adam=foreach")
+def test_run_logs_requested_and_resolved_switches(ganbench_run_cli, tmp_path):
+    result = ganbench_run_cli(
+        "run", "dcgan", "--dataset", "digits", *TINY_RUN, "--set", "adam=foreach"
+    )
     assert result.exit_code == 0, result.output
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     [run] = client.search_runs([e.experiment_id for e in client.search_experiments()])
@@ -360,8 +362,10 @@ def test_run_logs_requested_and_resolved_switches(run_cli, tmp_path):
     assert p["speed.compile"] == "False" and int(p["speed.threads"]) >= 1
 
 
-def test_compile_is_refused_on_the_cpu_with_the_measured_reason(run_cli):
-    result = run_cli("run", "dcgan", "--dataset", "digits", *TINY_RUN, "--set", "compile=on")
+def test_compile_is_refused_on_the_cpu_with_the_measured_reason(ganbench_run_cli):
+    result = ganbench_run_cli(
+        "run", "dcgan", "--dataset", "digits", *TINY_RUN, "--set", "compile=on"
+    )
     assert result.exit_code == 2
     assert "compile=on does not pay on the CPU" in result.output
     assert "use compile=off" in result.output
@@ -376,8 +380,10 @@ def test_cpu_bf16_rule_reads_the_cpu():
     assert cpu_has_native_bf16() == ("avx512_bf16" in flags or "amx_bf16" in flags)
 
 
-def test_unknown_switch_value_is_a_usage_error(run_cli):
-    result = run_cli("run", "dcgan", "--dataset", "digits", *TINY_RUN, "--set", "precision=fp8")
+def test_unknown_switch_value_is_a_usage_error(ganbench_run_cli):
+    result = ganbench_run_cli(
+        "run", "dcgan", "--dataset", "digits", *TINY_RUN, "--set", "precision=fp8"
+    )
     assert result.exit_code == 2 and "precision must be one of" in result.output
 
 

@@ -157,9 +157,9 @@ def test_every_built_in_study_resolves_against_the_plugins():
     ],
 )  # fmt: skip
 def test_bad_study_runs_fail_in_one_line_before_anything_runs(
-    run_cli, tmp_path, args, code, message
+    ganbench_run_cli, tmp_path, args, code, message
 ):
-    result = run_cli("study", "run", *args, "--cache-dir", str(tmp_path / "c"))
+    result = ganbench_run_cli("study", "run", *args, "--cache-dir", str(tmp_path / "c"))
     assert result.exit_code == code, result.output
     errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and errors[0].startswith(message), result.output

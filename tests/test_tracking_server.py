@@ -68,8 +68,8 @@ def mlflow_server(tmp_path_factory):
     log.close()
 
 
-def test_run_logs_over_http(run_cli, mlflow_server, tmp_path):
-    result = run_cli(
+def test_run_logs_over_http(ganbench_run_cli, mlflow_server, tmp_path):
+    result = ganbench_run_cli(
         "run",
         "dcgan",
         "--dataset",
