@@ -3,6 +3,9 @@
 The house was reorganised into packages by concern (issue 26); third-party plugins and
 scripts importing the old paths get the same module objects, with a DeprecationWarning
 that names the new path.
+
+May import: nothing of ganbench (and the package root ``ganbench``); tests/test_layers.py
+checks it.
 """
 
 from __future__ import annotations

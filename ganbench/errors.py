@@ -2,6 +2,9 @@
 
 The CLI turns them into ``Error: ...`` on stderr and an exit code: 2 for a usage error
 (something the user asked for that cannot be), 1 for a failure while doing valid work.
+
+May import: nothing of ganbench (and the package root ``ganbench``); tests/test_layers.py
+checks it.
 """
 
 from __future__ import annotations

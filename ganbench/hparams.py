@@ -5,6 +5,9 @@ lists the close matches: a misspelt hyperparameter must never be silently ignore
 numeric field may declare the values it allows (:func:`ranged`); a value outside them is
 refused when it is given, before any run exists (a negative learning rate used to fail
 inside Adam, with an MLflow run and a run folder already made).
+
+May import: ganbench.errors (and the package root ``ganbench``); tests/test_layers.py checks
+it.
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""The pictures people look at: sample grids and loss curves."""
+"""The pictures people look at: sample grids and loss curves.
+
+May import: ganbench.errors, ganbench.files (and the package root ``ganbench``);
+tests/test_layers.py checks it.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""A training progress bar: step, losses, images/s, elapsed and ETA (rich, on stderr)."""
+"""A training progress bar: step, losses, images/s, elapsed and ETA (rich, on stderr).
+
+May import: ganbench.errors (and the package root ``ganbench``); tests/test_layers.py checks
+it.
+"""
 
 from __future__ import annotations
 

@@ -5,6 +5,9 @@ boundary, writes a checkpoint and stops (:class:`Preempted`). Whatever the loop 
 middle of (a step, a score, a checkpoint write) finishes first, so nothing is half done.
 A second signal while the first is being honoured stops at once (:class:`StopNow`): the
 run is then resumable from its previous checkpoint.
+
+May import: ganbench.errors (and the package root ``ganbench``); tests/test_layers.py checks
+it.
 """
 
 from __future__ import annotations

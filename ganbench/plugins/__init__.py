@@ -2,6 +2,10 @@
 
 Built-in and third-party plugins come through the same ``ganbench`` entry-point group.
 ``GANBENCH_DISABLE_PLUGINS=a,b`` blocks plugins by entry-point name (e.g. a broken one).
+
+May import: ganbench.errors, ganbench.files, ganbench.hparams, ganbench.images,
+ganbench.progress, ganbench.signals (and the package root ``ganbench``);
+tests/test_layers.py checks it.
 """
 
 from __future__ import annotations

@@ -1,1 +1,7 @@
-"""The DCGAN paper's representation probe: discriminator features and a linear L2-SVM."""
+"""The DCGAN paper's representation probe: discriminator features and a linear L2-SVM.
+
+May import: ganbench.errors, ganbench.files, ganbench.hparams, ganbench.images,
+ganbench.progress, ganbench.signals, ganbench.plugins, ganbench.data, ganbench.metrics,
+ganbench.rundir, ganbench.tracking, ganbench.training, ganbench.runs (and the package root
+``ganbench``); tests/test_layers.py checks it.
+"""

@@ -1,4 +1,10 @@
-"""Runs as a service: reopening a run, its status, the run a command works on, resuming."""
+"""Runs as a service: reopening a run, its status, the run a command works on, resuming.
+
+May import: ganbench.errors, ganbench.files, ganbench.hparams, ganbench.images,
+ganbench.progress, ganbench.signals, ganbench.plugins, ganbench.data, ganbench.metrics,
+ganbench.rundir, ganbench.tracking, ganbench.training (and the package root ``ganbench``);
+tests/test_layers.py checks it.
+"""
 
 from ganbench._moved import moved_attribute
 

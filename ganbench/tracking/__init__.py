@@ -1,4 +1,9 @@
-"""Where records go: the MLflow store, the run tracker, provenance tags and the outbox."""
+"""Where records go: the MLflow store, the run tracker, provenance tags and the outbox.
+
+May import: ganbench.errors, ganbench.files, ganbench.hparams, ganbench.images,
+ganbench.progress, ganbench.signals, ganbench.rundir (and the package root ``ganbench``);
+tests/test_layers.py checks it.
+"""
 
 from ganbench._moved import moved_attribute
 
