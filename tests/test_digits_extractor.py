@@ -14,8 +14,9 @@ from ganbench.data.loading import load_images
 from ganbench.errors import GanbenchError
 from ganbench.plugins import load_registries
 from ganbench.plugins.interfaces import DatasetRequest, LoadedExtractor
-from ganbench_plugins.digits import WEIGHTS_ENV, DigitsCnnExtractor, DigitsDataset
+from ganbench_plugins.digits import DigitsCnnExtractor, DigitsDataset
 from ganbench_plugins.digits.classifier import FEATURE_DIM, WEIGHTS_FORMAT, bundled_weights
+from ganbench_plugins.digits.env import WEIGHTS_ENV
 
 CPU = torch.device("cpu")
 

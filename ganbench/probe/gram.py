@@ -25,7 +25,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from ganbench.probe.svm import LinearModel, _as_targets, _check, _design, _model
+from ganbench.probe.design import check_features, make_design, one_vs_rest_targets
+from ganbench.probe.linear_model import LinearModel, model_from_solution
 from ganbench.training.devices import available_memory
 
 #: liblinear's iteration cap (``LinearSVC``'s default): the dual converges in tens of
@@ -87,9 +88,9 @@ def fit_path(
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.svm import LinearSVC
 
-    _check(X, y)
-    design = _design(X, standardize, intercept_scaling, None)
-    classes, Y = _as_targets(y, X.device)
+    check_features(X, y)
+    design = make_design(X, standardize, intercept_scaling, None)
+    classes, Y = one_vs_rest_targets(y, X.device)
     L, _ = cholesky(gram(X, design.mean, design.std, design.s))
     L_np = L.numpy()
     labels = y.numpy()
@@ -121,7 +122,8 @@ def fit_path(
         loss = (1 - Y * margins).clamp(min=0).square().sum(0)
         objective = 0.5 * V.square().sum(0) + C * loss
         n_iter = int(np.max(svc.n_iter_))
-        model = _model(design, classes, C, W, objective, n_iter, n_iter < max_iter, None)
+        converged = n_iter < max_iter
+        model = model_from_solution(design, classes, C, W, objective, n_iter, converged, None)
         models.append(model)
         if on_fit is not None:
             on_fit(model, time.perf_counter() - started)

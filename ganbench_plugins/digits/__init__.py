@@ -19,6 +19,7 @@ from ganbench.plugins.interfaces import (
     LoadedExtractor,
 )
 from ganbench.plugins.registry import Registrar
+from ganbench_plugins.digits.env import WEIGHTS_ENV
 
 if TYPE_CHECKING:
     import numpy as np
@@ -27,8 +28,6 @@ if TYPE_CHECKING:
 
 TEST_FRACTION = 0.2
 SPLIT_SEED = 0
-#: Names a local digits-cnn weights file to use instead of the bundled one.
-WEIGHTS_ENV = "GANBENCH_DIGITS_CNN_WEIGHTS"
 
 
 class DigitsDataset(Dataset):

@@ -25,7 +25,7 @@ from torch import nn
 
 from ganbench.errors import CheckpointError
 from ganbench.plugins.interfaces import LoadedExtractor
-from ganbench_plugins.digits import WEIGHTS_ENV
+from ganbench_plugins.digits.env import WEIGHTS_ENV
 
 WEIGHTS_FORMAT = "ganbench-digits-cnn/1"
 INPUT_SIZE = 32
