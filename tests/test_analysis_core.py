@@ -14,10 +14,10 @@ from PIL import Image
 
 from ganbench.analysis import prior_latents
 from ganbench.cli import cli
+from ganbench.images import grid, to_uint8
 from ganbench.plugins import load_registries
 from ganbench.runs.reopen import load_checkpoint
 from ganbench.zoo.metadata import GeneratorInfo
-from ganbench.zoo.pictures import grid, to_uint8
 from ganbench.zoo.runtime import latents as zoo_latents
 
 BUILT_IN = ["arithmetic", "forgetting", "guided-backprop", "memorisation", "samples", "walk"]

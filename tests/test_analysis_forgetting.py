@@ -16,7 +16,8 @@ from torch import nn
 
 from ganbench.cli import cli
 from ganbench.errors import UsageError
-from ganbench_plugins.analyses.forgetting import forget, inside, pairs_picture, parse_boxes
+from ganbench_plugins.analyses.boxes import inside, parse_boxes
+from ganbench_plugins.analyses.forgetting import forget, pairs_picture
 
 BLOB_MAPS = [2, 5, 7]
 CHANNELS = 12

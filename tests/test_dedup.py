@@ -13,7 +13,8 @@ import pytest
 from mlflow import MlflowClient
 from PIL import Image, ImageDraw
 
-from ganbench.data.dedup import KeptImages, group_hashes
+from ganbench.data.dedup import KeptImages
+from ganbench.data.hash_groups import group_hashes
 
 ORIGINALS, PLANTED = 240, 60
 KINDS = ("resized", "jpeg", "shifted")

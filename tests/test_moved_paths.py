@@ -31,6 +31,7 @@ MOVED = {
     "ganbench.run_status": "ganbench.runs.status",
     "ganbench.runtarget": "ganbench.runs.target",
     "ganbench.training.resume": "ganbench.runs.resume",
+    "ganbench.zoo.pictures": "ganbench.images",
 }
 
 #: Modules that became packages: their old names are attributes of the package.

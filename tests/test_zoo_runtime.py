@@ -18,9 +18,9 @@ from PIL import Image
 
 from ganbench.cli import cli
 from ganbench.errors import UsageError, ZooError
+from ganbench.images import grid, square_rows, to_uint8
 from ganbench.zoo.index import bundled_index
 from ganbench.zoo.metadata import GeneratorInfo
-from ganbench.zoo.pictures import grid, square_rows, to_uint8
 from ganbench.zoo.runtime import latents, open_generator, parse_arithmetic, walk
 
 

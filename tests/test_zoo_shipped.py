@@ -11,10 +11,10 @@ import torch
 from click.testing import CliRunner
 
 from ganbench.cli import cli
+from ganbench.images import to_uint8
 from ganbench.plugins import load_registries
 from ganbench.plugins.interfaces import ImageShape
 from ganbench.zoo.index import bundled_index, load_index
-from ganbench.zoo.pictures import to_uint8
 from ganbench.zoo.runtime import latents, open_generator
 
 NAME = "dcgan-digits-32"

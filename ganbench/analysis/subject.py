@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from ganbench.plugins import Registries
     from ganbench.rundir.folder import RunFolder
     from ganbench.runs.target import Target
+    from ganbench.runs.weights import RunWeights
     from ganbench.tracking.tracker import MlflowTracker
     from ganbench.training.plan import RunPlan
 
@@ -108,16 +109,9 @@ def load_file(path: Path, registries: Registries) -> Subject:
     return load_training_checkpoint(path, registries)
 
 
-def open_subject(
-    ref: str,
-    registries: Registries,
-    which: Which,
-    tracking_uri: str | None,
-    needs_discriminator: bool,
-    cache: Path,
-) -> tuple[Subject, Target | None]:
-    """``ref`` (a run ID, a run folder or a file) opened, with the run to log into (None
-    for a file). The run's own folder is read when it is on this machine (no download;
+def open_subject(weights: RunWeights, needs_discriminator: bool) -> tuple[Subject, Target | None]:
+    """``weights.ref`` (a run ID, a run folder or a file) opened, with the run to log into
+    (None for a file). The run's own folder is read when it is on this machine (no download;
     the store may be away), else MLflow's artifacts.
 
     A run whose training checkpoint is gone (or was never written) still has its
@@ -127,9 +121,10 @@ def open_subject(
     from ganbench.runs.target import locate
     from ganbench.tracking.tracker import MlflowTracker
 
-    target = locate(ref, tracking_uri, cache)
+    registries, which = weights.registries, weights.which
+    target = locate(weights.ref, weights.tracking_uri, weights.cache)
     if target is None:
-        return load_file(Path(ref), registries), None
+        return load_file(Path(weights.ref), registries), None
     source = f"runs:/{target.run_id}/{CHECKPOINT_ARTIFACTS[which]}"
     if target.folder is not None:
         subject = _open_local(target.folder, registries, which, needs_discriminator, source)

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from ganbench.cli.data import data_options
-from ganbench.cli.eval import tracking_option, tracking_wait_option
+from ganbench.cli.run_options import checkpoint_option, device_option, logged_run_options
 from ganbench.errors import UsageError
+
+if TYPE_CHECKING:
+    from ganbench.runs.reopen import Which
+    from ganbench.runs.weights import RunWeights
 
 
 def _option_param(option: Any) -> click.Option:
@@ -85,15 +88,9 @@ def describe(analysis: Any) -> list[str]:
 @click.argument("name", metavar="NAME", required=False)
 @click.argument("analysis_args", nargs=-1, type=click.UNPROCESSED)
 @click.option("--list", "list_", is_flag=True, help="List the analyses and their options.")
-@click.option(
-    "--checkpoint",
-    type=click.Choice(["last", "best"]),
-    default="last",
-    show_default=True,
-    help="Which checkpoint of the run (best: the best FID under --eval-every).",
-)
+@checkpoint_option()
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of latents and draws.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
+@device_option()
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
@@ -105,16 +102,13 @@ def describe(analysis: Any) -> list[str]:
     envvar="GANBENCH_INCEPTION_WEIGHTS",
     help="Local Inception-v3 weights file, for analyses in Inception's feature space.",
 )
-@data_options
-@tracking_option
-@tracking_wait_option
-@click.option("--progress/--no-progress", default=True)
+@logged_run_options
 def analyze(
     run_ref: str | None,
     name: str | None,
     analysis_args: tuple[str, ...],
     list_: bool,
-    checkpoint: str,
+    checkpoint: Which,
     seed: int,
     device: str,
     out: Path | None,
@@ -141,6 +135,7 @@ def analyze(
       ganbench analyze runs/RUN/checkpoints/last.pt walk --rows 4
     """
     from ganbench.plugins import load_registries
+    from ganbench.runs.weights import RunWeights
 
     registries = load_registries()
     if list_:
@@ -155,56 +150,45 @@ def analyze(
         )
     analysis = registries.analyses.get(name)
     options = parse_options(analysis, list(analysis_args))
+    weights = RunWeights(
+        run_ref, checkpoint, tracking_uri, cache_dir, device, registries=registries
+    )
     _run(
-        registries,
+        weights,
         analysis,
         options,
-        run_ref,
-        checkpoint=checkpoint,
         seed=seed,
-        device=device,
         out=out,
         inception_weights=inception_weights,
         data_root=data_root,
-        cache_dir=cache_dir,
         bad_images=bad_images,
-        tracking_uri=tracking_uri,
         tracking_wait=tracking_wait,
         progress=progress,
     )
 
 
 def _run(
-    registries: Any,
+    weights: RunWeights,
     analysis: Any,
     options: dict[str, Any],
-    run_ref: str,
     *,
-    checkpoint: str,
     seed: int,
-    device: str,
     out: Path | None,
     inception_weights: str | None,
     data_root: str | None,
-    cache_dir: str | None,
     bad_images: str,
-    tracking_uri: str | None,
     tracking_wait: float,
     progress: bool,
 ) -> None:
     from ganbench.analysis.context import AnalysisContext
     from ganbench.analysis.record import log_to_run, write_local
     from ganbench.analysis.subject import open_subject
-    from ganbench.data.paths import cache_root
     from ganbench.tracking.outbox.command import CommandOutbox
-    from ganbench.training.devices import resolve_device
 
-    torch_device = resolve_device(device)
+    torch_device = weights.torch_device
     say = functools.partial(click.echo, err=True)
-    cache = cache_root(cache_dir)
-    subject, target = open_subject(
-        run_ref, registries, checkpoint, tracking_uri, "discriminator" in analysis.needs, cache
-    )
+    cache = weights.cache
+    subject, target = open_subject(weights, "discriminator" in analysis.needs)
     if "discriminator" in analysis.needs and not subject.has_discriminator:
         raise UsageError(
             f"{subject.source} holds the generator only; {analysis.name} needs the trained"
@@ -230,18 +214,18 @@ def _run(
         has_discriminator=subject.has_discriminator,
         device=torch_device,
         seed=seed,
-        registries=registries,
+        registries=weights.registries,
         progress=progress,
         say=say,
         data_root=data_root,
-        cache_dir=cache_dir,
+        cache_dir=weights.cache_dir,
         bad_images=bad_images,
         inception_weights=inception_weights,
     )
     say(f"{analysis.name} on {subject.source} (step {subject.step}), {torch_device}")
     result = analysis.run(context, options)
-    recorded = {**options, "seed": seed, "checkpoint": checkpoint}
-    folder = out or Path("analysis") / (subject.run_id or Path(run_ref).stem) / analysis.name
+    recorded = {**options, "seed": seed, "checkpoint": weights.which}
+    folder = out or Path("analysis") / (subject.run_id or Path(weights.ref).stem) / analysis.name
     files = write_local(result, folder, analysis.name, subject.source, subject.step, recorded)
     for line in result.lines:
         click.echo(line)

@@ -334,7 +334,7 @@ def dedup(
     picture = dd.groups_picture(data.images, groups)
     shown = ""
     if picture is not None:
-        from ganbench.zoo.pictures import save_atomic
+        from ganbench.images import save_atomic
 
         picture_path = path.with_name(path.name.removesuffix(".json") + ".png")
         save_atomic(picture, picture_path)

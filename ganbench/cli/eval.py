@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ganbench.cli.data import data_options
+from ganbench.cli.run_options import checkpoint_option, device_option, logged_run_options
 
 if TYPE_CHECKING:
     from ganbench.metrics.scoring import Evaluation
-    from ganbench.runs.reopen import LoadedRun
+    from ganbench.runs.reopen import LoadedRun, Which
     from ganbench.runs.target import Target
 
 
@@ -41,29 +41,6 @@ def scoring_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
-def tracking_option(f: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option(
-        "--tracking-uri",
-        envvar="MLFLOW_TRACKING_URI",
-        help="MLflow store or server. [default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db]",
-    )(f)
-
-
-def tracking_wait_option(f: Callable[..., Any]) -> Callable[..., Any]:
-    """``--tracking-wait`` of the short commands that log into a run (training: 120 s)."""
-    from ganbench.tracking.outbox.command import DEFAULT_WAIT
-
-    return click.option(
-        "--tracking-wait",
-        type=click.FloatRange(min=0),
-        default=DEFAULT_WAIT,
-        show_default=True,
-        envvar="GANBENCH_TRACKING_WAIT",
-        help="Seconds to wait at the end for an absent tracking store before exiting 1 (the"
-        " results are saved, and their records wait for `ganbench sync FOLDER`).",
-    )(f)
-
-
 @click.command(name="eval")
 @click.argument("run_ref", metavar="RUN_ID|CHECKPOINT")
 @click.option(
@@ -75,31 +52,22 @@ def tracking_wait_option(f: Callable[..., Any]) -> Callable[..., Any]:
 @click.option(
     "--real-samples", type=int, help="Real images for the reference (default: the whole split)."
 )
-@click.option(
-    "--checkpoint",
-    type=click.Choice(["last", "best"]),
-    default="last",
-    show_default=True,
-    help="Which checkpoint of the run (best: the best FID under --eval-every).",
-)
+@checkpoint_option()
 @click.option(
     "--split",
     help="Reference split (default: the run's eval_split, else the split it trained on;"
     " compare_gan and StudioGAN score FID against test).",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the latents.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
+@device_option()
 @scoring_options
-@data_options
-@tracking_option
-@tracking_wait_option
-@click.option("--progress/--no-progress", default=True)
+@logged_run_options
 def eval_command(
     run_ref: str,
     metrics: str,
     samples: int,
     real_samples: int | None,
-    checkpoint: str,
+    checkpoint: Which,
     split: str | None,
     seed: int,
     device: str,
@@ -123,19 +91,15 @@ def eval_command(
     Example:
       ganbench eval 3f9f22e9... --metrics fid,is --samples 10000
     """
-    from ganbench.data.paths import cache_root
     from ganbench.metrics.session import make_scorer
-    from ganbench.plugins import load_registries
-    from ganbench.runs.target import open_target
-    from ganbench.training.devices import resolve_device
+    from ganbench.runs.weights import RunWeights
 
-    registries = load_registries()
-    torch_device = resolve_device(device)
     say = functools.partial(click.echo, err=True)
-    cache = cache_root(cache_dir)
-    loaded, target = open_target(run_ref, registries, checkpoint, tracking_uri, cache, say)  # type: ignore[arg-type]
+    weights = RunWeights(run_ref, checkpoint, tracking_uri, cache_dir, device, say)
+    torch_device = weights.torch_device
+    loaded, target = weights.open()
     scorer = make_scorer(
-        registries,
+        weights.registries,
         loaded.plan,
         data_root=data_root,
         cache_dir=cache_dir,
@@ -156,7 +120,7 @@ def eval_command(
     for line in result.lines():
         click.echo(line)
     if target is not None:
-        record_scores(result, loaded, target, cache, tracking_wait)
+        record_scores(result, loaded, target, weights.cache, tracking_wait)
 
 
 def record_scores(

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ganbench.cli.data import data_options
-from ganbench.cli.eval import tracking_option, tracking_wait_option
+from ganbench.cli.run_options import checkpoint_option, device_option, logged_run_options
 
 if TYPE_CHECKING:
+    from ganbench.runs.reopen import Which
     from ganbench.runs.target import Target
 
 
@@ -55,16 +55,11 @@ def probe_metrics(prefix: str, result: object) -> dict[str, float]:
     show_default=True,
     help="Share of the labelled images held out to choose C.",
 )
-@click.option(
-    "--checkpoint", type=click.Choice(["last", "best"]), default="last", show_default=True
-)
+@checkpoint_option(help=None)
 @click.option("--baseline/--no-baseline", default=True, help="Also probe a random-init D.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
-@data_options
-@tracking_option
-@tracking_wait_option
-@click.option("--progress/--no-progress", default=True)
+@device_option()
+@logged_run_options
 def probe(
     run_ref: str,
     dataset: str,
@@ -73,7 +68,7 @@ def probe(
     labels_per_class: int | None,
     draws: int | None,
     val_fraction: float,
-    checkpoint: str,
+    checkpoint: Which,
     baseline: bool,
     seed: int,
     device: str,
@@ -94,18 +89,16 @@ def probe(
     import torch
 
     from ganbench.data.loading import load_images
-    from ganbench.data.paths import cache_root
     from ganbench.errors import UsageError
-    from ganbench.plugins import load_registries
     from ganbench.plugins.interfaces import DatasetRequest
     from ganbench.probe.features import LayerFeatures
     from ganbench.probe.probe import run_probe
-    from ganbench.runs.target import open_target
-    from ganbench.training.devices import resolve_device
+    from ganbench.runs.weights import RunWeights
 
-    registries = load_registries()
-    ds = registries.datasets.get(dataset)
-    torch_device = resolve_device(device)
+    say = functools.partial(click.echo, err=True)
+    weights = RunWeights(run_ref, checkpoint, tracking_uri, cache_dir, device, say)
+    ds = weights.registries.datasets.get(dataset)
+    torch_device = weights.torch_device
     if labels_per_class is not None and labels_per_class < 1:
         raise UsageError(f"--labels-per-class must be at least 1, not {labels_per_class}")
     if draws is not None and labels_per_class is None:
@@ -117,9 +110,7 @@ def probe(
         raise UsageError(f"dataset {ds.name} has no class labels to probe with; use a labelled one")
     for split in (train_split, test_split):
         ds.check_split(split)
-    say = functools.partial(click.echo, err=True)
-    cache = cache_root(cache_dir)
-    loaded, target = open_target(run_ref, registries, checkpoint, tracking_uri, cache, say)  # type: ignore[arg-type]
+    loaded, target = weights.open()
     shape = loaded.shape
     if ds.channels != shape.channels:
         raise UsageError(
@@ -136,7 +127,7 @@ def probe(
         load_images(
             ds,
             DatasetRequest(split, shape.resolution, data_root, category),
-            cache,
+            weights.cache,
             bad_images=bad_images,  # type: ignore[arg-type]
             progress=progress,
             say=say,
@@ -186,7 +177,7 @@ def probe(
         )
     }
     record = {"step": loaded.step, "source": loaded.source, "metrics": metrics, "tags": tags}
-    record_probe(record, prefix, loaded.step, target, cache, tracking_wait)
+    record_probe(record, prefix, loaded.step, target, weights.cache, tracking_wait)
 
 
 def record_probe(

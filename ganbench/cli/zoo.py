@@ -3,102 +3,29 @@
 ``list``, ``info``, ``pull``, ``sample``, ``interpolate`` and ``arithmetic`` import neither
 torch nor MLflow (MLflow only to pull a ``models:/`` URL): a user of the zoo needs
 onnxruntime, NumPy and Pillow. ``export`` and ``publish`` rebuild the PyTorch generator.
+
+The group and the commands that pull, list, draw and remove are here; the options they
+share are :mod:`ganbench.cli.zoo_options`'s, and ``convert``, ``export`` and ``publish``
+(which make zoo files) are :mod:`ganbench.cli.zoo_export`'s.
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
-from ganbench.cli.data import data_options
-from ganbench.cli.eval import tracking_option
-
-say = functools.partial(click.echo, err=True)
-
-
-def index_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    f = click.option(
-        "--cache-dir",
-        envvar="GANBENCH_CACHE_DIR",
-        help="Cache folder (zoo files go to CACHE/zoo)."
-        " [default: $GANBENCH_CACHE_DIR or the user cache folder]",
-    )(f)
-    f = click.option(
-        "--index",
-        "index_flag",
-        envvar="GANBENCH_ZOO_INDEX",
-        help="Zoo index: a TOML file or an http(s) URL."
-        " [default: $GANBENCH_ZOO_INDEX or the index shipped with ganbench]",
-    )(f)
-    return f
-
-
-def registry_option(f: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option(
-        "--registry",
-        envvar="MLFLOW_REGISTRY_URI",
-        help="MLflow registry for models:/ URLs."
-        " [default: $MLFLOW_REGISTRY_URI, else $MLFLOW_TRACKING_URI or sqlite:///mlflow.db]",
-    )(f)
-
-
-def runtime_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    f = click.option(
-        "--provider",
-        type=click.Choice(["auto", "cuda", "cpu"]),
-        default="auto",
-        show_default=True,
-        help="onnxruntime provider; auto prefers CUDA when present.",
-    )(f)
-    f = click.option("--seed", type=int, default=0, show_default=True, help="Seed of the latents.")(
-        f
-    )
-    f = registry_option(f)
-    f = index_options(f)
-    f = click.option("--progress/--no-progress", default=True, help="Show the download bar.")(f)
-    return f
-
-
-def _index(index_flag: str | None, cache_dir: str | None):
-    from ganbench.data.paths import cache_root
-    from ganbench.zoo.index import index_location, load_index
-    from ganbench.zoo.store import zoo_cache
-
-    cache = cache_root(cache_dir)
-    return load_index(index_location(index_flag), zoo_cache(cache), say=say), cache
-
-
-def locate(
-    ref: str, index_flag: str | None, cache_dir: str | None, registry: str | None, progress: bool
-) -> Path:
-    """A verified local ONNX file for ``ref``: a file path, a ``models:/`` URL or a zoo name
-    (pulled into the cache first if needed)."""
-    from ganbench.data.paths import cache_root
-    from ganbench.zoo import store
-
-    if ref.startswith("models:/"):
-        return store.pull_registered(ref, cache_root(cache_dir), registry, say=say)
-    if ref.endswith(".onnx") or Path(ref).is_file():
-        path = Path(ref)
-        if not path.is_file():
-            raise click.UsageError(f"{ref} does not exist; give a zoo name or an .onnx file")
-        return path
-    index, cache = _index(index_flag, cache_dir)
-    return store.pull(
-        index.get(ref), index, cache, progress=progress, registry_uri=registry, say=say
-    )
-
-
-def _open(ref: str, provider: str, **where: Any):
-    from ganbench.zoo.runtime import open_generator
-
-    generator = open_generator(locate(ref, **where), provider, say=say)  # type: ignore[arg-type]
-    say(f"{generator.info.name}: onnxruntime on {generator.provider}")
-    return generator
+from ganbench.cli.zoo_export import convert, export, publish
+from ganbench.cli.zoo_options import (
+    index_options,
+    locate,
+    open_index,
+    open_runtime,
+    registry_option,
+    runtime_options,
+    say,
+)
 
 
 @click.group()
@@ -112,7 +39,7 @@ def list_command(index_flag: str | None, cache_dir: str | None) -> None:
     """List the generators in the zoo index, with their scores."""
     from ganbench.zoo.store import is_cached
 
-    index, cache = _index(index_flag, cache_dir)
+    index, cache = open_index(index_flag, cache_dir)
     click.echo(f"zoo index: {index.location}")
     rows = [("name", "dataset", "image", "z", "scores", "size", "cached")]
     for e in index:
@@ -138,7 +65,7 @@ def info(name: str, index_flag: str | None, cache_dir: str | None) -> None:
     """Show everything the index says about generator NAME."""
     from ganbench.zoo.store import cached_path, is_cached
 
-    index, cache = _index(index_flag, cache_dir)
+    index, cache = open_index(index_flag, cache_dir)
     entry = index.get(name)
     click.echo(entry.name)
     for line in entry.info.describe():
@@ -203,7 +130,7 @@ def _pull_flavour(
         raise click.UsageError(
             "--for takes a zoo name; for a file: `ganbench zoo convert FILE --for torch-fidelity`"
         )
-    index, cache = _index(index_flag, cache_dir)
+    index, cache = open_index(index_flag, cache_dir)
     entry = index.get(name)
     if entry.torch_fidelity is None:
         raise ZooError(
@@ -243,7 +170,7 @@ def _fidelity_lines(entry: Any, index: Any, cache: Path, index_flag: str | None)
 
 
 def _picture(rows: list, out: Path) -> None:
-    from ganbench.zoo.pictures import grid, save_atomic
+    from ganbench.images import grid, save_atomic
 
     save_atomic(grid(rows), out)
     click.echo(f"wrote {out}")
@@ -267,11 +194,11 @@ def sample(
     **where: Any,
 ) -> None:
     """Draw N images from a zoo generator into a grid (index = row * nrow + column)."""
-    from ganbench.zoo.pictures import check_output, square_rows, to_uint8
+    from ganbench.images import check_output, square_rows, to_uint8
     from ganbench.zoo.runtime import latents
 
     check_output(output)
-    generator = _open(ref, provider, **where)
+    generator = open_runtime(ref, provider, **where)
     z = latents(generator.info, count, seed)
     images = to_uint8(generator.generate(z), generator.info.output_range)
     _picture(square_rows(images, nrow), output)
@@ -315,12 +242,12 @@ def interpolate(
     """
     import numpy as np
 
-    from ganbench.zoo.pictures import check_output, to_uint8
+    from ganbench.images import check_output, to_uint8
     from ganbench.zoo.runtime import latents, walk
 
     pairs = [_pair(text) for text in between]
     check_output(output)
-    generator = _open(ref, provider, **where)
+    generator = open_runtime(ref, provider, **where)
     info = generator.info
     if pairs:
         z = latents(info, max(max(p) for p in pairs) + 1, seed)
@@ -382,7 +309,7 @@ def arithmetic(
     """
     import numpy as np
 
-    from ganbench.zoo.pictures import check_output, to_uint8
+    from ganbench.images import check_output, to_uint8
     from ganbench.zoo.runtime import (
         arithmetic_latents,
         latents,
@@ -392,7 +319,7 @@ def arithmetic(
 
     terms = parse_arithmetic(expression)
     check_output(output)
-    generator = _open(ref, provider, **where)
+    generator = open_runtime(ref, provider, **where)
     info = generator.info
     z = latents(info, max(max(ix) for _, ix in terms) + 1, seed)
     rows_z = arithmetic_latents(z, terms, variations, noise, seed)
@@ -410,195 +337,11 @@ def remove(name: str, index_flag: str | None, cache_dir: str | None) -> None:
     from ganbench.zoo.store import cached_path
     from ganbench.zoo.store import remove as remove_cached
 
-    index, cache = _index(index_flag, cache_dir)
+    index, cache = open_index(index_flag, cache_dir)
     entry = index.get(name)
     done = remove_cached(entry, cache)
     click.echo(f"removed {cached_path(entry, cache).parent}" if done else f"{name} is not cached")
 
 
-@zoo.command()
-@click.argument("ref", metavar="NAME|FILE.onnx")
-@click.option(
-    "--for",
-    "flavour",
-    type=click.Choice(["torch-fidelity"]),
-    required=True,
-    help="The tool: torch-fidelity (its noise in, uint8 RGB out).",
-)
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="[default: NAME.torch-fidelity.onnx beside FILE.onnx, or here for a zoo name]",
-)
-@click.option(
-    "--add-to-index",
-    "add_to",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Also list the new file in this index file's entry for the generator.",
-)
-@index_options
-@registry_option
-@click.option("--progress/--no-progress", default=True, help="Show the download bar.")
-def convert(
-    ref: str,
-    flavour: str,
-    output: Path | None,
-    add_to: Path | None,
-    index_flag: str | None,
-    cache_dir: str | None,
-    registry: str | None,
-    progress: bool,
-) -> None:
-    """Make a zoo generator's file for another tool, checked against the plain file.
-
-    \b
-    The torch-fidelity file takes torch-fidelity's noise and gives uint8 RGB images equal
-    to ganbench's own rounding of the plain file's, so `fidelity --input1 FILE` scores it.
-    Example:
-      ganbench zoo convert ganbench_zoo/dcgan-digits-32.onnx --for torch-fidelity \\
-          --add-to-index ganbench_zoo/index.toml
-    """
-    from ganbench.zoo.flavours import (
-        fidelity_command,
-        flavour_path,
-        list_in_index,
-        write_torch_fidelity,
-    )
-
-    plain = locate(ref, index_flag, cache_dir, registry, progress)
-    is_file = not ref.startswith("models:/") and (ref.endswith(".onnx") or Path(ref).is_file())
-    # beside a file of the user's, but not into the cache: a zoo name's file comes here
-    dest = output or (flavour_path(plain) if is_file else Path(flavour_path(plain).name))
-    made, listed = write_torch_fidelity(plain, dest)
-    click.echo(f"wrote {made} (sha256 {listed.sha256}, {listed.size:,} bytes)")
-    if add_to is not None:
-        replaced = list_in_index(add_to, plain, made, listed)
-        click.echo(f"{'replaced' if replaced else 'listed'} it in {add_to}")
-    click.echo(f"score it with: {fidelity_command(made, listed.z_type, listed.z_size)}")
-
-
-def export_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    """What ``export`` and ``publish`` share: which weights, how to score them."""
-    for option in reversed(
-        [
-            click.option("--name", required=True, help="Zoo name, e.g. dcgan-digits-32."),
-            click.option(
-                "--checkpoint",
-                type=click.Choice(["last", "best"]),
-                default="last",
-                show_default=True,
-                help="Which checkpoint of the run (best: the best FID under --eval-every).",
-            ),
-            click.option(
-                "--opset",
-                type=click.IntRange(min=18),
-                default=20,
-                show_default=True,
-                help="ONNX opset.",
-            ),
-            click.option(
-                "--eval-samples",
-                type=int,
-                help="Score the exported file on N samples (through onnxruntime) instead of"
-                " copying the run's scores at the checkpoint's step.",
-            ),
-            click.option(
-                "--metrics", default="fid,is", show_default=True, help="With --eval-samples."
-            ),
-            click.option("--device", default="auto", show_default=True, help="For scoring."),
-            data_options,
-            tracking_option,
-            click.option("--progress/--no-progress", default=True),
-        ]
-    ):
-        f = option(f)
-    return f
-
-
-@zoo.command()
-@click.argument("run_ref", metavar="RUN_ID|CHECKPOINT")
-@export_options
-@click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("zoo"),
-    show_default=True,
-    help="Folder for NAME.onnx, NAME.md (model card) and NAME.png.",
-)
-@click.option(
-    "--index",
-    "index_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Index file to add the entry to. [default: OUT/index.toml]",
-)
-@click.option(
-    "--url", help="URL the file will be published at. [default: its path relative to the index]"
-)
-@click.option(
-    "--for",
-    "flavours",
-    multiple=True,
-    type=click.Choice(["torch-fidelity"]),
-    help="Also write NAME.torch-fidelity.onnx, listed in the entry: torch-fidelity's noise in,"
-    " uint8 RGB out, for `fidelity --input1` (`zoo convert` makes one later).",
-)
-def export(
-    run_ref: str, out_dir: Path, index_path: Path | None, url: str | None, **kw: Any
-) -> None:
-    """Export a run's generator to ONNX with metadata, a model card and an index entry.
-
-    \b
-    Example:
-      ganbench zoo export 3f9f22e9... --name dcgan-digits-32 --checkpoint best
-      ganbench zoo export 3f9f22e9... --name dcgan-digits-32 --for torch-fidelity
-    """
-    from ganbench.zoo.exporting import export_to_folder
-
-    result = export_to_folder(run_ref, out_dir, index_path, url, say=say, **kw)
-    for line in result:
-        click.echo(line)
-
-
-@zoo.command()
-@click.argument("run_ref", metavar="RUN_ID|CHECKPOINT")
-@export_options
-@click.option(
-    "--registry",
-    "registry_flag",
-    is_flag=False,
-    flag_value="",
-    default="",
-    help="MLflow registry URI. [default: $MLFLOW_REGISTRY_URI, else the tracking store]",
-)
-@click.option(
-    "--alias",
-    "aliases",
-    multiple=True,
-    default=("champion",),
-    show_default=True,
-    help="Registry alias for the new version (repeatable).",
-)
-@click.option(
-    "--index",
-    "index_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Also add an entry with url models:/NAME@ALIAS to this index file.",
-)
-def publish(
-    run_ref: str, registry_flag: str, aliases: tuple[str, ...], index_path: Path | None, **kw: Any
-) -> None:
-    """Export a run's generator and register it in an MLflow Model Registry, with aliases.
-
-    \b
-    Example:
-      ganbench zoo publish 3f9f22e9... --name dcgan-digits-32 --registry --alias champion
-      ganbench zoo pull models:/dcgan-digits-32@champion
-    """
-    from ganbench.zoo.exporting import publish_to_registry
-
-    for line in publish_to_registry(
-        run_ref, registry_flag or None, aliases, index_path, say=say, **kw
-    ):
-        click.echo(line)
+for command in (convert, export, publish):
+    zoo.add_command(command)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ganbench.zoo.flavours import FidelityFile, fidelity_command
+from ganbench.zoo.fidelity_file import FidelityFile, fidelity_command
 from ganbench.zoo.metadata import LATENT_DISTRIBUTIONS, GeneratorInfo
 
 

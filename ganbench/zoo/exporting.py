@@ -14,12 +14,17 @@ import urllib.parse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ganbench.data.download import file_digest
 from ganbench.files.sealed import commit_file
-from ganbench.zoo.flavours import TORCH_FIDELITY, FidelityFile, fidelity_command
+from ganbench.zoo.fidelity_file import FidelityFile, fidelity_command
+from ganbench.zoo.flavours import TORCH_FIDELITY
 from ganbench.zoo.metadata import GeneratorInfo, Score
+
+if TYPE_CHECKING:
+    from ganbench.runs.reopen import LoadedRun, Which
+    from ganbench.runs.weights import RunWeights
 
 #: Samples shown in the model card (8 x 8), drawn with this seed by onnxruntime.
 CARD_SAMPLES, CARD_SEED = 64, 0
@@ -58,30 +63,15 @@ class Exported:
         )
 
 
-def _load(
-    run_ref: str, checkpoint: str, tracking_uri: str | None, cache: Path, say: Callable[[str], None]
-) -> tuple[Any, Any, Any]:
-    """(loaded run, registries, the run's :class:`~ganbench.runs.target.Target` or None):
-    the run's folder here is read first, MLflow only without one."""
-    from ganbench.plugins import load_registries
-    from ganbench.runs.target import open_target
-
-    registries = load_registries()
-    loaded, target = open_target(run_ref, registries, checkpoint, tracking_uri, cache, say)  # type: ignore[arg-type]
-    return loaded, registries, target
-
-
 def _fresh_scores(
-    loaded: Any,
-    registries: Any,
+    loaded: LoadedRun,
+    weights: RunWeights,
     onnx_path: Path,
     *,
     samples: int,
     metrics: str,
     seed: int,
-    device: str,
     data_root: str | None,
-    cache_dir: str | None,
     bad_images: str,
     progress: bool,
     say: Callable[[str], None],
@@ -91,15 +81,14 @@ def _fresh_scores(
     import torch
 
     from ganbench.metrics.session import make_scorer
-    from ganbench.training.devices import resolve_device
     from ganbench.zoo import scores
 
-    torch_device = resolve_device(device)
+    torch_device = weights.torch_device
     scorer = make_scorer(
-        registries,
+        weights.registries,
         loaded.plan,
         data_root=data_root,
-        cache_dir=cache_dir,
+        cache_dir=weights.cache_dir,
         metrics=metrics,
         extractor=None,
         inception_weights=None,
@@ -128,7 +117,7 @@ def build(
     folder: Path,
     *,
     name: str,
-    checkpoint: str,
+    checkpoint: Which,
     opset: int,
     eval_samples: int | None,
     metrics: str,
@@ -143,10 +132,10 @@ def build(
 ) -> Exported:
     """Export, check, score and draw ``run_ref``'s generator into ``folder``; ``flavours``
     (``torch-fidelity``) adds files for other tools beside it."""
-    from ganbench.data.paths import cache_root
+    from ganbench.images import grid, square_rows, to_uint8
+    from ganbench.runs.weights import RunWeights
     from ganbench.zoo import export, scores
     from ganbench.zoo.index import check_name
-    from ganbench.zoo.pictures import grid, square_rows, to_uint8
     from ganbench.zoo.runtime import latents, open_generator
 
     check_name(name)
@@ -154,12 +143,12 @@ def build(
         from ganbench.errors import UsageError
 
         raise UsageError(f"--eval-samples must be at least 10, not {eval_samples}")
-    cache = cache_root(cache_dir)
-    loaded, registries, target = _load(run_ref, checkpoint, tracking_uri, cache, say)
+    weights = RunWeights(run_ref, checkpoint, tracking_uri, cache_dir, device, say)
+    loaded, target = weights.open()
     measured: tuple[Score, ...] = ()
     if not eval_samples and target is not None:
         # Before any work: a store that is away stops the export here, in one line.
-        measured = scores.of_run(target, loaded.step, cache, say)
+        measured = scores.of_run(target, loaded.step, weights.cache, say)
     generator = loaded.model.generator
     say(f"exporting {loaded.source} (step {loaded.step}) to ONNX opset {opset}")
     raw = folder / "raw.onnx"
@@ -168,9 +157,8 @@ def build(
     say(parity.describe())
     if eval_samples:
         measured = _fresh_scores(
-            loaded, registries, raw, samples=eval_samples, metrics=metrics, seed=0,
-            device=device, data_root=data_root, cache_dir=cache_dir, bad_images=bad_images,
-            progress=progress, say=say,
+            loaded, weights, raw, samples=eval_samples, metrics=metrics, seed=0,
+            data_root=data_root, bad_images=bad_images, progress=progress, say=say,
         )  # fmt: skip
     if not measured:
         say("no scores at this checkpoint: add --eval-samples N to measure them")
@@ -203,8 +191,6 @@ def build(
 
 def _config_toml(plan: Any) -> str:
     """Every hyperparameter of ``plan`` that ``ganbench run --config`` takes."""
-    import dataclasses
-
     import tomli_w
 
     values = {**dataclasses.asdict(plan.train), **dataclasses.asdict(plan.model)}

@@ -17,14 +17,15 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shlex
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ganbench.errors import ZooError
+from ganbench.images import to_uint8
+from ganbench.zoo.fidelity_file import FidelityFile, fidelity_command
+from ganbench.zoo.index import parse, upsert
 from ganbench.zoo.metadata import TORCH_FIDELITY_FORMAT, GeneratorInfo
 from ganbench.zoo.onnxsave import save_checked
 
@@ -34,41 +35,14 @@ FLAVOURS = (TORCH_FIDELITY,)
 SUFFIX = ".torch-fidelity.onnx"
 #: torch-fidelity's noise type for each zoo prior. ("unit", points on a sphere, is none.)
 Z_TYPES = {"uniform": "uniform_0_1", "normal": "normal"}
-#: Samples in the suggested command: the zoo's own scores use 10,000.
-COMMAND_SAMPLES = 10_000
 #: Batch sizes checked against the plain file (as in export's parity check).
 CHECK_BATCHES = (1, 7, 64)
 _PRIOR, _FLOATS = "ganbench_prior_z", "ganbench_float_images"
 
 
-@dataclass(frozen=True)
-class FidelityFile:
-    """A torch-fidelity flavour file as an index entry lists it, beside the plain file."""
-
-    url: str
-    sha256: str
-    size: int
-    z_type: str
-    z_size: int
-
-    def to_table(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_table(cls, table: dict[str, Any]) -> FidelityFile:
-        return cls(**table)
-
-
 def flavour_path(plain: Path) -> Path:
     """``NAME.onnx`` -> ``NAME.torch-fidelity.onnx`` beside it."""
     return plain.with_name(plain.name.removesuffix(".onnx") + SUFFIX)
-
-
-def fidelity_command(path: str | Path, z_type: str, z_size: int) -> str:
-    """The ``fidelity`` command line that scores the flavour file at ``path`` (ISC)."""
-    args = ["fidelity", "--isc", "--input1", str(path), "--input1-model-z-type", z_type]
-    args += ["--input1-model-z-size", str(z_size)]
-    return shlex.join([*args, "--input1-model-num-samples", str(COMMAND_SAMPLES)])
 
 
 def flavour_entry(entry: Any) -> Any:
@@ -174,8 +148,6 @@ def check_torch_fidelity(plain: Path, flavoured: Path, info: GeneratorInfo) -> i
     number of images compared."""
     import onnxruntime as ort
 
-    from ganbench.zoo.pictures import to_uint8
-
     cpu = ["CPUExecutionProvider"]
     plain_s = ort.InferenceSession(str(plain), providers=cpu)
     flavour_s = ort.InferenceSession(str(flavoured), providers=cpu)
@@ -229,7 +201,6 @@ def list_in_index(index_path: Path, plain: Path, made: Path, listed: FidelityFil
     """Add ``made``, the flavour of ``plain``, to the entry of ``plain`` in the local index
     file ``index_path`` (url relative to it); True when it replaced a listed flavour."""
     from ganbench.data.download import file_digest
-    from ganbench.zoo.index import parse, upsert
 
     if not Path(index_path).is_file():
         raise ZooError(f"zoo index {index_path} does not exist; give the index that lists it")

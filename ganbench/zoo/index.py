@@ -36,7 +36,7 @@ from ganbench.errors import UnknownModelError, ZooError
 from ganbench.files.names import LOWER_NAME, check_folder_name
 from ganbench.files.sealed import write_atomic
 from ganbench.files.urls import open_url
-from ganbench.zoo.flavours import FidelityFile
+from ganbench.zoo.fidelity_file import FidelityFile
 from ganbench.zoo.metadata import GeneratorInfo, Score
 
 INDEX_FORMAT = "ganbench-zoo-index/1"

@@ -1,74 +1,9 @@
-"""Sample grids as PNG files, with NumPy and Pillow only.
+"""Moved to :mod:`ganbench.images` (this old path warns, and goes in 0.3).
 
-torchvision's ``make_grid`` would pull in torch, which the zoo's runtime commands must not
-need; this is the same layout (2-pixel black borders, row-major) by hand.
+Analysis plugins outside ganbench drew their grids with ``ganbench.zoo.pictures.grid``;
+the picture helpers are not the zoo's, so they live with the other pictures now.
 """
 
-from __future__ import annotations
+from ganbench._moved import moved
 
-import os
-from collections.abc import Sequence
-from pathlib import Path
-
-import numpy as np
-from PIL import Image
-
-from ganbench.errors import UsageError
-from ganbench.files.sealed import atomic_path
-
-
-def to_uint8(images: np.ndarray, value_range: tuple[float, float] = (-1.0, 1.0)) -> np.ndarray:
-    """Floats in ``value_range`` to bytes, rounded as PIL and ganbench's scorer do."""
-    lo, hi = value_range
-    scaled = (images.astype(np.float32) - lo) * (255.0 / (hi - lo)) + 0.5
-    return np.clip(scaled, 0, 255).astype(np.uint8)
-
-
-def grid(rows: Sequence[Sequence[np.ndarray | None]], padding: int = 2) -> Image.Image:
-    """Rows of uint8 C x H x W images (None leaves a cell blank) as one picture."""
-    first = next(img for row in rows for img in row if img is not None)
-    c, h, w = first.shape
-    ncol = max(len(row) for row in rows)
-    canvas = np.zeros(
-        (c, padding + len(rows) * (h + padding), padding + ncol * (w + padding)), np.uint8
-    )
-    for r, row in enumerate(rows):
-        for k, img in enumerate(row):
-            if img is not None:
-                y, x = padding + r * (h + padding), padding + k * (w + padding)
-                canvas[:, y : y + h, x : x + w] = img
-    return Image.fromarray(canvas[0] if c == 1 else canvas.transpose(1, 2, 0))
-
-
-def square_rows(images: np.ndarray, nrow: int) -> list[list[np.ndarray]]:
-    """N images as rows of ``nrow`` (index = row * nrow + column)."""
-    return [list(images[i : i + nrow]) for i in range(0, len(images), nrow)]
-
-
-def check_output(path: Path) -> Path:
-    """Fail before any work on an output path that cannot be written as an image."""
-    path = Path(path)
-    Image.init()
-    if path.suffix.lower() not in Image.registered_extensions():
-        raise UsageError(f"cannot save a picture as {path.name}: give a .png or .jpg file")
-    if path.is_dir():
-        raise UsageError(f"cannot write {path}: it is a folder; give a file name")
-    folder = path.parent.resolve()
-    if not folder.is_dir():
-        raise UsageError(f"cannot write {path}: folder {folder} does not exist; create it first")
-    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise UsageError(f"cannot write {path}: permission denied; choose another -o path")
-    return path
-
-
-def save_atomic(picture: Image.Image, path: Path) -> Path:
-    """Write ``path`` whole or not at all (:func:`ganbench.files.sealed.atomic_path`)."""
-    path = check_output(path)
-    # The temporary file ends in .tmp: PIL is told the format that ``path``'s suffix names.
-    image_format = Image.registered_extensions()[path.suffix.lower()]
-    try:
-        with atomic_path(path) as tmp:
-            picture.save(tmp, format=image_format)
-    except OSError as exc:
-        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
-    return path
+moved(__name__, "ganbench.images")

@@ -20,8 +20,8 @@ from torch import nn
 
 from ganbench.analysis import AnalysisContext
 from ganbench.errors import GanbenchError, UsageError
+from ganbench.images import grid
 from ganbench.plugins.interfaces import Analysis, AnalysisOption, AnalysisResult
-from ganbench.zoo.pictures import grid
 
 #: Side (pixels) an image cell is upscaled to at least, by an integer nearest factor.
 CELL = 96

@@ -16,8 +16,8 @@ from PIL import Image, ImageDraw
 
 from ganbench.analysis import AnalysisContext, as_uint8
 from ganbench.errors import UsageError
+from ganbench.images import grid, square_rows
 from ganbench.plugins.interfaces import Analysis, AnalysisOption, AnalysisResult
-from ganbench.zoo.pictures import grid, square_rows
 from ganbench.zoo.runtime import arithmetic_latents, parse_arithmetic, split_rows, walk
 
 

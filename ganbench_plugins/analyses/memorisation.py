@@ -27,8 +27,8 @@ from PIL import Image
 
 from ganbench.analysis import AnalysisContext
 from ganbench.errors import UsageError
+from ganbench.images import grid
 from ganbench.plugins.interfaces import Analysis, AnalysisOption, AnalysisResult
-from ganbench.zoo.pictures import grid
 
 #: uint8 N x C x H x W images on the device -> N x D float features.
 FeatureFn = Callable[[torch.Tensor], torch.Tensor]
