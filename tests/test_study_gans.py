@@ -62,7 +62,7 @@ def test_workers_that_enqueue_at_once_cannot_train_more_than_n_settings_of_a_var
     """Two machines both saw 1 of N = 2 settings of 'a' and both enqueued one: by trial
     number, the first two new settings of 'a' count and the third is beyond the budget on
     every worker; retries (a whole setting enqueued again) and other variants do not count."""
-    from ganbench.study.engine import settings_before
+    from ganbench.study.planning import settings_before
 
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     study = optuna.create_study(study_name="race", storage=storage)

@@ -53,7 +53,8 @@ def test_good_names_pass_and_the_engine_checks_again(tmp_path):
     with pytest.raises(ConfigError, match="at most 100 characters"):
         check_study_name("a" * 101)
     # The engine refuses too, whatever built the Study (a name set after apply_overrides).
-    from ganbench.study.engine import StudyOptions, StudyRun
+    from ganbench.study.engine import StudyRun
+    from ganbench.study.options import StudyOptions
 
     spec, text = definition.load("seeds")
     spec.name = "../../escape"

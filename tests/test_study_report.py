@@ -15,7 +15,8 @@ from mlflow.entities import Metric, Param, RunTag
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
-from ganbench.study.report import collect, write_report
+from ganbench.study.render import write_report
+from ganbench.study.report import collect
 from ganbench.study.stats import compare, correct, holm, probability_better
 
 FID = "digits-cnn/fid_2k"

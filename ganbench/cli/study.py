@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from ganbench.cli.data import data_options
-from ganbench.cli.eval import tracking_option, tracking_wait_option
+from ganbench.cli.run_options import tracking_option, tracking_wait_option
 
 
 def _say() -> Any:
@@ -93,7 +93,9 @@ def run_study(
     from ganbench.data.paths import cache_root
     from ganbench.errors import UsageError
     from ganbench.study import definition
-    from ganbench.study.engine import StudyOptions, StudyRun, default_devices
+    from ganbench.study.engine import StudyRun
+    from ganbench.study.launching import default_devices
+    from ganbench.study.options import StudyOptions
     from ganbench.study.storage import resolve_storage
     from ganbench.study.validate import check_study, prepare_data
     from ganbench.tracking.store import quiet_mlflow
@@ -219,7 +221,7 @@ def report(
     from ganbench.data.paths import cache_root
     from ganbench.errors import TrackingError
     from ganbench.runs.target import Target
-    from ganbench.study.report import write_report
+    from ganbench.study.render import write_report
     from ganbench.study.results import parent_run
     from ganbench.tracking.outbox.command import CommandOutbox
     from ganbench.tracking.store import is_transient, open_client, quiet_mlflow

@@ -1,5 +1,6 @@
 """The report's two pages: HTML with every figure inlined as base64 (it opens offline and
-carries no CDN link) and Markdown beside the PNGs (ganbench.study.figures draws them)."""
+carries no CDN link) and Markdown beside the PNGs (ganbench.study.figures draws them),
+written by :func:`write_report` from the numbers ganbench.study.report collects."""
 
 from __future__ import annotations
 
@@ -9,15 +10,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ganbench.files.sealed import write_atomic
 from ganbench.study.figures import name, over
-from ganbench.study.report import LAST_EVALS, Row, StudyReport, budget_text, fmt
+from ganbench.study.report import LAST_EVALS, Row, StudyReport, budget_text, collect, fmt
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
     from ganbench.study.stats import Spread
 
-__all__ = ["figures", "html", "markdown"]
+__all__ = ["figures", "html", "markdown", "write_report"]
 
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}
@@ -40,6 +42,19 @@ window.addEventListener('load', function () {
   document.body.setAttribute('data-table-rows', String(rows));
 });
 """
+
+
+def write_report(client: MlflowClient, parent_run_id: str, folder: Path) -> list[Path]:
+    """report.html (self-contained) and report.md with its PNG figures, in ``folder``."""
+    data = collect(client, parent_run_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    figs = figures(client, data, folder)
+    out = [*figs.values()]
+    for page, text in (("report.html", html(data, figs)),
+                       ("report.md", markdown(data, figs))):  # fmt: skip
+        write_atomic(folder / page, text.encode())
+        out.append(folder / page)
+    return out
 
 
 def figures(client: MlflowClient, data: StudyReport, folder: Path) -> dict[str, Path]:

@@ -23,10 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ganbench.files.sealed import write_atomic
 from ganbench.study.budget import BudgetPoint, budget_curve
-from ganbench.study.definition import MIN_SEEDS, search_space
 from ganbench.study.results import RunSummary, parent_run, summarize, trial_runs
+from ganbench.study.spec import MIN_SEEDS, search_space
 from ganbench.study.stats import Comparison, Spread, compare, correct
 
 if TYPE_CHECKING:
@@ -327,21 +326,6 @@ def _protocol(client: MlflowClient, runs: Sequence[RunSummary], objective: str) 
             )
             return lines
     return ["no run was scored"]
-
-
-def write_report(client: MlflowClient, parent_run_id: str, folder: Path) -> list[Path]:
-    """report.html (self-contained) and report.md with its PNG figures, in ``folder``."""
-    from ganbench.study import render
-
-    data = collect(client, parent_run_id)
-    folder.mkdir(parents=True, exist_ok=True)
-    figures = render.figures(client, data, folder)
-    out = [*figures.values()]
-    for name, text in (("report.html", render.html(data, figures)),
-                       ("report.md", render.markdown(data, figures))):  # fmt: skip
-        write_atomic(folder / name, text.encode())
-        out.append(folder / name)
-    return out
 
 
 def fmt(value: float | None, digits: int = 3) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 from ganbench.errors import UsageError
 from ganbench.study import storage as st
 from ganbench.study.definition import parse
-from ganbench.study.engine import DEFINITION_ATTR, PARENT_ATTR, grid
+from ganbench.study.planning import DEFINITION_ATTR, PARENT_ATTR, grid
 
 
 def stored_studies(url: str | None, cache: Path) -> list[str]:

@@ -142,7 +142,7 @@ class Launcher:
             try:
                 while proc.poll() is None:
                     if run_id is None and run_dir is not None:
-                        run_id = _run_id(run_dir)
+                        run_id = folder_run_id(run_dir)
                         if run_id:
                             on_run_id(run_id)
                     time.sleep(POLL_SECONDS)
@@ -150,7 +150,7 @@ class Launcher:
                 with self._lock:
                     self._running.discard(proc)
         if run_id is None and run_dir is not None:
-            run_id = _run_id(run_dir)
+            run_id = folder_run_id(run_dir)
             if run_id:
                 on_run_id(run_id)
         return Outcome(
@@ -161,7 +161,8 @@ class Launcher:
         )
 
 
-def _run_id(run_dir: Path) -> str | None:
+def folder_run_id(run_dir: Path) -> str | None:
+    """The MLflow run id a run folder's run.json names, or None before it names one."""
     try:
         return str(json.loads((run_dir / "run.json").read_text())["run_id"])
     except (OSError, ValueError, KeyError):

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ganbench.errors import GanbenchError, UnknownNameError
-from ganbench.study.definition import Study
+from ganbench.study.spec import Study
 
 
 def _plan(

@@ -1,0 +1,169 @@
+"""Where and how a worker's trials run: each one a ``ganbench run`` (or ``ganbench
+resume``) process (``ganbench.study.trial``) on a device of the worker's pool, with its
+run folder and log under ``CACHE/studies/NAME``, and the signal handlers that stop every
+running trial at its next step (it checkpoints) and the study with them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import signal
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ganbench.rundir.folder import RunFolder
+from ganbench.study.options import StudyOptions
+from ganbench.study.spec import Point
+from ganbench.study.trial import Launcher, Outcome, resume_command, run_command
+
+if TYPE_CHECKING:
+    from optuna.trial import FrozenTrial, Trial
+
+
+class TrialLauncher:
+    """Runs one worker's trials as processes, ``jobs`` at a time on its devices."""
+
+    def __init__(self, folder: Path, options: StudyOptions, say: Callable[[str], None]) -> None:
+        self.folder = folder
+        self.options = options
+        self.say = say
+        self.launcher = Launcher()
+        self.devices: queue.Queue[str] = queue.Queue()
+        for i in range(options.jobs):
+            self.devices.put(options.devices[i % len(options.devices)])
+
+    @property
+    def stop_signal(self) -> int | None:
+        """The signal that stopped the study, or None while it runs."""
+        return self.launcher.stop_signal
+
+    @contextlib.contextmanager
+    def device(self) -> Iterator[str]:
+        """A free device of the pool, for one trial."""
+        device = self.devices.get()
+        try:
+            yield device
+        finally:
+            self.devices.put(device)
+
+    def claim_folder(self, trial: Trial, point: Point) -> None:
+        """Record where the trial's run folder is (before it exists: a study killed now
+        finds it there)."""
+        trial.set_user_attr("run_dir", str(self._run_dir(trial, point)))
+
+    def resume(self, trial: Trial, point: Point, previous: FrozenTrial, device: str) -> Outcome:
+        """``ganbench resume`` of the run an earlier trial of the point left."""
+        ref = previous.user_attrs.get("run_dir") or ""
+        if not (ref and RunFolder.is_run_folder(Path(ref))):
+            ref = previous.user_attrs["run_id"]
+        trial.set_user_attr("resumed_from", previous.number)
+        set_run_id = _run_id_setter(trial)
+        set_run_id(previous.user_attrs["run_id"])
+        self.say(
+            f"trial {trial.number}: {point.label()} resumes run {previous.user_attrs['run_id']}"
+        )
+        cmd = resume_command(
+            ref,
+            device=device,
+            tracking_uri=self.options.tracking_uri,
+            data_args=self.options.data_args,
+        )
+        log = self._log(trial, point)
+        return self.launcher.run(
+            cmd, log, run_dir=None, on_run_id=set_run_id, env=self._env(device)
+        )
+
+    def start(
+        self,
+        trial: Trial,
+        point: Point,
+        settings: dict[str, Any],
+        device: str,
+        *,
+        architecture: str,
+        run_name: str,
+        tags: Mapping[str, str],
+    ) -> Outcome:
+        """A fresh ``ganbench run`` of the trial's point and settings."""
+        run_dir = self._run_dir(trial, point)
+        cmd = run_command(
+            architecture,
+            point.dataset,
+            point.seed,
+            settings,
+            run_dir=run_dir,
+            device=device,
+            tracking_uri=self.options.tracking_uri,
+            experiment=self.options.experiment,
+            run_name=run_name,
+            tags=tags,
+            data_args=self.options.data_args,
+        )
+        self.say(f"trial {trial.number}: {point.label()} on {device}")
+        log = self._log(trial, point)
+        return self.launcher.run(
+            cmd, log, run_dir=run_dir, on_run_id=_run_id_setter(trial), env=self._env(device)
+        )
+
+    def _run_dir(self, trial: Trial, point: Point) -> Path:
+        return self.folder / "trials" / f"{trial.number:04d}-{_slug(point)}"
+
+    def _log(self, trial: Trial, point: Point) -> Path:
+        return self.folder / "logs" / f"{trial.number:04d}-{_slug(point)}.log"
+
+    def _env(self, device: str) -> dict[str, str]:
+        if device != "cpu":
+            return {}
+        # Parallel CPU trials share the cores instead of each taking all of them.
+        cores = len(os.sched_getaffinity(0))
+        return {"OMP_NUM_THREADS": str(max(1, cores // self.options.jobs))}
+
+    @contextlib.contextmanager
+    def signals(self) -> Iterator[None]:
+        """SIGTERM and SIGINT stop the running trials (in the main thread only)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        handled = (signal.SIGTERM, signal.SIGINT)
+        previous = {s: signal.getsignal(s) for s in handled}
+
+        def handler(signum: int, frame: Any) -> None:
+            if self.launcher.stop_signal is None:
+                self.say(
+                    f"{signal.Signals(signum).name}: stopping the running trials at their next"
+                    " step (they checkpoint); a second signal stops them at once"
+                )
+            self.launcher.stop(signum)
+
+        for s in handled:
+            signal.signal(s, handler)
+        try:
+            yield
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
+
+
+def default_devices() -> list[str]:
+    """One job per GPU, else one on the CPU."""
+    import torch
+
+    if torch.cuda.is_available():
+        return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    return ["cpu"]
+
+
+def _run_id_setter(trial: Trial) -> Callable[[str], None]:
+    def set_run_id(run_id: str) -> None:
+        trial.set_user_attr("run_id", run_id)
+
+    return set_run_id
+
+
+def _slug(point: Point) -> str:
+    keep = "".join(c if c.isalnum() or c in "-_." else "_" for c in point.variant)
+    return f"{keep}-{point.dataset}-s{point.seed}"
