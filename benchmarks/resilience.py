@@ -25,6 +25,7 @@ from ganbench.rundir.folder import RunFolder
 from ganbench.tracking.tracker import NullTracker
 from ganbench.training import runner
 from ganbench.training.data import make_batches
+from ganbench.training.loop import TrainingLoop
 from ganbench.training.plan import plan_run
 from ganbench.training.speed import resolve_speed
 
@@ -60,10 +61,10 @@ def checkpoint_cost(
     capture, write, plain = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         folder = RunFolder(Path(tmp), {"run_id": "bench"})
-        loop = runner._Loop(plan, model, data, NullTracker(), device, folder, 100, None, batches)
+        loop = TrainingLoop(plan, model, data, NullTracker(), device, folder, 100, None, batches)
         for i in range(repeats):
             t0 = time.perf_counter()
-            state = loop.state(i + 1)
+            state = loop.checkpoints.capture(i + 1)
             t1 = time.perf_counter()
             path = folder.write_checkpoint(state, i + 1)
             t2 = time.perf_counter()

@@ -209,7 +209,7 @@ def test_a_resumed_captured_run_continues_bit_exactly(tmp_path):
     from ganbench.rundir import checkpoint
     from ganbench.rundir.folder import RunFolder
     from ganbench.testing import state_tensors
-    from ganbench.training.runner import Resume
+    from ganbench.training.checkpointing import Resume
 
     settings = {"steps": 40, "log_every": 5, "checkpoint_every": 20, "sample_every": 1000}
     plan = plan_run(load_registries(), "dcgan", "digits", [("test", settings)])

@@ -83,17 +83,17 @@ def test_the_heartbeat_goes_on_during_a_long_score(tmp_path, store, monkeypatch)
 
 
 def test_the_heartbeat_goes_on_while_a_resume_prepares_its_data(tmp_path, store, monkeypatch):
-    import ganbench.cli.runs as runs_cli
+    import ganbench.runs.resuming as resuming
 
     _, run_dir = stopped_run(store, tmp_path)
     seen: list = []
-    prepared = runs_cli._prepared
+    prepared = resuming.prepared
 
     def slow_prepare(*args, **kwargs):
         watched(run_dir, seen)
         return prepared(*args, **kwargs)
 
-    monkeypatch.setattr(runs_cli, "_prepared", slow_prepare)
+    monkeypatch.setattr(resuming, "prepared", slow_prepare)
     resumed = invoke(tmp_path, "resume", str(run_dir), "--no-progress")
     assert resumed.exit_code == 0, resumed.output
     [(during, beat)] = seen

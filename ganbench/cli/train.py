@@ -8,7 +8,12 @@ import click
 
 from ganbench.cli.data import data_options, typed
 from ganbench.cli.eval import scoring_options
-from ganbench.cli.runs import launcher_options, resume_options, run_folder_option
+from ganbench.cli.runs import (
+    launcher_options,
+    resume_options,
+    run_folder_option,
+    say_on_stderr,
+)
 
 
 @click.command()
@@ -221,7 +226,8 @@ def _run(
     """A new run, a resumed one (--resume), or, in a torchrun group restarted after a
     failure, the run this launch had started (resumed, with no user action)."""
     from ganbench import hparams as cfg
-    from ganbench.cli.runs import resume_run, start_run
+    from ganbench.runs.resuming import resume_run
+    from ganbench.runs.service import start_run
 
     if resume_ref:
         given = click.get_current_context().get_parameter_source
@@ -249,6 +255,8 @@ def _run(
             tracking_wait=tracking_wait,
             force=force,
             progress=progress,
+            say=say_on_stderr(),
+            echo=click.echo,
             replicas=replicas,
         )
         return
@@ -264,6 +272,8 @@ def _run(
         device=torch_device,
         tracking_wait=tracking_wait,
         progress=progress,
+        say=say_on_stderr(),
+        echo=click.echo,
         replicas=replicas,
     )
 

@@ -1,4 +1,5 @@
-"""Runs as a service: reopening a run, its status, the run a command works on, resuming.
+"""Runs as a service: starting one, resuming it (and changing its budget), syncing its
+records, reopening a trained run, its status, the run a command works on.
 
 May import: ganbench.errors, ganbench.files, ganbench.hparams, ganbench.images,
 ganbench.progress, ganbench.signals, ganbench.plugins, ganbench.data, ganbench.metrics,

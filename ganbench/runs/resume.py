@@ -6,16 +6,11 @@ to the previous checkpoint when the newest is damaged; and it knows which (metri
 and (image, step) records the interrupted process already logged, so none is logged twice.
 
 The one setting a resume may change is the length of training, and only when asked to
-(``ganbench resume RUN --steps N``): MLflow params cannot change, so the budget in force
-is recorded as the tag ``ganbench.budget`` (and in run.json), which later resumes compare
-with instead of the logged length params.
+(``ganbench resume RUN --steps N``): see :mod:`ganbench.runs.budget`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import datetime
-import json
 import shutil
 import tempfile
 import time
@@ -23,17 +18,14 @@ from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ganbench import hparams as cfg
 from ganbench.errors import CheckpointError, ConfigError, NothingToResume, UsageError
 from ganbench.rundir import checkpoint
 from ganbench.rundir.folder import RunFolder, RunInUse, default_path
+from ganbench.runs.budget import effective_params, recorded_budget
 from ganbench.tracking.outbox.delivery import logged_images
 from ganbench.tracking.outbox.journal import Journal, pending_in, read_ops
-from ganbench.training.config import LENGTH_KEYS
-from ganbench.training.runner import ENVIRONMENT_PARAMS, ENVIRONMENT_PREFIXES, Resume
-
-if TYPE_CHECKING:
-    from ganbench.training.plan import RunPlan
+from ganbench.training.checkpointing import Resume
+from ganbench.training.runner import ENVIRONMENT_PARAMS, ENVIRONMENT_PREFIXES
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -41,12 +33,6 @@ if TYPE_CHECKING:
 
 #: A RUNNING run whose heartbeat tag is older than this is presumed dead (other hosts).
 STALE_SECONDS = 180.0
-#: The length of training in force (JSON of the length params and the step counts they
-#: make), set when a resume changed it; and what changed, for people.
-BUDGET_TAG = "ganbench.budget"
-BUDGET_NOTE_TAG = "ganbench.budget_extended"
-#: The logged params a changed budget changes besides LENGTH_KEYS.
-BUDGET_SIZES = ("total_steps", "real_batches")
 
 
 def find_local(run: Run, cache: Path) -> RunFolder | None:
@@ -270,60 +256,6 @@ def _finished(run: Run) -> UsageError:
         f" Train it longer with `ganbench resume {run.info.run_id} --steps N` (N more than"
         f" {steps}), score it with `ganbench eval`, or start a new one with `ganbench run`"
     )
-
-
-# ---- the budget: the one setting a resume changes, when asked -------------------------
-
-
-def recorded_budget(run: Run) -> dict[str, str]:
-    """The length params in force since a resume changed them (``{}``: as logged)."""
-    try:
-        data = json.loads(run.data.tags.get(BUDGET_TAG, "{}"))
-    except ValueError:
-        return {}
-    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
-
-
-def effective_params(run: Run) -> dict[str, str]:
-    """The run's logged params, with the budget in force in place of the logged one."""
-    return {**run.data.params, **recorded_budget(run)}
-
-
-def with_length(plan: RunPlan, values: Mapping[str, Any], source: str) -> RunPlan:
-    """``plan`` with its length given by ``values`` (one of LENGTH_KEYS; checked and
-    converted like any setting), the other two ways of giving it cleared."""
-    given = [k for k in LENGTH_KEYS if values.get(k) not in (None, "None")]
-    if len(given) != 1:
-        raise UsageError(f"give one of --steps, --epochs or --d-steps, not {len(given)}")
-    key = given[0]
-    train = cfg.apply(plan.train, {key: values[key]}, source=source)
-    train = dataclasses.replace(train, **{k: None for k in LENGTH_KEYS if k != key})
-    return dataclasses.replace(plan, train=train)
-
-
-def length_text(params: Mapping[str, Any]) -> str:
-    """``steps 300``, ``epochs 2.0`` or ``d_steps 600``: how the length is given."""
-    for key in LENGTH_KEYS:
-        if str(params.get(key, "None")) != "None":
-            return f"{key} {params[key]}"
-    return "?"
-
-
-def budget_record(before: Mapping[str, str], plan: RunPlan, sizes: Mapping[str, str]) -> dict:
-    """What a resume that changes the budget records: ``{}`` when it is unchanged, else
-    the budget in force now and a line for people (``steps 300 -> 600 at TIME``)."""
-    now = {k: str(getattr(plan.train, k)) for k in LENGTH_KEYS}
-    now |= {k: str(sizes[k]) for k in BUDGET_SIZES}
-    if all(before.get(k) == v for k, v in now.items()):
-        return {}
-    old, new = length_text(before), length_text(now)
-    same_kind = old.split()[0] == new.split()[0]
-    # "steps 300 -> 600"; "epochs 2.0 -> steps 600"
-    text = f"{old} -> {new.split()[1] if same_kind else new}"
-    if not new.startswith("steps "):
-        text += f" ({before.get('total_steps', '?')} -> {now['total_steps']} steps)"
-    when = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-    return {"budget": now, "note": f"{text} at {when}"}
 
 
 def journaled_status(folder: RunFolder) -> str | None:

@@ -11,9 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ganbench.data.paths import cache_root
+from ganbench.errors import UsageError
 from ganbench.runs.resume import STALE_SECONDS, find_local, heartbeat_age, journaled_status
 from ganbench.tracking.outbox import problems
 from ganbench.tracking.outbox.journal import pending_in
+from ganbench.tracking.store import open_client, retrying
+from ganbench.tracking.tracker import check_reachable, resolve_tracking_uri
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
@@ -117,3 +121,26 @@ def _tracking(outbox: Path, waiting: int) -> str:
     if state != "-":
         marks.append(state)
     return ", ".join(marks) or "-"
+
+
+def list_runs(
+    experiment: str, tracking_uri: str | None, cache_dir: str | None, limit: int
+) -> list[RunRow]:
+    """The ``limit`` newest runs of ``experiment``, described (``ganbench runs``)."""
+    uri = resolve_tracking_uri(tracking_uri)
+    check_reachable(uri)
+    client = open_client(uri)
+    found = retrying(lambda: client.get_experiment_by_name(experiment))
+    if found is None:
+        names = [e.name for e in client.search_experiments()]
+        raise UsageError(
+            f"no experiment {experiment!r} in {uri}; pick one with --experiment:"
+            f" {', '.join(names) or 'none'}"
+        )
+    listed = retrying(
+        lambda: client.search_runs(
+            [found.experiment_id], order_by=["attributes.start_time DESC"], max_results=limit
+        )
+    )
+    cache = cache_root(cache_dir)
+    return [describe(run, cache) for run in listed]

@@ -16,8 +16,9 @@ from ganbench.plugins.interfaces import ImageArray
 from ganbench.rundir.folder import RunFolder
 from ganbench.signals import Preempted, StopNow, StopSignals
 from ganbench.tracking.outbox.tracker import OutboxTracker
+from ganbench.training.checkpointing import Resume
 from ganbench.training.plan import RunPlan
-from ganbench.training.runner import Resume, RunResult, train
+from ganbench.training.runner import RunResult, train
 
 #: After a stop signal the machine may go away soon (SLURM kills 30 s after SIGTERM):
 #: wait this long at most for the tracking store; a resume delivers the rest.
