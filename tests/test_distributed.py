@@ -243,9 +243,12 @@ def test_two_ranks_with_global_batch_2b_equal_one_process_with_batch_2b(tmp_path
     """With batch norm off the only differences are float32 summation orders: the
     weights after 6 steps agree within 1e-6 (measured: 7.5e-9), while 3 steps of
     training move them by more than 5e-4 (Adam: up to lr = 2e-4 per step). Adam is
-    invariant to a constant gradient scale, so this checks which images and latents
+    invariant to a constant gradient scale, so the weights check which images and latents
     each rank's gradient comes from (a share dropped, duplicated or misassigned), not
-    the averaging factor."""
+    the averaging factor. The averaging is checked on the logged statistics: each rank's
+    losses are means over its half of the batch, and the run logs their mean over the
+    ranks, which is the one process's mean over the whole batch; a sum over the ranks (2x),
+    or rank 0's half alone, differs."""
     common = ["run", *TINY, *UNSCORED, "--steps", "6", "--set", "batchnorm=false"]
     common += ["--set", "log_every=3"]
     common += ["--set", "checkpoint_every=3"]
@@ -283,6 +286,22 @@ def test_two_ranks_with_global_batch_2b_equal_one_process_with_batch_2b(tmp_path
     # the data order and the random state are the same: one checkpoint resumes either
     assert torch.equal(outs["one"]["resume"]["data"]["rng"], outs["two"]["resume"]["data"]["rng"])
     assert torch.equal(outs["one"]["resume"]["rng"]["torch"], outs["two"]["resume"]["rng"]["torch"])
+    # The logged statistics (means over the 3 steps of each logging interval) of the two
+    # ranks, averaged, are the one process's on the same batches: measured within 7e-8
+    # (relative), where the sum over the ranks is 2x and rank 0's half alone is off by
+    # 7e-6 to 1.6e-4 (loss_d, d_real).
+    logged = {}
+    for name in ("one", "two"):
+        client, run = _only_run(f"sqlite:///{tmp_path / (name + '.db')}")
+        logged[name] = {
+            key: [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, key)]
+            for key in ("loss_d", "loss_g", "d_real", "d_fake")
+        }
+    for key, history in logged["one"].items():
+        assert [step for step, _ in history] == [3, 6], (key, history)
+        assert [step for step, _ in logged["two"][key]] == [3, 6], (key, logged["two"][key])
+        for (step, alone), (_, averaged) in zip(history, logged["two"][key], strict=True):
+            assert averaged == pytest.approx(alone, rel=1e-6), (key, step, averaged, alone)
 
 
 def _worker(launcher_pid: int, rank: int) -> int | None:

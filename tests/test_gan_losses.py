@@ -500,7 +500,6 @@ def test_each_plugin_steps_under_bf16_and_fp16_autocast(name):
     assert all(math.isfinite(v) for v in fp16.values()), fp16
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("name", ["wgan-gp", "sngan"])
 def test_compiled_networks_compute_the_same_steps(name):
     """torch.compile on the CPU (about 35 s for wgan-gp, 11 s for sngan, measured): the

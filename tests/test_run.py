@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ import torch
 from conftest import TINY_RUN
 from mlflow import MlflowClient
 
+import ganbench
 from ganbench.plugins.interfaces import ImageShape
 from ganbench.rundir import checkpoint
 from ganbench_plugins.dcgan.config import DCGANConfig
@@ -86,9 +88,21 @@ def test_tags_record_versions_and_commit(finished_run):
     assert tags["ganbench.architecture"] == "dcgan" and tags["ganbench.dataset"] == "digits"
     assert tags["torch.version"] == torch.__version__
     assert tags["ganbench.version"]
-    if "git.commit" in tags:  # present when ganbench runs from a git checkout
-        assert len(tags["git.commit"]) == 40
-        assert tags["mlflow.source.git.commit"] == tags["git.commit"]
+    # The tests run from a git checkout: the commit of the one ganbench was imported from,
+    # as git itself reports it.
+    source = Path(ganbench.__file__).resolve().parent
+    git = ["git", "-C", str(source)]
+    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
+    assert tags["git.commit"] == head.stdout.strip()
+    assert len(tags["git.commit"]) == 40
+    assert tags["mlflow.source.git.commit"] == tags["git.commit"]
+    changed = subprocess.run(
+        [*git, "status", "--porcelain", "--untracked-files=no"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert tags["git.dirty"] == str(bool(changed.stdout.strip())).lower()
 
 
 def test_artifacts_sample_grids_checkpoint_and_generator(finished_run):

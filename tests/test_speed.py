@@ -334,7 +334,6 @@ def test_fp16_autocast_scales_the_loss_and_skips_overflowing_steps(device):
     assert new_scale == scale and moved == {"generator", "discriminator"}
 
 
-@pytest.mark.slow
 def test_compiled_networks_compute_the_same_step():
     """torch.compile on the CPU (about 25 s to compile): the same losses, same state-dict keys."""
     torch.manual_seed(9)
