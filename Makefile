@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint slow install chromium clean
+.PHONY: run test lint slow install chromium clean docs
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ lint: install
 
 slow: install
 	$(BIN)/python -m pytest -m slow
+
+## The documentation site (mkdocs-material; the [test] extra has its packages) into site/.
+docs: install
+	$(BIN)/mkdocs build --strict
 
 clean:
 	rm -rf $(VENV) .tox .pytest_cache .ruff_cache *.egg-info

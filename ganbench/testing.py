@@ -4,6 +4,9 @@ Registered through the ``pytest11`` entry point, so any project that installs ga
 use them: a fresh plugin manager's registries, a CLI runner, and a throwaway SQLite store.
 Every fixture's name starts with ``ganbench_``, so installing ganbench never shadows or
 collides with another project's fixtures.
+
+May import: ganbench.cli, ganbench.plugins (and the package root ``ganbench``);
+tests/test_layers.py checks it.
 """
 
 from __future__ import annotations
