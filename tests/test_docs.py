@@ -142,6 +142,63 @@ def test_every_command_has_a_page_rendered_from_it(site):
                 assert f"ganbench {name} {sub}" in html, f"`ganbench {name} {sub}` not on its page"
 
 
+def _walk(command: click.Command, prefix: str):
+    yield prefix, command
+    if isinstance(command, click.Group):
+        for name, sub in command.commands.items():
+            yield from _walk(sub, f"{prefix} {name}")
+
+
+def test_every_help_example_is_a_code_block_on_its_page(site):
+    """``Example:`` lines print one per line in --help; on the site they must not run
+    together into a paragraph (mkdocs-click drops click's ``\\b`` markers)."""
+    code = re.compile(r"<pre><span></span><code>(.*?)</code></pre>", re.DOTALL)
+    tags = re.compile(r"<[^>]+>")
+    seen = 0
+    for name, top in cli.commands.items():
+        blocks = [
+            tags.sub("", block).replace("&quot;", '"').replace("&amp;", "&")
+            for block in code.findall(page_html(site, f"cli/{name}"))
+        ]
+        for prog, command in _walk(top, f"ganbench {name}"):
+            lines = inspect.cleandoc(command.help or "").splitlines()
+            for i, line in enumerate(lines):
+                if not re.match(r"^Examples?\b.*:$", line):
+                    continue
+                examples = [x.strip() for x in lines[i + 1 :] if x.startswith("  ")]
+                assert examples, f"{prog}: an example heading without examples"
+                for example in examples:
+                    seen += 1
+                    assert any(example in map(str.strip, b.splitlines()) for b in blocks), (
+                        f"{prog}: example {example!r} is not a line of a code block"
+                    )
+    assert seen >= 10, seen
+
+
+def test_fence_examples_leaves_fences_and_lists_alone():
+    sys.path.insert(0, str(DOCS / "hooks"))
+    try:
+        from click_blocks import fence_examples
+    finally:
+        sys.path.remove(str(DOCS / "hooks"))
+    page = ["Prose.", "Example:", "  ganbench a", "  ganbench b", "", "- list:", "  more"]
+    assert fence_examples(page) == [
+        "Prose.",
+        "Example:",
+        "",
+        "```bash",
+        "ganbench a",
+        "ganbench b",
+        "```",
+        "",
+        "",
+        "- list:",
+        "  more",
+    ]
+    fenced = ["```", "Example:", "  inside a fence", "```"]
+    assert fence_examples(fenced) == fenced
+
+
 def test_every_hookspec_is_documented_in_the_reference(site):
     module = hookspecs_module()
     specs = {

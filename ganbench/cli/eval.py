@@ -88,6 +88,8 @@ def eval_command(
     file is scored without logging anywhere. The scores go into the run as eval/NAME at
     the checkpoint's step (the training's own NAME values stay as they are), and into
     CACHE/outbox/RUN_ID-eval-TIME-PID/scoring/ here.
+
+    \b
     Example:
       ganbench eval 3f9f22e9... --metrics fid,is --samples 10000
     """

@@ -122,6 +122,8 @@ def resume(
     under torchrun); the world size is recorded with the resume. Every setting stays as
     the run has it, but for the length of training when --steps, --epochs or --d-steps
     asks for another (a FINISHED run then trains on).
+
+    \b
     Example:
       ganbench resume 3f9f22e9...                   # by MLflow run ID (--tracking-uri)
       ganbench resume ~/.cache/ganbench/runs/3f9f22e9...
@@ -205,6 +207,8 @@ def sync(
     (CACHE/outbox/*). Records MLflow refuses, files that are gone and damaged journal
     lines are set aside in the folder's outbox/rejected.jsonl and named; then the exit
     code is 1.
+
+    \b
     Example:
       ganbench sync ~/.cache/ganbench/runs/3f9f22e9...
       ganbench sync                  # every folder with records waiting

@@ -120,6 +120,8 @@ def run(
     --run-dir. SIGTERM, SIGINT or SIGUSR1 checkpoint at the next step and exit with
     128 + the signal; `ganbench resume` continues the run exactly.
     Data-parallel: --nproc N here, or torchrun (multi-node) as the launcher.
+
+    \b
     Example:
       ganbench run dcgan --dataset digits
       ganbench run dcgan --dataset digits --steps 200 --set lr=0.001 --set beta1=0.9

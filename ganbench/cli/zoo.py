@@ -106,6 +106,8 @@ def pull(
 
     \b
     Works offline once pulled: the cached file is re-verified and used.
+
+    \b
     Example:
       ganbench zoo pull dcgan-digits-32
       ganbench zoo pull models:/dcgan-digits-32@champion --registry sqlite:///mlflow.db

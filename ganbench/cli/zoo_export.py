@@ -63,6 +63,8 @@ def convert(
     \b
     The torch-fidelity file takes torch-fidelity's noise and gives uint8 RGB images equal
     to ganbench's own rounding of the plain file's, so `fidelity --input1 FILE` scores it.
+
+    \b
     Example:
       ganbench zoo convert ganbench_zoo/dcgan-digits-32.onnx --for torch-fidelity \\
           --add-to-index ganbench_zoo/index.toml
