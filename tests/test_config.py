@@ -251,6 +251,11 @@ def test_ranges_hold_for_configs_built_in_code_and_from_toml(tmp_path, registrie
         (("--set", "lr=-1"), "Error: lr must be more than 0; got -1.0 (in --set)"),
         (("--set", "batch_size=0"), "Error: batch_size must be at least 1; got 0 (in --set)"),
         (("--steps", "-3"), "Error: steps must be at least 1; got -3 (in the command line)"),
+        # the authors' ImageNet-32 networks on 1-channel digits (Architecture.check)
+        (
+            ("--set", "network=imagenet32"),
+            "Error: network=imagenet32 is built for 32x32 colour images; got 1 channel(s)",
+        ),
     ],
 )
 def test_bad_numbers_are_refused_before_any_run_or_folder_exists(

@@ -15,7 +15,7 @@ from typing import Any
 from ganbench import hparams as cfg
 from ganbench.errors import ConfigError, UsageError
 from ganbench.plugins import Registries
-from ganbench.plugins.interfaces import Architecture, Dataset, DatasetRequest
+from ganbench.plugins.interfaces import Architecture, Dataset, DatasetRequest, ImageShape
 from ganbench.training.config import LENGTH_KEYS, TrainConfig
 
 
@@ -99,6 +99,7 @@ def plan_run(
     cfg.check_ranges(train, "the run's settings")
     cfg.check_ranges(model, f"{arch.name}'s settings")
     _validate(arch, data, train)
+    arch.check(model, ImageShape(data.channels, train.resolution))
     if check_scoring:
         _check_scoring(registries, data, train)
     return RunPlan(architecture=arch, dataset=data, train=train, model=model)

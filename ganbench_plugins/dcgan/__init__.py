@@ -36,6 +36,13 @@ class DCGANArchitecture(Architecture):
     def supported_resolutions(self) -> tuple[int, ...]:
         return RESOLUTIONS
 
+    def check(self, config: Any, shape: ImageShape) -> None:
+        """The authors' ImageNet-32 networks exist for 32x32 colour images only."""
+        if config.network == "imagenet32":
+            from ganbench_plugins.dcgan.imagenet32 import check_image_shape
+
+            check_image_shape(shape.channels, shape.resolution)
+
     def build(self, config: Any, shape: ImageShape) -> GanModel:
         from ganbench_plugins.dcgan.model import DCGAN
 

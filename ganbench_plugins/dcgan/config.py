@@ -13,6 +13,8 @@ from ganbench.hparams import check_ranges, ranged
 RESOLUTIONS = (16, 32, 64, 128, 256)
 #: n_critic's range in words (the family's configs redeclare the field with it).
 N_CRITIC = "a whole number of at least 1"
+#: kernel's values in words.
+KERNELS = "4 (PyTorch's reference DCGAN) or 5 (the authors' Theano code)"
 
 
 @dataclass
@@ -64,6 +66,19 @@ class DCGANConfig:
     fc_hidden: int = ranged(
         0, ge=0, text="0 (no fully connected hidden layer, the paper) or a number of units"
     )
+    #: Which networks. "paper": the guidelines' networks above, at any resolution.
+    #: "imagenet32": the 3x3, 7-layer networks of the authors' released ImageNet-32 model,
+    #: whose D gives the paper's 28,672 probe features (Sec. 5.1, Table 1; Newmu/dcgan_code
+    #: imagenet/load_pretrained.py, "imagenet_gan_pretrain_128f_relu_lrelu_7l_3x3_256z"):
+    #: 32x32 colour images only; D's widths ndf, ndf, 2ndf, 2ndf, 4ndf, 4ndf, G's their
+    #: mirror from 4ngf (see ganbench_plugins/dcgan/imagenet32.py). The authors' model is
+    #: network=imagenet32 with z_dim=256, ngf=128, ndf=128 (smaller widths run on a CPU).
+    network: Literal["paper", "imagenet32"] = "paper"
+    #: Side of the paper network's stride-2 kernels: 4 (PyTorch's reference dcgan main.py)
+    #: or 5 (the authors' Theano code: faces/train_uncond_dcgan.py lines 82-103,
+    #: svhn/svhn_semisup_analysis.py line 56, stride 2 with padding 2, which halves 32 to 16
+    #: only with a 5x5 kernel). Sizes stay the same; z's projection and D's logit stay 4x4.
+    kernel: int = ranged(4, ge=4, le=5, text=KERNELS)
 
     def __post_init__(self) -> None:
         # `--set` and TOML values are checked as they are converted (ganbench.hparams); this
@@ -85,6 +100,45 @@ class DCGANConfig:
             raise ConfigError(
                 "fc_hidden must be 0 (no fully connected hidden layer, the paper) or a number"
                 f" of units; got {self.fc_hidden}"
+            )
+        if isinstance(self.kernel, bool) or self.kernel not in (4, 5):
+            raise ConfigError(f"kernel must be {KERNELS}; got {self.kernel!r}")
+        if self.network == "imagenet32":
+            self._check_imagenet32()
+        elif self.kernel != 4:
+            self._check_kernel()
+
+    def _check_imagenet32(self) -> None:
+        """The switches that have no place in the authors' ImageNet-32 networks."""
+        fix = "leave it at its default, or use network=paper"
+        if self.downsample != "strided":
+            raise ConfigError(
+                f"downsample={self.downsample} does not apply to network=imagenet32 (its D"
+                f" has its own strided 3x3 convs); {fix}"
+            )
+        if self.upsample != "transposed":
+            raise ConfigError(
+                f"upsample={self.upsample} does not apply to network=imagenet32 (its G has"
+                f" its own transposed 3x3 convs); {fix}"
+            )
+        if self.fc_hidden:
+            raise ConfigError(
+                f"fc_hidden={self.fc_hidden} does not apply to network=imagenet32 (its G"
+                f" projects z with a dense layer already); {fix}"
+            )
+        if self.kernel != 4:
+            raise ConfigError(
+                f"kernel={self.kernel} does not apply to network=imagenet32 (3x3 kernels"
+                f" throughout, as the authors'); {fix}"
+            )
+
+    def _check_kernel(self) -> None:
+        """A 5x5 kernel replaces the strided 4x4 convs: only where those are the paper's."""
+        if self.downsample != "strided" or self.upsample != "transposed":
+            raise ConfigError(
+                f"kernel={self.kernel} applies to the strided convs only; with"
+                f" downsample={self.downsample}, upsample={self.upsample} leave kernel at 4,"
+                " or use downsample=strided, upsample=transposed"
             )
 
 

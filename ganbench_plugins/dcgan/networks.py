@@ -10,7 +10,9 @@ Each guideline can be undone by a config switch, for the ablations (``DCGANConfi
 ``downsample="maxpool"``/``"avgpool"`` (3x3 conv + 2x2 pooling in D), ``fc_hidden=N`` (one
 fully connected hidden layer of N units in each network), ``batchnorm``/``bn_g_output``/
 ``bn_d_input``, ``d_batchnorm`` (D's batchnorm alone). At the defaults the networks are the
-paper's, module for module.
+paper's, module for module. ``kernel=5`` makes the stride-2 layers 5x5 (the authors' Theano
+code); ``network="imagenet32"`` builds the authors' ImageNet-32 networks instead
+(:mod:`ganbench_plugins.dcgan.imagenet32`), with the same switches where they apply.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
+from ganbench_plugins.dcgan import imagenet32
 from ganbench_plugins.dcgan.config import RESOLUTIONS, DCGANConfig
 
 #: What normalises D's hidden layers: DCGAN's batchnorm, layer normalisation (WGAN-GP's
@@ -40,13 +43,18 @@ def num_stride2_layers(resolution: int) -> int:
 
 
 def _upsampling(config: DCGANConfig, c_in: int, c_out: int, bias: bool) -> list[nn.Module]:
-    """The layer that doubles the size: the paper's fractionally-strided 4x4 conv, or
-    ``upsample="nearest"``'s 2x nearest-neighbour upsampling followed by a 3x3 conv."""
+    """The layer that doubles the size: the paper's fractionally-strided 4x4 conv (5x5
+    with ``kernel=5``), or ``upsample="nearest"``'s 2x nearest-neighbour upsampling
+    followed by a 3x3 conv."""
     if config.upsample == "nearest":
         return [
             nn.Upsample(scale_factor=2, mode="nearest"),
             nn.Conv2d(c_in, c_out, 3, 1, 1, bias=bias),
         ]
+    if config.kernel == 5:
+        # lib/ops.py's deconv with subsample 2, border 2 and a 5x5 kernel (faces/
+        # train_uncond_dcgan.py lines 82-91) doubles the size: output_padding 1 here.
+        return [nn.ConvTranspose2d(c_in, c_out, 5, 2, 2, output_padding=1, bias=bias)]
     return [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=bias)]
 
 
@@ -55,17 +63,26 @@ class Generator(nn.Module):
 
     With ``fc_hidden=N`` z first goes through a fully connected hidden layer of N units
     (``self.fc``: Linear, BatchNorm1d when ``batchnorm``, ReLU), which is then projected.
+    With ``network="imagenet32"`` ``self.net`` is the authors' ImageNet-32 G (a dense
+    projection of z with BatchNorm1d, then 3x3 transposed convs; see
+    :func:`imagenet32.generator_layers`).
     """
 
     def __init__(self, config: DCGANConfig, channels: int, resolution: int) -> None:
         super().__init__()
         self.z_dim = config.z_dim
-        n = num_stride2_layers(resolution)
-        width = config.ngf * 2 ** (n - 1)
-        bn = config.batchnorm
         # Registered first (its parameters come first, in forward order); None at the
         # paper's settings, so the module and parameter order is the paper's network's.
         self.fc: nn.Sequential | None = None
+        if config.network == "imagenet32":
+            imagenet32.check_image_shape(channels, resolution)
+            #: What the projection takes: z (imagenet32's net flattens it first).
+            self.projected = config.z_dim
+            self.net = nn.Sequential(*imagenet32.generator_layers(config, channels))
+            return
+        n = num_stride2_layers(resolution)
+        width = config.ngf * 2 ** (n - 1)
+        bn = config.batchnorm
         if config.fc_hidden:
             self.fc = nn.Sequential(
                 nn.Linear(config.z_dim, config.fc_hidden, bias=not bn),
@@ -124,6 +141,12 @@ class Discriminator(nn.Module):
     sample's output a function of that sample alone, as a per-sample gradient penalty
     needs; "none" leaves D unnormalised (every convolution with its bias). For spectral
     normalisation see :func:`add_spectral_norm`.
+
+    ``kernel=5``: the strided convs are 5x5 with padding 2 (the authors' Theano code),
+    halving as the 4x4 ones do. ``network="imagenet32"``: the authors' ImageNet-32 D, six
+    3x3 conv blocks (strides 1, 2, 1, 2, 1, 2; :mod:`imagenet32`), the same norms where the
+    authors have batchnorm, and a bias-free 4x4 conv to the logit; its input conv and
+    logit have no bias whatever ``norm`` says, as the authors'.
     """
 
     def __init__(
@@ -132,15 +155,20 @@ class Discriminator(nn.Module):
         super().__init__()
         if norm not in ("batch", "layer", "none"):
             raise ValueError(f"norm must be batch, layer or none, not {norm!r}")
-        n = num_stride2_layers(resolution)
         bn = norm == "layer" or (norm == "batch" and config.batchnorm and config.d_batchnorm)
         in_bn = bn and config.bn_d_input
-        blocks = [self._block(config, channels, config.ndf, in_bn, norm)]
-        width = config.ndf
-        for _ in range(n - 1):
-            blocks.append(self._block(config, width, width * 2, bn, norm))
-            width *= 2
-        #: The feature layers, one per stride-2 conv (what the paper's probe pools).
+        if config.network == "imagenet32":
+            blocks = self._imagenet32_blocks(config, channels, resolution, bn, in_bn, norm)
+            width = imagenet32.discriminator_widths(config.ndf)[-1]
+        else:
+            n = num_stride2_layers(resolution)
+            blocks = [self._block(config, channels, config.ndf, in_bn, norm)]
+            width = config.ndf
+            for _ in range(n - 1):
+                blocks.append(self._block(config, width, width * 2, bn, norm))
+                width *= 2
+        #: The feature layers, one per strided conv (imagenet32: one per conv): what the
+        #: paper's probe pools.
         self.blocks = nn.ModuleList(blocks)
         self.head: nn.Module
         if config.fc_hidden:
@@ -152,20 +180,52 @@ class Discriminator(nn.Module):
                 nn.Linear(config.fc_hidden, 1),
             )
         else:
-            self.head = nn.Conv2d(width, 1, BASE, 1, 0)
+            # the authors' imagenet32 logit is a dot product without bias (wy alone)
+            self.head = nn.Conv2d(width, 1, BASE, 1, 0, bias=config.network == "paper")
+
+    @classmethod
+    def _imagenet32_blocks(
+        cls,
+        config: DCGANConfig,
+        channels: int,
+        resolution: int,
+        bn: bool,
+        in_bn: bool,
+        norm: DNorm,
+    ) -> list[nn.Sequential]:
+        """load_pretrained.py lines 56-61: six 3x3 convs, normalised as the switches say
+        (the input layer as D's input layer, without bias either way, as the authors')."""
+        imagenet32.check_image_shape(channels, resolution)
+        widths = imagenet32.discriminator_widths(config.ndf)
+        ins = (channels, *widths[:-1])
+        blocks = []
+        for i, (c_in, c_out, stride) in enumerate(
+            zip(ins, widths, imagenet32.D_STRIDES, strict=True)
+        ):
+            normalised = in_bn if i == 0 else bn
+            conv = imagenet32.conv(c_in, c_out, stride, bias=i > 0 and not normalised)
+            blocks.append(cls._block(config, c_in, c_out, normalised, norm, conv=conv))
+        return blocks
 
     @staticmethod
     def _block(
-        config: DCGANConfig, c_in: int, c_out: int, bn: bool, norm: DNorm = "batch"
+        config: DCGANConfig,
+        c_in: int,
+        c_out: int,
+        bn: bool,
+        norm: DNorm = "batch",
+        conv: nn.Conv2d | None = None,
     ) -> nn.Sequential:
         """One layer halving the size: a strided conv, or a conv then a pooling; ``bn``:
-        normalised, by ``norm``."""
+        normalised, by ``norm``. ``conv``: the block's conv, given (imagenet32's)."""
         pooled = config.downsample != "strided"
-        conv = (
-            nn.Conv2d(c_in, c_out, 3, 1, 1, bias=not bn)
-            if pooled
-            else nn.Conv2d(c_in, c_out, 4, 2, 1, bias=not bn)
-        )
+        if conv is None and pooled:
+            conv = nn.Conv2d(c_in, c_out, 3, 1, 1, bias=not bn)
+        elif conv is None:
+            # 4x4 stride 2 padding 1 (PyTorch's reference); the authors' 5x5 stride 2
+            # padding 2 (svhn_semisup_analysis.py line 56) halves the same sizes
+            k = config.kernel
+            conv = nn.Conv2d(c_in, c_out, k, 2, (k - 1) // 2, bias=not bn)
         pool = {"maxpool": nn.MaxPool2d, "avgpool": nn.AvgPool2d}
         return nn.Sequential(
             conv,
@@ -176,7 +236,8 @@ class Discriminator(nn.Module):
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The activation of every conv layer (before the final logit; pooled, with
-        ``downsample`` pooling), one map per block, each half the size of the one before."""
+        ``downsample`` pooling), one map per block, each half the size of the one before
+        (imagenet32: the size of its block's stride)."""
         out = []
         for block in self.blocks:
             x = block(x)

@@ -226,6 +226,12 @@ class Architecture(ABC):
     def supported_resolutions(self) -> tuple[int, ...]:
         """Image resolutions the architecture can be built for."""
 
+    def check(self, config: Any, shape: ImageShape) -> None:  # noqa: B027 (optional hook)
+        """Refuse, with a one-line :class:`ganbench.errors.ConfigError` naming the fix, a
+        ``config`` that cannot be built for images of ``shape`` (e.g. a network made for
+        one resolution). Called when a run is planned, before anything is created; the
+        default accepts everything :meth:`supported_resolutions` allows."""
+
     @abstractmethod
     def build(self, config: Any, shape: ImageShape) -> GanModel:
         """A freshly initialised model for images of ``shape`` (on the CPU)."""
