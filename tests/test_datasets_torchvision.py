@@ -365,7 +365,7 @@ def test_idx_wrong_kind_of_file_and_mismatched_counts(tmp_path):
 
 ALL = {
     "cifar10": (Cifar10Dataset, 3, ("train", "test")),
-    "svhn": (SvhnDataset, 3, ("train", "test", "extra")),
+    "svhn": (SvhnDataset, 3, ("train", "test", "extra", "valid", "train-minus-valid")),
     "mnist": (MnistDataset, 1, ("train", "test")),
     "fashion-mnist": (FashionMnistDataset, 1, ("train", "test")),
 }

@@ -2,6 +2,10 @@
 
 73,257 train, 26,032 test and 531,131 "extra" (easier) images. Reads torchvision's
 on-disk layout, ``ROOT/{train,test,extra}_32x32.mat`` (the official MATLAB files).
+
+Two more splits are cut from train_32x32.mat as the DCGAN authors cut it for their SVHN
+probe (:mod:`ganbench_plugins.svhn.authors_valid`): "valid", their 10,000 validation
+images, and "train-minus-valid", the other 63,257, both in the authors' shuffled order.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from ganbench.errors import DatasetNotFoundError
 from ganbench.plugins.hookspecs import hookimpl
 from ganbench.plugins.interfaces import Dataset, DatasetRequest, ImageSource, RemoteFile
 from ganbench.plugins.registry import Registrar
+from ganbench_plugins.svhn.authors_valid import AUTHORS_SPLITS, AuthorsSplitSource
 
 if TYPE_CHECKING:
     import numpy as np
@@ -40,6 +45,11 @@ SPLIT_LIST = {
 SIDE = 32
 
 
+def file_split(split: str) -> str:
+    """The official file a split reads: the authors' splits are cut from the train file."""
+    return "train" if split in AUTHORS_SPLITS else split
+
+
 class SvhnDataset(Dataset):
     name = "svhn"
     summary = "SVHN cropped digits: 32x32 colour house-number photos, 10 classes"
@@ -47,7 +57,7 @@ class SvhnDataset(Dataset):
     num_classes = 10
     default_resolution = 32
     resolutions = (16, 32, 64)
-    splits = ("train", "test", "extra")
+    splits = ("train", "test", "extra", *AUTHORS_SPLITS)
     license = (
         "non-commercial use only (as stated on the SVHN website,"
         " http://ufldl.stanford.edu/housenumbers/); cite Netzer et al. (2011)"
@@ -61,17 +71,18 @@ class SvhnDataset(Dataset):
         "downloaded by `ganbench data download svhn` from"
         " http://ufldl.stanford.edu/housenumbers/ ({train,test,extra}_32x32.mat: 182 MB,"
         " 64 MB, 1.3 GB; md5-checked) into ROOT; or pass --data-root pointing at a"
-        " torchvision root that holds those files"
+        " torchvision root that holds those files. Splits valid (10,000) and"
+        " train-minus-valid (63,257) are the DCGAN authors' cut of train_32x32.mat"
     )
 
     def remote_files(self, split: str) -> tuple[RemoteFile, ...]:
         self.check_split(split)
-        url, filename, md5 = SPLIT_LIST[split]
+        url, filename, md5 = SPLIT_LIST[file_split(split)]
         return (RemoteFile(url, filename, md5=md5),)
 
     def open(self, request: DatasetRequest, root: Path) -> ImageSource:
         self.check_split(request.split)
-        _, filename, _ = SPLIT_LIST[request.split]
+        _, filename, _ = SPLIT_LIST[file_split(request.split)]
         path = Path(root) / filename
         if not path.is_file():
             raise DatasetNotFoundError(
@@ -80,7 +91,10 @@ class SvhnDataset(Dataset):
                 f" `ganbench data download svhn --split {request.split}`, or pass --data-root"
                 f" FOLDER holding {filename}"
             )
-        return _SvhnSource(path)
+        source = _SvhnSource(path)
+        if request.split in AUTHORS_SPLITS:
+            return AuthorsSplitSource(source, request.split, path)
+        return source
 
 
 def _corrupt(path: Path, why: str) -> DatasetNotFoundError:
