@@ -346,8 +346,27 @@ def test_probe_command_logs_trained_and_random_init_results(evaluated_run, monke
     m = client.get_run(run.info.run_id).data.metrics
     for who in ("probe.digits.5_per_class", "probe.digits.5_per_class.random_init"):
         assert 0.3 < m[f"{who}.accuracy"] <= 1  # ten classes: chance is 0.1
-        assert m[f"{who}.labels_used"] == 50 and m[f"{who}.accuracy_ci95"] > 0
+        assert m[f"{who}.labels_used"] == 50 and m[f"{who}.accuracy_spread"] > 0
+        assert m[f"{who}.accuracy_mean_low"] < m[f"{who}.accuracy"] < m[f"{who}.accuracy_mean_high"]
         assert m[f"{who}.error_rate"] == pytest.approx(1 - m[f"{who}.accuracy"])
+        assert m[f"{who}.select_draws"] == 10 and m[f"{who}.draws"] == 3
+        assert m[f"{who}.bn_layers_recalibrated"] == 2  # D's second and third layers
+        assert f"{who}.accuracy_ci95" not in m
+    # the same draws for both: the paired difference is the difference of the means
+    paired = m["probe.digits.5_per_class.paired.difference"]
+    assert paired == pytest.approx(
+        m["probe.digits.5_per_class.accuracy"] - m["probe.digits.5_per_class.random_init.accuracy"]
+    )
+    assert (
+        m["probe.digits.5_per_class.paired.wins"]
+        + m["probe.digits.5_per_class.paired.losses"]
+        + m["probe.digits.5_per_class.paired.ties"]
+        == 3
+    )
+    saved = json.loads(next(Path(folder).rglob("probe.digits.5_per_class.json")).read_text())[
+        "results"
+    ]
+    assert len(saved["trained"]["accuracies"]) == 3 and "paired" in saved
     # ndf=8: layers of 8, 16 and 32 channels, each pooled to 4x4
     assert m["probe.digits.5_per_class.feature_dim"] == (8 + 16 + 32) * 16
     bad = CliRunner().invoke(cli, ["probe", run.info.run_id, "--dataset", "cifar10"])

@@ -8,9 +8,6 @@ through a command outbox (:mod:`ganbench.tracking.outbox.command`) that keeps th
 
 from __future__ import annotations
 
-import functools
-import json
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
@@ -19,22 +16,18 @@ from ganbench.cli.run_options import checkpoint_option, device_option, logged_ru
 
 if TYPE_CHECKING:
     from ganbench.runs.reopen import Which
-    from ganbench.runs.target import Target
 
 
-def probe_metrics(prefix: str, result: object) -> dict[str, float]:
-    """A probe result as MLflow metrics under ``prefix``."""
-    return {
-        f"{prefix}.accuracy": result.accuracy,
-        f"{prefix}.error_rate": result.error_rate,
-        f"{prefix}.accuracy_ci95": result.accuracy_ci95,
-        f"{prefix}.feature_dim": float(result.feature_dim),
-        f"{prefix}.labels_used": float(result.labels_used),
-        f"{prefix}.c": float(result.C),
-        f"{prefix}.val_accuracy": result.val_accuracy,
-        f"{prefix}.extract_seconds": result.extract_seconds,
-        f"{prefix}.fit_seconds": result.fit_seconds,
-    }
+def _c_grid(_ctx: click.Context, _param: click.Parameter, value: str | None):
+    if value is None:
+        return None
+    try:
+        grid = tuple(float(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of numbers") from None
+    if not grid or min(grid) <= 0:
+        raise click.BadParameter(f"C values must be positive numbers, not {value!r}")
+    return grid
 
 
 @click.command()
@@ -45,15 +38,49 @@ def probe_metrics(prefix: str, result: object) -> dict[str, float]:
 @click.option(
     "--labels-per-class",
     type=int,
-    help="Use only this many labels per class, redrawn --draws times (mean +- 1.96 sigma).",
+    help="Use only this many labels per class, redrawn --draws times (mean, spread and the"
+    " mean's t interval).",
 )
-@click.option("--draws", type=int, default=None, help="Random labelled subsets [default: 10].")
+@click.option("--draws", type=int, default=None, help="Test draws of the labels [default: 10].")
 @click.option(
-    "--val-fraction",
-    type=float,
-    default=0.1,
+    "--select-draws",
+    type=int,
+    default=None,
+    help="Draws per C when choosing it on the validation set [default: 10 with"
+    " --labels-per-class (the authors'), else 1].",
+)
+@click.option(
+    "--val-size",
+    type=int,
+    default=None,
+    help="Training images held out to choose C [default: 10,000 (the authors') where the"
+    " split has 20,000 or more, else a fifth].",
+)
+@click.option(
+    "--val-split",
+    default=None,
+    help="The dataset's own validation split instead of --val-size (svhn: valid, with"
+    " --train-split train-minus-valid, the authors' split).",
+)
+@click.option(
+    "--c-grid",
+    callback=_c_grid,
+    default=None,
+    help="Comma-separated C values [default: the authors' 1e-4,2e-4,5e-4,1e-3,2e-3,5e-3,1e-2].",
+)
+@click.option(
+    "--standardize/--raw-features",
+    default=False,
     show_default=True,
-    help="Share of the labelled images held out to choose C.",
+    help="Standardise features before the SVM (the authors fed them raw).",
+)
+@click.option(
+    "--bn-stats",
+    type=click.Choice(["real", "running"]),
+    default="real",
+    show_default=True,
+    help="Batchnorm statistics of both discriminators: recomputed on the real training"
+    " images (the authors') or the running ones from training (initial for random init).",
 )
 @checkpoint_option(help=None)
 @click.option("--baseline/--no-baseline", default=True, help="Also probe a random-init D.")
@@ -67,7 +94,12 @@ def probe(
     test_split: str,
     labels_per_class: int | None,
     draws: int | None,
-    val_fraction: float,
+    select_draws: int | None,
+    val_size: int | None,
+    val_split: str | None,
+    c_grid: tuple[float, ...] | None,
+    standardize: bool,
+    bn_stats: str,
     checkpoint: Which,
     baseline: bool,
     seed: int,
@@ -82,117 +114,25 @@ def probe(
     """Linear L2-SVM on the discriminator's features (every conv layer, 4x4 max-pooled).
 
     \b
+    The authors' protocol (Newmu/dcgan_code, svhn_semisup_analysis.py): batchnorm
+    statistics recomputed on real training images, C chosen on held-out validation images
+    by the accuracy averaged over --select-draws draws, then --draws new draws scored on
+    the test split. The trained and the random-init D see the same draws: their difference
+    is reported paired (t interval and sign test).
+
+    \b
     Example (the paper's CIFAR-10 and SVHN setups):
       ganbench probe RUN_ID --dataset cifar10
-      ganbench probe RUN_ID --dataset svhn --labels-per-class 100 --draws 100
+      ganbench probe RUN_ID --dataset svhn --labels-per-class 100 --draws 100 \\
+          --train-split train-minus-valid --val-split valid
     """
-    import torch
+    from ganbench.cli.probe_run import ProbeOptions, probe_run
 
-    from ganbench.data.loading import load_images
-    from ganbench.errors import UsageError
-    from ganbench.plugins.interfaces import DatasetRequest
-    from ganbench.probe.features import LayerFeatures
-    from ganbench.probe.probe import run_probe
-    from ganbench.runs.weights import RunWeights
-
-    say = functools.partial(click.echo, err=True)
-    weights = RunWeights(run_ref, checkpoint, tracking_uri, cache_dir, device, say)
-    ds = weights.registries.datasets.get(dataset)
-    torch_device = weights.torch_device
-    if labels_per_class is not None and labels_per_class < 1:
-        raise UsageError(f"--labels-per-class must be at least 1, not {labels_per_class}")
-    if draws is not None and labels_per_class is None:
-        raise UsageError("--draws needs --labels-per-class (with every label, draws are equal)")
-    draws = draws or (10 if labels_per_class else 1)
-    if draws < 1:
-        raise UsageError(f"--draws must be at least 1, not {draws}")
-    if not ds.num_classes:
-        raise UsageError(f"dataset {ds.name} has no class labels to probe with; use a labelled one")
-    for split in (train_split, test_split):
-        ds.check_split(split)
-    loaded, target = weights.open()
-    shape = loaded.shape
-    if ds.channels != shape.channels:
-        raise UsageError(
-            f"the run's discriminator takes {shape.channels}-channel images but {ds.name} has"
-            f" {ds.channels}; probe it on a dataset with {shape.channels} channel(s)"
-        )
-    if shape.resolution not in ds.resolutions:
-        raise UsageError(
-            f"the run's discriminator takes {shape.resolution}px images; {ds.name} is offered"
-            f" at {', '.join(map(str, ds.resolutions))}"
-        )
-    category = {"category": ds.categories[0]} if ds.categories else {}
-    train, test = (
-        load_images(
-            ds,
-            DatasetRequest(split, shape.resolution, data_root, category),
-            weights.cache,
-            bad_images=bad_images,  # type: ignore[arg-type]
-            progress=progress,
-            say=say,
-        )
-        for split in (train_split, test_split)
-    )
-    options = dict(
-        labels_per_class=labels_per_class,
-        draws=draws,
-        val_fraction=val_fraction,
-        seed=seed,
-        device=torch_device,
-        progress=progress,
-    )
-    suffix = f".{labels_per_class}_per_class" if labels_per_class else ""
-    prefix = f"probe.{ds.name}{suffix}"
-    models = {"trained": loaded.model}
-    if baseline:
-        torch.manual_seed(seed)
-        models["random_init"] = loaded.plan.architecture.build(loaded.plan.model, shape)
-    metrics, lines = {}, []
-    for which, model in models.items():
-        disc = model.discriminator.to(torch_device).eval()
-        say(f"probing the {which.replace('_', '-')} discriminator on {ds.name}")
-        features = LayerFeatures(disc, model.discriminator_layers())
-        result = run_probe(features, train, test, **options)
-        name = prefix if which == "trained" else f"{prefix}.random_init"
-        metrics.update(probe_metrics(name, result))
-        ci = f" +- {100 * result.accuracy_ci95:.2f}" if result.draws > 1 else ""
-        lines.append(
-            f"{which:>11}: accuracy {100 * result.accuracy:.2f}%{ci} (error"
-            f" {100 * result.error_rate:.2f}%), {result.feature_dim} features,"
-            f" {result.labels_used} labels, C={result.C:g}, {result.draws} draw(s),"
-            f" features {result.extract_seconds:.1f}s, fit {result.fit_seconds:.1f}s"
-        )
-    for line in lines:
-        click.echo(line)
-    if target is None:
-        return
-    tags = {
-        f"{prefix}.how": (
-            "linear L2-SVM (squared hinge, one-vs-rest, torch solver) on every"
-            " discriminator conv layer max-pooled to 4x4; C chosen on a"
-            f" {val_fraction:g} validation share of the labelled {train_split} split;"
-            f" scored on {ds.name} {test_split} ({len(test)} images);"
-            f" {draws} draw(s), seed {seed}; weights {loaded.source}"
-        )
-    }
-    record = {"step": loaded.step, "source": loaded.source, "metrics": metrics, "tags": tags}
-    record_probe(record, prefix, loaded.step, target, weights.cache, tracking_wait)
-
-
-def record_probe(
-    record: dict, prefix: str, step: int, target: Target, cache: Path, wait: float
-) -> None:
-    """Save the probe's result in a command outbox, then journal it into the run."""
-    from ganbench.files.sealed import write_atomic
-    from ganbench.tracking.outbox.command import CommandOutbox
-
-    outbox = CommandOutbox(target, "probe", cache, keep=True)
-    path = outbox.path / "probe" / f"{prefix}.json"
-    write_atomic(path, json.dumps(record, indent=1, sort_keys=True))
-    click.echo(f"saved the result in {path}")
-    outbox.tracker.log_metrics(record["metrics"], step)
-    outbox.tracker.set_tags(record["tags"])
-    outbox.tracker.log_artifact(path, "probe")
-    outbox.finish(wait, f"probed {record['source']} (step {step}); the result is saved in {path}")
-    click.echo(f"logged into {outbox.describe()} at step {step}")
+    options = ProbeOptions(
+        dataset, train_split, test_split, labels_per_class, draws, select_draws, val_size,
+        val_split, c_grid, standardize, bn_stats, baseline, seed,
+    )  # fmt: skip
+    probe_run(
+        run_ref, options, checkpoint, device, data_root, cache_dir, bad_images, tracking_uri,
+        tracking_wait, progress,
+    )  # fmt: skip
