@@ -8,6 +8,7 @@ else one line and nothing written, and it completes once the server is back."""
 from __future__ import annotations
 
 import json
+import os
 import time
 import tomllib
 from dataclasses import dataclass
@@ -396,3 +397,39 @@ def test_provenance_names_and_which_scores_a_zoo_entry_lists():
     # the training's value where both measured a name; else the newest evaluation's
     assert {n: s.value for n, s in scores.items()} == {"fid_2k": 9.0, "fid_1k": 2.0}
     assert "training step 6 of run RUN" in scores["fid_2k"].how
+
+
+@pytest.mark.skipif(not hasattr(os, "getpriority"), reason="thread niceness is Linux's")
+def test_a_commands_writer_runs_at_the_commands_priority_a_trainings_below_it(tmp_path):
+    """A training's writer yields to the training (niceness 19); a command's writer is all
+    the command waits for, so it keeps the command's priority (a loaded machine starved
+    the niced one past the command's wait)."""
+    from ganbench.rundir.folder import RunFolder
+    from ganbench.runs.target import Target
+    from ganbench.tracking.outbox.command import CommandOutbox
+    from ganbench.tracking.outbox.tracker import OutboxTracker
+    from ganbench.tracking.outbox.writer import WRITER_NICENESS
+    from ganbench.tracking.tracker import MlflowTracker
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run = MlflowTracker(uri, "commands", "r")
+    folder = RunFolder.create(tmp_path / "run", {"run_id": run.run_id, "tracking_uri": uri})
+    training = OutboxTracker(run, folder, print)
+    command = CommandOutbox(Target(run.run_id, uri), "probe", tmp_path / "cache", keep=True)
+
+    def niceness(tracker) -> int:
+        thread = tracker.writer._thread
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # set by the thread itself as it starts
+            value = os.getpriority(os.PRIO_PROCESS, thread.native_id)
+            if value != own or tracker is command.tracker:
+                return value
+            time.sleep(0.05)
+        return value
+
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    assert niceness(training) == max(own, WRITER_NICENESS)
+    assert niceness(command.tracker) == own
+    training.finish("FINISHED")
+    assert training.close(60) == 0
+    command.finish(60, "probed")

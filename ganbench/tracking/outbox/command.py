@@ -84,7 +84,9 @@ class CommandOutbox:
         route_mlflow_logs(self.path / "logs" / "mlflow.log")
         self._log = self.path / "logs" / "tracking.log"
         run = MlflowTracker.detached(target.tracking_uri, target.run_id, target.experiment_id)
-        self.tracker: OutboxTracker = OutboxTracker(run, self.folder, self._write_log)
+        self.tracker: OutboxTracker = OutboxTracker(
+            run, self.folder, self._write_log, background=False
+        )
 
     def _write_log(self, line: str) -> None:
         with self._log.open("a", encoding="utf-8") as fh:

@@ -73,7 +73,7 @@ def deliver(
             return result
         existing = MlflowTracker.existing(uri, folder.run_id)
         route_mlflow_logs(folder.path / "logs" / "mlflow.log")
-        tracker = OutboxTracker(existing, folder, say)
+        tracker = OutboxTracker(existing, folder, say, background=False)
         writer = tracker.writer
         deadline = time.monotonic() + timeout
         with ItemProgress(waiting, "delivering", unit="records", enabled=progress) as bar:

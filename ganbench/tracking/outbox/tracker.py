@@ -38,6 +38,8 @@ class OutboxTracker:
         say: Callable[[str], None],
         skip: Collection[tuple[str, int]] = (),
         compact_bytes: int = COMPACT_BYTES,
+        *,
+        background: bool = True,
     ) -> None:
         from ganbench.tracking.store import fail_fast_http
         from ganbench.tracking.tracker import check_reachable
@@ -59,7 +61,12 @@ class OutboxTracker:
 
         delivery = Delivery(run.client, run.run_id, self.journal.folder)
         self.writer = Writer(
-            self.journal, delivery, where=run.tracking_uri, say=say, reachable=reachable
+            self.journal,
+            delivery,
+            where=run.tracking_uri,
+            say=say,
+            reachable=reachable,
+            background=background,
         ).start()
 
     def _put(self, op: dict[str, Any]) -> None:

@@ -71,9 +71,15 @@ class Writer:
         where: str,
         say: Callable[[str], None],
         reachable: Callable[[], bool] = lambda: True,
+        background: bool = True,
     ) -> None:
         self.journal, self.delivery, self.where, self.say = journal, delivery, where, say
         self.reachable = reachable
+        #: Deliver below the process's priority (beside a training); False for a command
+        #: whose process does nothing but wait for the delivery (``sync``, ``eval``,
+        #: ``probe``...): at niceness 19 on a machine busy with other work, the writer
+        #: got a few percent of a core and such a command timed out waiting for it.
+        self.background = background
         #: Ops before this offset were journaled by an earlier process: MLflow may have
         #: some of them already (delivered, but the offset was not yet saved).
         self.replay_until = journal.size()
@@ -132,8 +138,9 @@ class Writer:
         # delivery takes the time training leaves, and catches up when it ends; where
         # the training waits on a GPU the writer gets a core at once. (Linux: niceness
         # is per thread.)
-        with contextlib.suppress(AttributeError, OSError):
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WRITER_NICENESS)
+        if self.background:
+            with contextlib.suppress(AttributeError, OSError):
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WRITER_NICENESS)
         try:
             self._guarded()
         finally:
