@@ -60,6 +60,7 @@ def test_the_wheel_carries_every_package_and_its_data_files(tmp_path, pip):
         "ganbench_plugins/digits/digits_cnn.pt",
         "ganbench/zoo/index.schema.json",
         "ganbench/study/builtin/paper-ablations.toml",
+        "ganbench/claims/builtin/table2-svhn.toml",
         "ganbench_zoo/index.toml",
     ]
     assert [name for name in shipped if name not in names] == []

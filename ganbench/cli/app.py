@@ -62,6 +62,7 @@ def cli() -> None:
 
 
 from ganbench.cli.analyze import analyze  # noqa: E402 (after the group they join)
+from ganbench.cli.claim import claim  # noqa: E402
 from ganbench.cli.data import data, datasets  # noqa: E402
 from ganbench.cli.eval import eval_command  # noqa: E402
 from ganbench.cli.plugins import plugins  # noqa: E402
@@ -72,7 +73,7 @@ from ganbench.cli.train import run  # noqa: E402
 from ganbench.cli.zoo import zoo  # noqa: E402
 
 for command in (run, plugins, datasets, data, eval_command, probe, analyze, runs, resume, sync,
-                study, report, zoo):  # fmt: skip
+                study, report, claim, zoo):  # fmt: skip
     cli.add_command(command)
 
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
-import signal
-import threading
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -122,30 +120,9 @@ class TrialLauncher:
         cores = len(os.sched_getaffinity(0))
         return {"OMP_NUM_THREADS": str(max(1, cores // self.options.jobs))}
 
-    @contextlib.contextmanager
-    def signals(self) -> Iterator[None]:
+    def signals(self) -> contextlib.AbstractContextManager[None]:
         """SIGTERM and SIGINT stop the running trials (in the main thread only)."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        handled = (signal.SIGTERM, signal.SIGINT)
-        previous = {s: signal.getsignal(s) for s in handled}
-
-        def handler(signum: int, frame: Any) -> None:
-            if self.launcher.stop_signal is None:
-                self.say(
-                    f"{signal.Signals(signum).name}: stopping the running trials at their next"
-                    " step (they checkpoint); a second signal stops them at once"
-                )
-            self.launcher.stop(signum)
-
-        for s in handled:
-            signal.signal(s, handler)
-        try:
-            yield
-        finally:
-            for s, h in previous.items():
-                signal.signal(s, h)
+        return self.launcher.stopping_on_signals(self.say, "the running trials at their next step")
 
 
 def default_devices() -> list[str]:

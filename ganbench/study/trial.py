@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,6 +109,33 @@ class Launcher:
             if proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(proc.pid, signal.SIGTERM if first else signal.SIGKILL)
+
+    @contextlib.contextmanager
+    def stopping_on_signals(self, say: Callable[[str], None], what: str) -> Iterator[None]:
+        """While inside: SIGTERM and SIGINT stop the running processes (:meth:`stop`),
+        saying so once with ``what`` ("the running trials"...); the handlers are restored
+        after. Only the main thread can take signals: elsewhere it does nothing."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        handled = (signal.SIGTERM, signal.SIGINT)
+        previous = {s: signal.getsignal(s) for s in handled}
+
+        def handler(signum: int, frame: Any) -> None:
+            if self.stop_signal is None:
+                say(
+                    f"{signal.Signals(signum).name}: stopping {what} (training checkpoints);"
+                    " a second signal stops it at once"
+                )
+            self.stop(signum)
+
+        for s in handled:
+            signal.signal(s, handler)
+        try:
+            yield
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
 
     def run(
         self,
