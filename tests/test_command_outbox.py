@@ -282,7 +282,20 @@ def test_sync_delivers_every_value_exactly_once(served, delivered, tmp_path):
     evaluated, probed = _values(folders["eval"]), _values(folders["probe"])
     assert set(evaluated) == {"eval/digits-cnn/fid_120", "eval/digits-cnn/is_120",
                               "eval/digits-cnn/is_120_std"}  # fmt: skip
-    assert len(probed) == 18  # 9 numbers for the trained D, 9 for the random one
+    # 15 numbers for each discriminator, and their paired comparison (its interval and
+    # t test only where the draws' differences vary)
+    prefix = "probe.digits.5_per_class"
+    each = {
+        k[len(prefix) + 1 :]
+        for k in probed
+        if not k.startswith((f"{prefix}.random_init.", f"{prefix}.paired."))
+    }
+    assert len(each) == 15 and "accuracy_spread" in each and "bn_layers_recalibrated" in each
+    assert {k for k in probed if k.startswith(f"{prefix}.random_init.")} == {
+        f"{prefix}.random_init.{k}" for k in each
+    }
+    paired = {k.rsplit(".", 1)[1] for k in probed if k.startswith(f"{prefix}.paired.")}
+    assert {"draws", "difference", "wins", "losses", "ties", "sign_pvalue"} <= paired
     analysed = _values(folders["analyze"])
     assert set(analysed) == {"analysis.walk.largest_step_share"}
     for values in (evaluated, probed, analysed):
