@@ -355,3 +355,29 @@ def test_a_claim_stopped_during_training_continues_the_same_run(tmp_path):
     assert finished.info.run_id == run_id and finished.info.status == "FINISHED"
     report = json.loads((out / "report.json").read_text())
     assert report["training"]["run_id"] == run_id and report["probes"][0]["step"] == STOPPED
+
+
+def test_the_rows_paired_tests_are_holm_adjusted_together():
+    """table1-digits makes two trained-vs-random comparisons: their p-values are adjusted
+    as one family (statsmodels' Holm is the reference); a row without a test stays out."""
+    from types import SimpleNamespace
+
+    from statsmodels.stats.multitest import multipletests
+
+    from ganbench.claims.recipe import load
+    from ganbench.claims.results import rows
+
+    recipe = load("table1-digits")
+    raw = [0.03, 0.04]
+    probes = {
+        p.name: {"record": {"results": {"paired": {"t_pvalue": value}}}}
+        for p, value in zip(recipe.probes, raw, strict=True)
+    }
+    folder = SimpleNamespace(state={"training": {"params": {}}, "probes": probes})
+    found = rows(recipe, folder)
+    expected = multipletests(raw, method="holm")[1]
+    assert [r.holm_p for r in found] == pytest.approx(list(expected))
+    assert found[0].holm_p > raw[0]  # adjusted, not the raw p
+    probes[recipe.probes[0].name]["record"]["results"]["paired"]["t_pvalue"] = float("nan")
+    found = rows(recipe, folder)
+    assert np.isnan(found[0].holm_p) and found[1].holm_p == pytest.approx(raw[1])

@@ -14,11 +14,11 @@ import shlex
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from ganbench.errors import ConfigError, UsageError
+from ganbench.files import packaged
 from ganbench.files.names import LOWER_NAME, check_folder_name
 
 SETTINGS = ("paper", "stand-in")
@@ -316,16 +316,15 @@ def parse(text_: str, where: str) -> Recipe:
     )
 
 
+BUILTIN = "ganbench.claims.builtin"
+
+
 def builtin_names() -> list[str]:
-    return sorted(
-        p.name.removesuffix(".toml")
-        for p in resources.files("ganbench.claims.builtin").iterdir()
-        if p.name.endswith(".toml")
-    )
+    return packaged.toml_names(BUILTIN)
 
 
 def builtin_text(name: str) -> str:
-    return resources.files("ganbench.claims.builtin").joinpath(f"{name}.toml").read_text()
+    return packaged.toml_text(BUILTIN, name)
 
 
 def load(ref: str) -> Recipe:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,8 @@ class Row:
     done: dict[str, Any]  # the claim folder's entry: the probe's record and its seconds
     params: dict[str, str]
     stand_in: bool
+    #: The paired t test's p-value, Holm-adjusted over the claim's rows (NaN: no test).
+    holm_p: float = math.nan
 
     @property
     def record(self) -> dict[str, Any]:
@@ -119,6 +121,7 @@ class Row:
         if paired:
             interval = span(paired["low"], paired["high"], sign=True)
             diff = f"{100 * paired['difference']:+.2f}{interval}"
+            diff += f" p_Holm={self.holm_p:.2g}" if math.isfinite(self.holm_p) else ""
         random = self.results.get("random_init")
         return (
             f"{self.probe.name} ({self.probe.dataset}, {self.metric.replace('_', ' ')})",
@@ -154,6 +157,7 @@ class Row:
             "images_seen": self.images_seen,
             "draws": self.draws,
             "verdict": self.verdict(),
+            "paired_p_holm": None if math.isnan(self.holm_p) else self.holm_p,
             "budget": self.budget(),
             "record_path": self.done["record_path"],
             "seconds": self.done["seconds"],
@@ -172,9 +176,19 @@ def span(low: Any, high: Any, *, sign: bool = False) -> str:
 
 
 def rows(recipe: Recipe, folder: ClaimFolder) -> list[Row]:
+    """One row per probe; the trained-vs-random t tests of the rows Holm-adjusted together
+    (the claim makes one comparison per row: a family of them)."""
+    from ganbench.study.stats import holm
+
     t = folder.state["training"]
     params = t.get("params", {})
-    return [Row(p, folder.state["probes"][p.name], params, recipe.stand_in) for p in recipe.probes]
+    found = [Row(p, folder.state["probes"][p.name], params, recipe.stand_in) for p in recipe.probes]
+    p_values = [(r.results.get("paired") or {}).get("t_pvalue") for r in found]
+    tested = [i for i, p in enumerate(p_values) if p is not None and math.isfinite(p)]
+    adjusted = holm([p_values[i] for i in tested]) if tested else []
+    for i, p in zip(tested, adjusted, strict=True):
+        found[i] = replace(found[i], holm_p=float(p))
+    return found
 
 
 def table(found: list[Row]) -> list[str]:
@@ -253,7 +267,9 @@ def markdown(recipe: Recipe, data: dict[str, Any], found: list[Row]) -> str:
         "",
         "Spread: 1.96 standard deviations of single draws (the authors' +-); interval: the"
         " 95% t interval of the mean over the draws; trained - random: the paired"
-        " difference on the same draws.",
+        " difference on the same draws, its 95% t interval (unadjusted) and the paired t"
+        " test's p-value Holm-adjusted over this claim's rows. One training run (seed"
+        f" {recipe.train.seed}): the intervals cover draws of labels, not training seeds.",
         "",
         "![The paper's number beside ganbench's](claim.png)",
         "",

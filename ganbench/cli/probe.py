@@ -8,6 +8,7 @@ through a command outbox (:mod:`ganbench.tracking.outbox.command`) that keeps th
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 import click
@@ -127,12 +128,12 @@ def probe(
           --train-split train-minus-valid --val-split valid
     """
     from ganbench.cli.probe_run import ProbeOptions, probe_run
+    from ganbench.runs.weights import RunWeights
 
+    say = functools.partial(click.echo, err=True)
+    weights = RunWeights(run_ref, checkpoint, tracking_uri, cache_dir, device, say)
     options = ProbeOptions(
         dataset, train_split, test_split, labels_per_class, draws, select_draws, val_size,
-        val_split, c_grid, standardize, bn_stats, baseline, seed,
+        val_split, c_grid, standardize, bn_stats, baseline, seed, data_root, bad_images,
     )  # fmt: skip
-    probe_run(
-        run_ref, options, checkpoint, device, data_root, cache_dir, bad_images, tracking_uri,
-        tracking_wait, progress,
-    )  # fmt: skip
+    probe_run(weights, options, tracking_wait=tracking_wait, progress=progress)

@@ -19,8 +19,8 @@ import click
 
 if TYPE_CHECKING:
     from ganbench.plugins.interfaces import Dataset, ImageArray
-    from ganbench.runs.reopen import Which
     from ganbench.runs.target import Target
+    from ganbench.runs.weights import RunWeights
 
 
 BN_STATS = {"real": "recomputed on real training images", "running": "running (from training)"}
@@ -43,6 +43,8 @@ class ProbeOptions:
     bn_stats: str
     baseline: bool
     seed: int
+    data_root: str | None
+    bad_images: str
 
 
 def _check(o: ProbeOptions, ds: Dataset) -> int:
@@ -69,7 +71,7 @@ def _check(o: ProbeOptions, ds: Dataset) -> int:
 
 
 def _splits(
-    o: ProbeOptions, ds: Dataset, data_root: str | None, resolution: int, loader: Any
+    o: ProbeOptions, ds: Dataset, resolution: int, loader: Any
 ) -> tuple[ImageArray, ImageArray, ImageArray, str]:
     """(pool, validation, test, how the validation set was made)."""
     from ganbench.plugins.interfaces import DatasetRequest
@@ -78,7 +80,7 @@ def _splits(
     category = {"category": ds.categories[0]} if ds.categories else {}
 
     def load(split: str) -> ImageArray:
-        return loader(DatasetRequest(split, resolution, data_root, category))
+        return loader(DatasetRequest(split, resolution, o.data_root, category))
 
     train, test = load(o.train_split), load(o.test_split)
     if o.val_split is not None:
@@ -91,17 +93,9 @@ def _splits(
 
 
 def probe_run(
-    run_ref: str,
-    o: ProbeOptions,
-    checkpoint: Which,
-    device: str,
-    data_root: str | None,
-    cache_dir: str | None,
-    bad_images: str,
-    tracking_uri: str | None,
-    tracking_wait: float,
-    progress: bool,
+    weights: RunWeights, o: ProbeOptions, *, tracking_wait: float, progress: bool
 ) -> None:
+    """Probe the run ``weights`` names as ``o`` says, and record the result in the run."""
     import torch
 
     from ganbench.data.loading import load_images
@@ -111,10 +105,8 @@ def probe_run(
     from ganbench.probe.probe import AUTHORS_C_GRID, run_probe
     from ganbench.probe.record import describe, paired_metrics, probe_metrics, result_record
     from ganbench.probe.standing import recalibrate_batchnorm
-    from ganbench.runs.weights import RunWeights
 
     say = functools.partial(click.echo, err=True)
-    weights = RunWeights(run_ref, checkpoint, tracking_uri, cache_dir, device, say)
     ds = weights.registries.datasets.get(o.dataset)
     draws = _check(o, ds)
     weights.torch_device  # noqa: B018 (a GPU asked for and absent: refused before loading)
@@ -131,9 +123,9 @@ def probe_run(
             f" at {', '.join(map(str, ds.resolutions))}"
         )
     loader = functools.partial(
-        load_images, ds, cache=weights.cache, bad_images=bad_images, progress=progress, say=say
+        load_images, ds, cache=weights.cache, bad_images=o.bad_images, progress=progress, say=say
     )
-    pool, val, test, val_how = _splits(o, ds, data_root, shape.resolution, loader)
+    pool, val, test, val_how = _splits(o, ds, shape.resolution, loader)
     grid = o.c_grid or AUTHORS_C_GRID
     suffix = f".{o.labels_per_class}_per_class" if o.labels_per_class else ""
     prefix = f"probe.{ds.name}{suffix}"

@@ -14,11 +14,11 @@ from __future__ import annotations
 import itertools
 import tomllib
 from collections.abc import Mapping, Sequence
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from ganbench.errors import ConfigError, UsageError
+from ganbench.files import packaged
 from ganbench.files.names import check_folder_name
 from ganbench.study.spec import MIN_SEEDS, OBJECTIVES, Study, merge_settings
 from ganbench.training.config import LENGTH_KEYS
@@ -49,16 +49,15 @@ _SAMPLERS = ("tpe", "random")
 _SEARCH_KEYS = {"low", "high", "log", "step", "choices"}
 
 
+BUILTIN = "ganbench.study.builtin"
+
+
 def builtin_names() -> list[str]:
-    return sorted(
-        p.name.removesuffix(".toml")
-        for p in resources.files("ganbench.study.builtin").iterdir()
-        if p.name.endswith(".toml")
-    )
+    return packaged.toml_names(BUILTIN)
 
 
 def builtin_text(name: str) -> str:
-    return resources.files("ganbench.study.builtin").joinpath(f"{name}.toml").read_text()
+    return packaged.toml_text(BUILTIN, name)
 
 
 def read_source(ref: str) -> tuple[str, str]:
