@@ -104,6 +104,12 @@ class Writer:
         self._compact = threading.Event()
         self._closing = threading.Event()
         self._abandon = threading.Event()
+        #: Set by close(): a background thread stops between two groups for a thread at
+        #: the process's priority to go on from the same offset.
+        self._handover = threading.Event()
+        self._handed_over = False
+        #: Cuts a back-off wait short (abandon or handover).
+        self._interrupt = threading.Event()
         self._thread = threading.Thread(target=self._run, name="ganbench-tracking", daemon=True)
 
     def start(self) -> Writer:
@@ -123,12 +129,32 @@ class Writer:
         return self._thread.is_alive()
 
     def close(self, timeout: float) -> int:
-        """Deliver what is left within ``timeout`` seconds; returns how many ops remain."""
+        """Deliver what is left within ``timeout`` seconds; returns how many ops remain.
+
+        A background writer hands what is left to a thread at the process's own priority:
+        the training it yielded to is over, and at niceness 19 on a machine busy with other
+        work it got a few percent of a core, so a stopped run's last records (its KILLED
+        status) outlived the stop's short wait."""
+        deadline = time.monotonic() + timeout
         self._closing.set()
+        if self.background and self._thread.is_alive():
+            self._handover.set()
+            self._interrupt.set()
+            self._wake.set()
+            self._thread.join(max(0.0, deadline - time.monotonic()))
+            if not self._thread.is_alive() and self._handed_over:
+                self.background = False
+                self._handover.clear()
+                self._interrupt.clear()
+                self._thread = threading.Thread(
+                    target=self._run, name="ganbench-tracking-close", daemon=True
+                )
+                self._thread.start()
         self._wake.set()
-        self._thread.join(timeout)
+        self._thread.join(max(0.0, deadline - time.monotonic()))
         if self._thread.is_alive():
             self._abandon.set()
+            self._interrupt.set()
             self._thread.join(5)
         return self.journal.pending()
 
@@ -144,7 +170,7 @@ class Writer:
         try:
             self._guarded()
         finally:
-            self.cpu_seconds = time.thread_time()
+            self.cpu_seconds += time.thread_time()
 
     def _guarded(self) -> None:
         """Deliver until closed; an error outside any one record is retried with back-off,
@@ -158,10 +184,13 @@ class Writer:
                 return
             except Exception as exc:
                 faults = 1 if (self._offset, self._started) != before else faults + 1
+                if self._handover.is_set():
+                    self._handed_over = True
+                    return  # the closing thread meets the same error and counts it
                 if faults >= MAX_FAULTS or self._abandon.is_set():
                     self._stop(exc)
                     return
-                self._abandon.wait(min(0.25 * 2**faults, MAX_BACKOFF))
+                self._interrupt.wait(min(0.25 * 2**faults, MAX_BACKOFF))
 
     def _begin(self) -> None:
         if self._started:
@@ -198,6 +227,9 @@ class Writer:
 
     def _deliver_all(self) -> None:
         while not self._abandon.is_set():
+            if self._handover.is_set():
+                self._handed_over = True
+                return
             self._maybe_compact()
             batch = self.journal.read(self._offset)
             if not batch:
@@ -212,7 +244,7 @@ class Writer:
             finally:
                 self._save()
             if not done:  # the store is away: wait, then from the first undelivered op
-                self._abandon.wait(self._delay)
+                self._interrupt.wait(self._delay)
                 self._delay = min(self._delay * 2, MAX_BACKOFF)
 
     def _save(self) -> None:
