@@ -2,6 +2,9 @@
 # torch build) on first use, then does its job; later calls reuse the environment.
 PYTHON ?= python3
 VENV ?= .venv
+## The default suite's pytest-xdist workers: CI's two cores. Whole files go to one worker
+## (--dist loadfile), so a file's module fixtures (servers, trained runs) are made once.
+TEST_WORKERS ?= 2
 BIN := $(VENV)/bin
 
 .PHONY: run test lint slow install chromium clean docs
@@ -32,7 +35,7 @@ chromium:
 test: install chromium
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint: install
 	$(BIN)/ruff check .
