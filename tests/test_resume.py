@@ -249,7 +249,13 @@ def test_a_run_whose_process_is_alive_is_not_resumed(tmp_path):
     finally:
         proc.send_signal(signal.SIGUSR1)  # SLURM's warning before the time limit
         assert finish(proc) == 128 + signal.SIGUSR1
-    assert "stopped by SIGUSR1 at step" in (tmp_path / "alive.err").read_text()
+    err = (tmp_path / "alive.err").read_text()
+    assert "stopped by SIGUSR1 at step" in err
+    if "records could not be delivered" in err:
+        # a machine whose every core trains (here: another test worker) starves the
+        # niced writer through a long run; the stop says so, and sync delivers the rest
+        synced = ganbench("sync", str(run_dir), cwd=tmp_path, name="sync")
+        assert finish(synced) == 0, (tmp_path / "sync.err").read_text()
     assert _the_run(uri)[1].info.status == "KILLED"
 
 
