@@ -448,11 +448,9 @@ def test_a_commands_writer_runs_at_the_commands_priority_a_trainings_below_it(tm
     command.finish(60, "probed")
 
 
-@pytest.mark.skipif(not hasattr(os, "getpriority"), reason="thread niceness is Linux's")
-def test_a_closing_trainings_writer_delivers_the_rest_at_the_processs_priority(tmp_path):
-    """Once the training ends, what its writer has left (a stopped run's KILLED status)
-    goes at the process's priority: at niceness 19 on a machine busy with other work it
-    outlived the stop's 10 s wait and the run stayed RUNNING in MLflow."""
+def _gated_training(tmp_path, name):
+    """A training's outbox whose niced writer thread stops inside its first delivery
+    until ``gate`` is set; every delivery is recorded as (kind, thread niceness, replay)."""
     import threading
 
     from ganbench.rundir.folder import RunFolder
@@ -460,33 +458,89 @@ def test_a_closing_trainings_writer_delivers_the_rest_at_the_processs_priority(t
     from ganbench.tracking.outbox.writer import WRITER_NICENESS
     from ganbench.tracking.tracker import MlflowTracker
 
-    own = os.getpriority(os.PRIO_PROCESS, 0)
-    if own >= WRITER_NICENESS:
+    if os.getpriority(os.PRIO_PROCESS, 0) >= WRITER_NICENESS:
         pytest.skip("the test process itself runs at the writer's niceness")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    run = MlflowTracker(uri, "closing", "r")
+    run = MlflowTracker(uri, name, "r")
     folder = RunFolder.create(tmp_path / "run", {"run_id": run.run_id, "tracking_uri": uri})
     training = OutboxTracker(run, folder, print)
     delivery = training.writer.delivery
     deliver, gate, entered = delivery.deliver, threading.Event(), threading.Event()
-    seen: list[tuple[str, int]] = []
+    seen: list[tuple[str, int, bool]] = []
 
     def gated(ops, replay=False):
-        seen.append((ops[0]["op"], os.getpriority(os.PRIO_PROCESS, threading.get_native_id())))
-        entered.set()
-        assert gate.wait(60)
+        nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        seen.append((ops[0]["op"], nice, replay))
+        if nice == WRITER_NICENESS:
+            entered.set()
+            assert gate.wait(60)
         return deliver(ops, replay=replay)
 
     delivery.deliver = gated
+    return training, run.run_id, uri, folder, gate, entered, seen
+
+
+@pytest.mark.skipif(not hasattr(os, "getpriority"), reason="thread niceness is Linux's")
+def test_a_closing_trainings_writer_takes_over_at_once_from_a_niced_thread_stuck_in_metrics(
+    tmp_path,
+):
+    """Once the training ends, what its writer has left (a stopped run's KILLED status)
+    goes at the process's priority, at once: the niced thread, stuck in a group on a
+    machine busy with other work (here: held by a gate), made a stopped run outlive the
+    stop's 10 s wait RUNNING. The group it was in is delivered again as a replay, and its
+    own late call changes nothing."""
+    from ganbench.tracking.outbox.writer import WRITER_NICENESS
+
+    training, run_id, uri, folder, gate, entered, seen = _gated_training(tmp_path, "metrics")
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    stuck = training.writer._thread
+    training.log_metrics({"loss": 0.5}, 1)
+    assert entered.wait(60), "the writer never delivered the metrics"
     training.log_params({"lr": 0.1})
-    assert entered.wait(60), "the writer never delivered the params"
     training.finish("KILLED")
-    closing = threading.Thread(target=lambda: seen.append(("left", training.close(60))))
+    assert training.close(30) == 0  # the gate is still shut: no waiting on the stuck thread
+    assert seen == [
+        ("metrics", WRITER_NICENESS, False),
+        ("metrics", own, True),
+        ("params", own, False),
+        ("status", own, False),
+    ]
+    client = MlflowClient(tracking_uri=uri)
+    assert client.get_run(run_id).info.status == "KILLED"
+    gate.set()  # the stuck call lands late: one metric value still, nothing set aside
+    stuck.join(30)
+    assert not stuck.is_alive()
+    assert [(m.step, m.value) for m in client.get_metric_history(run_id, "loss")] == [(1, 0.5)]
+    assert client.get_run(run_id).data.params == {"lr": "0.1"}
+    assert pending_in(folder.path / "outbox") == 0
+    assert not (folder.path / "outbox" / "rejected.jsonl").exists()
+
+
+@pytest.mark.skipif(not hasattr(os, "getpriority"), reason="thread niceness is Linux's")
+def test_a_closing_trainings_writer_waits_for_a_niced_tags_group_whose_order_matters(tmp_path):
+    """A tag group landing after a newer value of the same tag would undo it: that group
+    is finished by the niced thread before the closing thread goes on."""
+    import threading
+
+    from ganbench.tracking.outbox.writer import WRITER_NICENESS
+
+    training, run_id, uri, _, gate, entered, seen = _gated_training(tmp_path, "tags")
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    training.set_tags({"where": "old"})
+    assert entered.wait(60), "the writer never delivered the tags"
+    training.set_tags({"where": "new"})
+    training.finish("KILLED")
+    closing = threading.Thread(target=lambda: seen.append(("left", training.close(60), False)))
     closing.start()
-    time.sleep(0.5)  # close() has asked the background thread to hand over
+    time.sleep(1.0)
+    assert seen == [("tags", WRITER_NICENESS, False)]  # the closing thread waits
     gate.set()
     closing.join(90)
-    assert seen == [("params", WRITER_NICENESS), ("status", own), ("left", 0)]
-    client = MlflowClient(tracking_uri=uri)
-    assert client.get_run(run.run_id).info.status == "KILLED"
-    assert client.get_run(run.run_id).data.params == {"lr": "0.1"}
+    assert seen == [
+        ("tags", WRITER_NICENESS, False),
+        ("tags", own, False),
+        ("status", own, False),
+        ("left", 0, False),
+    ]
+    run = MlflowClient(tracking_uri=uri).get_run(run_id)
+    assert run.info.status == "KILLED" and run.data.tags["where"] == "new"

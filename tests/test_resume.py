@@ -251,11 +251,9 @@ def test_a_run_whose_process_is_alive_is_not_resumed(tmp_path):
         assert finish(proc) == 128 + signal.SIGUSR1
     err = (tmp_path / "alive.err").read_text()
     assert "stopped by SIGUSR1 at step" in err
-    if "records could not be delivered" in err:
-        # a machine whose every core trains (here: another test worker) starves the
-        # niced writer through a long run; the stop says so, and sync delivers the rest
-        synced = ganbench("sync", str(run_dir), cwd=tmp_path, name="sync")
-        assert finish(synced) == 0, (tmp_path / "sync.err").read_text()
+    # the niced writer may be far behind (another test worker trains on every core): the
+    # stop's closing thread delivers the rest, and the run is KILLED, within the stop
+    assert "records could not be delivered" not in err, err
     assert _the_run(uri)[1].info.status == "KILLED"
 
 

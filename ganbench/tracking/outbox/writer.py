@@ -28,6 +28,7 @@ import traceback
 from collections.abc import Callable
 
 from ganbench.tracking.outbox import problems
+from ganbench.tracking.outbox.baton import Baton, HandedOver
 from ganbench.tracking.outbox.delivery import (
     Delivery,
     MissingFile,
@@ -104,11 +105,10 @@ class Writer:
         self._compact = threading.Event()
         self._closing = threading.Event()
         self._abandon = threading.Event()
-        #: Set by close(): a background thread stops between two groups for a thread at
-        #: the process's priority to go on from the same offset.
-        self._handover = threading.Event()
-        self._handed_over = False
-        #: Cuts a back-off wait short (abandon or handover).
+        #: Which thread may move the offset: close() hands it to a thread at the process's
+        #: priority, which goes on from the same offset (see baton.py).
+        self.baton = Baton()
+        #: Cuts a back-off wait short (abandon or hand-over).
         self._interrupt = threading.Event()
         self._thread = threading.Thread(target=self._run, name="ganbench-tracking", daemon=True)
 
@@ -134,17 +134,17 @@ class Writer:
         A background writer hands what is left to a thread at the process's own priority:
         the training it yielded to is over, and at niceness 19 on a machine busy with other
         work it got a few percent of a core, so a stopped run's last records (its KILLED
-        status) outlived the stop's short wait."""
+        status) outlived the stop's short wait. The new thread does not wait for the old
+        one to finish the group it is in, unless that group's order matters (baton.py)."""
         deadline = time.monotonic() + timeout
         self._closing.set()
-        if self.background and self._thread.is_alive():
-            self._handover.set()
+        if self.background and self.failure is None:
             self._interrupt.set()
             self._wake.set()
-            self._thread.join(max(0.0, deadline - time.monotonic()))
-            if not self._thread.is_alive() and self._handed_over:
+            replayed = self._take_baton(deadline)
+            if replayed is not None:
+                self.replay_until = max(self.replay_until, replayed)
                 self.background = False
-                self._handover.clear()
                 self._interrupt.clear()
                 self._thread = threading.Thread(
                     target=self._run, name="ganbench-tracking-close", daemon=True
@@ -158,8 +158,18 @@ class Writer:
             self._thread.join(5)
         return self.journal.pending()
 
+    def _take_baton(self, deadline: float) -> int | None:
+        """Take the baton from the background thread, waiting (until ``deadline``) only
+        while it sends a group whose order matters; None if that did not end in time."""
+        while True:
+            replayed = self.baton.take()
+            if replayed is not None or time.monotonic() >= deadline:
+                return replayed
+            self._thread.join(min(0.05, max(0.0, deadline - time.monotonic())))
+
     # ---- the thread ---------------------------------------------------------------------
     def _run(self) -> None:
+        self.baton.hold()
         # Below the training's priority: on a machine whose every core trains (the CPU),
         # delivery takes the time training leaves, and catches up when it ends; where
         # the training waits on a GPU the writer gets a core at once. (Linux: niceness
@@ -182,10 +192,11 @@ class Writer:
                 self._begin()
                 self._deliver_all()
                 return
+            except HandedOver:
+                return  # the closing thread goes on; this one changes nothing more
             except Exception as exc:
                 faults = 1 if (self._offset, self._started) != before else faults + 1
-                if self._handover.is_set():
-                    self._handed_over = True
+                if self.baton.lost():
                     return  # the closing thread meets the same error and counts it
                 if faults >= MAX_FAULTS or self._abandon.is_set():
                     self._stop(exc)
@@ -193,16 +204,17 @@ class Writer:
                 self._interrupt.wait(min(0.25 * 2**faults, MAX_BACKOFF))
 
     def _begin(self) -> None:
-        if self._started:
-            return
-        self._offset = self._saved = self.journal.delivered()
-        self._line = self.journal.lines_before(self._offset)
-        earlier = problems.read_failure(self.journal.folder)
-        if earlier is not None:
-            line = problems.failure_line(self.journal.folder, earlier)
-            self.say(f"tracking: {line}; delivering again from there")
-            problems.clear_failure(self.journal.folder)
-        self._started = True
+        with self.baton.held():
+            if self._started:
+                return
+            self._offset = self._saved = self.journal.delivered()
+            self._line = self.journal.lines_before(self._offset)
+            earlier = problems.read_failure(self.journal.folder)
+            if earlier is not None:
+                line = problems.failure_line(self.journal.folder, earlier)
+                self.say(f"tracking: {line}; delivering again from there")
+                problems.clear_failure(self.journal.folder)
+            self._started = True
 
     def _stop(self, exc: BaseException) -> None:
         self.failure = _reason(exc)
@@ -227,9 +239,6 @@ class Writer:
 
     def _deliver_all(self) -> None:
         while not self._abandon.is_set():
-            if self._handover.is_set():
-                self._handed_over = True
-                return
             self._maybe_compact()
             batch = self.journal.read(self._offset)
             if not batch:
@@ -248,18 +257,21 @@ class Writer:
                 self._delay = min(self._delay * 2, MAX_BACKOFF)
 
     def _save(self) -> None:
-        if self._offset != self._saved:
-            self.journal.mark_delivered(self._offset)
-            self._saved = self._offset
+        with self.baton.held():
+            if self._offset != self._saved:
+                self.journal.mark_delivered(self._offset)
+                self._saved = self._offset
 
     def _done(self, end: int, count: int = 1, *, header: bool = False) -> None:
         """Records up to byte ``end`` are dealt with (delivered, set aside or skipped)."""
-        self._offset = end
-        self._line += count
-        if not header:
-            self.delivered_ops += count
-        self._delay, self._strikes = 0.25, 0
-        self._back()
+        with self.baton.held():
+            self.baton.sent()
+            self._offset = end
+            self._line += count
+            if not header:
+                self.delivered_ops += count
+            self._delay, self._strikes = 0.25, 0
+            self._back()
 
     def _deliver_group(self, group: list[Item]) -> bool:
         """Deliver one group; False when the store is away (nothing more is tried now)."""
@@ -272,6 +284,7 @@ class Writer:
             self._set_aside(ops[0], "damaged journal line")
             self._done(group[-1][0])
             return True
+        self.baton.sending(kind, group[-1][0])
         try:
             self.delivery.deliver(ops, replay=self._offset < self.replay_until)
         except Exception as exc:
@@ -344,6 +357,10 @@ class Writer:
         """Fold the delivered prefix away if a checkpoint asked and it is long enough."""
         if not (self._compacting and self._compact.is_set()):
             return
+        with self.baton.held():
+            self._compact_now()
+
+    def _compact_now(self) -> None:
         if self._offset - self.journal.header.length < self.journal.compact_bytes:
             return  # the request stands until the prefix is long enough
         old = self._offset
@@ -382,6 +399,10 @@ class Writer:
 
     def _set_aside(self, op: Op, reason: str, exc: BaseException | None = None) -> None:
         """Keep ``op`` (at the current journal line) in rejected.jsonl, with ``reason``."""
+        with self.baton.held():
+            self._keep_rejected(op, reason, exc)
+
+    def _keep_rejected(self, op: Op, reason: str, exc: BaseException | None) -> None:
         line = self._line + 1
         if op["op"] == DAMAGED:
             reason = f"damaged line {line} of {self.journal.path}: {op['error']}"
