@@ -37,7 +37,7 @@ def main() -> None:
     for way in ("alone", "shared", "alone", "shared"):
         replicas.barrier()
         start = time.perf_counter()
-        sample = generator_sampler(model.generator, model.sample_latent, replicas.device, 3)
+        sample = generator_sampler(model, replicas.device, 3)
         if way == "shared":
             out = generated_features(
                 extractor, sample, args.samples, progress=False, replicas=replicas

@@ -116,6 +116,20 @@ def check_ranges(config: Any, source: str = "") -> None:
         check_value(f.name, getattr(config, f.name), f, source)
 
 
+def check_choices(config: Any) -> None:
+    """Refuse a ``Literal``-typed field of dataclass ``config`` holding a value it does not
+    list (a config built in code; ``--set`` and TOML values are checked as converted)."""
+    hints = typing.get_type_hints(type(config))
+    for f in dataclasses.fields(config):
+        if typing.get_origin(hints[f.name]) is typing.Literal:
+            allowed = typing.get_args(hints[f.name])
+            value = getattr(config, f.name)
+            if value not in allowed:
+                raise ConfigError(
+                    f"{f.name} must be one of {', '.join(map(str, allowed))}; got {value!r}"
+                )
+
+
 def parse_assignments(items: Iterable[str], option: str = "--set") -> dict[str, str]:
     """``["lr=0.001", "z_dim=64"]`` -> ``{"lr": "0.001", "z_dim": "64"}``."""
     out: dict[str, str] = {}

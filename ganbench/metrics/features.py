@@ -2,7 +2,9 @@
 
 Both sides go through the same path: uint8 images on the device, batched, no gradients.
 Generated images are quantised to uint8 exactly as a saved PNG would be, so a generator
-is scored on the images a user would see, as torch-fidelity scores image files.
+is scored on the images a user would see, as torch-fidelity scores image files. A
+class-conditional generator's samples carry the classes they were asked for, gathered
+beside the features as ``labels``.
 """
 
 from __future__ import annotations
@@ -13,11 +15,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from ganbench.plugins.interfaces import LoadedExtractor
+from ganbench.plugins.interfaces import GanModel, LoadedExtractor
 from ganbench.progress import ItemProgress
 
-#: Draws ``n`` images in [-1, 1] (float, N x C x H x W) on the device.
-Sampler = Callable[[int], torch.Tensor]
+#: What a sampler draws: ``n`` images in [-1, 1] (float, N x C x H x W) on the device, or
+#: (images, labels): the int64 classes a conditional generator was asked for (None: none).
+Drawn = torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]
+#: Draws ``n`` images (:data:`Drawn`).
+Sampler = Callable[[int], Drawn]
+#: The key of the generated images' requested classes among the gathered features.
+LABELS = "labels"
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
@@ -33,7 +40,8 @@ class _Collector:
 
     def add(self, out: dict[str, torch.Tensor]) -> None:
         for key, value in out.items():
-            self.parts.setdefault(key, []).append(value.float().cpu().numpy())
+            value = value if key == LABELS else value.float()  # labels stay int64
+            self.parts.setdefault(key, []).append(value.cpu().numpy())
 
     def result(self) -> dict[str, np.ndarray]:
         return {k: np.concatenate(v) for k, v in self.parts.items()}
@@ -71,7 +79,8 @@ def generated_features(
     description: str = "generated features",
     replicas: Any = None,
 ) -> dict[str, np.ndarray] | None:
-    """Features of ``count`` images drawn from ``sample``.
+    """Features of ``count`` images drawn from ``sample``, and under ``labels`` the
+    classes they were generated for when the sampler says them.
 
     With ``replicas`` (a distributed run) the batches are dealt round-robin to the ranks
     and the features gathered on rank 0 in batch order; the other ranks get None. Every
@@ -88,7 +97,7 @@ def generated_features(
         for k, start in enumerate(range(0, count, batch_size)):
             n = min(batch_size, count - start)
             if k % world == rank:
-                out.add(extractor.module(to_uint8(sample(n))))
+                out.add(_features(extractor, sample(n)))
             else:
                 sample.skip(n)  # type: ignore[attr-defined]
             bar.advance(n)
@@ -104,29 +113,37 @@ def generated_features(
     return merged.result()
 
 
-def generator_sampler(
-    generator: torch.nn.Module,
-    latent: Callable[..., torch.Tensor],
-    device: torch.device,
-    seed: int,
-) -> Sampler:
-    """A sampler over ``generator`` in eval mode (batch-norm running statistics, so each
-    sample is independent of its batch), with latents from a seeded torch.Generator:
-    the same seed draws the same images."""
+def _features(extractor: LoadedExtractor, drawn: Drawn) -> dict[str, torch.Tensor]:
+    images, labels = drawn if isinstance(drawn, tuple) else (drawn, None)
+    out = dict(extractor.module(to_uint8(images)))
+    if labels is not None:
+        out[LABELS] = labels.to(torch.int64)
+    return out
+
+
+def generator_sampler(model: GanModel, device: torch.device, seed: int) -> Sampler:
+    """A sampler over ``model.generate`` with its generator in eval mode (batch-norm
+    running statistics, so each sample is independent of its batch), drawing (images,
+    labels). The latents, then the labels (``model.sample_labels``; None for an
+    unconditional model, which draws nothing), come from one seeded torch.Generator: the
+    same seed draws the same images of the same classes."""
     rng = torch.Generator().manual_seed(seed)
 
-    def sample(n: int) -> torch.Tensor:
-        z = latent(n, generator=rng).to(device)
-        was_training = generator.training
-        generator.eval()
+    def sample(n: int) -> Drawn:
+        z = model.sample_latent(n, generator=rng).to(device)
+        y = model.sample_labels(n, generator=rng)
+        y = None if y is None else y.to(device)
+        was_training = model.generator.training
+        model.generator.eval()
         try:
-            return generator(z)
+            return model.generate(z, y), y
         finally:
-            generator.train(was_training)
+            model.generator.train(was_training)
 
     def skip(n: int) -> None:
-        """Draw the latents of ``n`` images another rank generates."""
-        latent(n, generator=rng)
+        """Draw the latents and labels of ``n`` images another rank generates."""
+        model.sample_latent(n, generator=rng)
+        model.sample_labels(n, generator=rng)
 
     sample.skip = skip  # type: ignore[attr-defined]
     return sample

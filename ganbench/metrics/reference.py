@@ -3,7 +3,8 @@
 A reference is (dataset, split, category, resolution, feature extractor and its weights,
 number of images) plus a fingerprint of the dataset's files. Its statistics live in
 ``CACHE/stats/<dataset>/<key>/``: ``stats.npz`` (mean, covariance and the covariance's
-square root, float64), ``features.npy`` (for KID and precision/recall) and, written last,
+square root, float64), ``features.npy`` (for KID and precision/recall), ``labels.npy``
+(the images' classes, for intra-FID; absent for an unlabelled dataset) and, written last,
 ``manifest.json`` holding the reference. A folder whose manifest does not match the
 reference asked for exactly (other files, other weights) is rebuilt, never reused; the
 folder is built under a temporary name and renamed into place.
@@ -37,7 +38,9 @@ from ganbench.plugins.interfaces import (
     RealStats,
 )
 
-FORMAT = "ganbench-stats/1"
+#: /2 added the labels; a /1 folder (no labels) is never read: the format is part of the
+#: folder's key, so /1 and /2 caches live side by side.
+FORMAT = "ganbench-stats/2"
 #: Seed of the random subset of real images when fewer than the whole split are used.
 SUBSET_SEED = 0
 
@@ -60,6 +63,7 @@ class Reference:
         # in the same folder (the manifest, which has it, tells them apart).
         key = dataclasses.asdict(self)
         del key["data_fingerprint"]
+        key["format"] = FORMAT
         digest = hashlib.sha256(json.dumps(key).encode()).hexdigest()
         where = f"{self.split}-{self.category}" if self.category else self.split
         return f"{where}-{self.resolution}px-{self.extractor}-{self.count}-{digest[:12]}"
@@ -99,22 +103,37 @@ def _load_cached(folder: Path, reference: Reference) -> RealStats | None:
         with np.load(folder / "stats.npz") as stats:
             mu, sigma, root = stats["mu"], stats["sigma"], stats["sigma_sqrt"]
         features = np.load(folder / "features.npy", mmap_mode="r")
+        labels = np.load(folder / "labels.npy") if manifest.get("labelled") else None
     except (OSError, ValueError, KeyError):
         return None  # damaged after sealing: rebuild rather than trust it
-    return RealStats(mu=mu, sigma=sigma, features=features, sigma_sqrt=root)
+    if labels is not None and labels.shape != (len(features),):
+        return None
+    return RealStats(mu=mu, sigma=sigma, features=features, sigma_sqrt=root, labels=labels)
 
 
 def _store(folder: Path, reference: Reference, stats: RealStats) -> None:
     with sealed_folder(folder) as tmp:
         np.savez(tmp / "stats.npz", mu=stats.mu, sigma=stats.sigma, sigma_sqrt=stats.sigma_sqrt)
         np.save(tmp / "features.npy", stats.features)
-        manifest = {"format": FORMAT, "reference": dataclasses.asdict(reference)}
+        if stats.labels is not None:
+            np.save(tmp / "labels.npy", stats.labels)
+        manifest = {
+            "format": FORMAT,
+            "reference": dataclasses.asdict(reference),
+            "labelled": stats.labels is not None,
+        }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))  # last: the seal
 
 
-def stats_from_features(features: np.ndarray) -> RealStats:
+def stats_from_features(features: np.ndarray, labels: np.ndarray | None = None) -> RealStats:
+    """The statistics of real ``features`` (and their images' ``labels``, int64)."""
     mu, sigma = gaussian_stats(features)
-    return RealStats(mu=mu, sigma=sigma, features=features, sigma_sqrt=psd_sqrt(sigma))
+    if labels is not None:
+        labels = np.asarray(labels, dtype=np.int64)
+        if labels.shape != (len(features),):
+            raise ValueError(f"{labels.shape} labels for {len(features)} feature rows")
+    root = psd_sqrt(sigma)
+    return RealStats(mu=mu, sigma=sigma, features=features, sigma_sqrt=root, labels=labels)
 
 
 def reference_stats(
@@ -162,7 +181,8 @@ def reference_stats(
         progress=progress,
         description=f"{extractor.name} features of {dataset.name} {request.split}",
     )["pool"]
-    stats = stats_from_features(features)
+    labels = None if data.labels is None else np.asarray(data.labels)[index]
+    stats = stats_from_features(features, labels)
     _store(folder, base, stats)
     say(
         f"computed {extractor.name} statistics of {len(index)} images of"

@@ -28,9 +28,11 @@ import numpy as np
 
 from ganbench.errors import UsageError
 from ganbench.files.sealed import write_atomic
-from ganbench.metrics.features import Sampler, generated_features
+from ganbench.metrics.conditional import conditional_scores
+from ganbench.metrics.features import LABELS, Sampler, generated_features
 from ganbench.metrics.reference import Reference
 from ganbench.plugins.interfaces import FeatureExtractor, LoadedExtractor, Metric, RealStats
+from ganbench.plugins.interfaces.metrics import ConditionalMetric
 
 #: The extractor whose scores keep the literature's plain names.
 INCEPTION = "inception-v3"
@@ -144,9 +146,10 @@ def evaluate(
     progress: bool = True,
     replicas: Any = None,
 ) -> Evaluation | None:
-    """Score ``count`` samples drawn from ``sample`` with each metric. With ``replicas``
-    the samples are shared among the ranks, and rank 0 alone gets the scores (others
-    None)."""
+    """Score ``count`` samples drawn from ``sample`` with each metric (a
+    :class:`ConditionalMetric` with the classes the sampler says the images were drawn
+    for). With ``replicas`` the samples are shared among the ranks, and rank 0 alone gets
+    the scores (others None)."""
     check_metrics(metrics, reference)  # the sample counts were checked by make_scorer
     fake = generated_features(
         loaded,
@@ -161,9 +164,14 @@ def evaluate(
         return None
     out = Evaluation()
     for metric in metrics:
-        values = metric.compute(_as_array(fake[metric.feature]), real, seed)
+        if isinstance(metric, ConditionalMetric):
+            values = conditional_scores(metric, fake, real, seed)
+        else:
+            values = metric.compute(_as_array(fake[metric.feature]), real, seed)
         how = _provenance(metric, extractor, loaded, count, real, reference, seed)
         how["generator"] = generator_source
+        if isinstance(metric, ConditionalMetric):  # labels there: the metric read them
+            how["classes"] = str(np.unique(fake[LABELS]).size)
         for base, value in values.items():
             name = metric_name(base, count, extractor.name)
             out.scores[name] = float(value)

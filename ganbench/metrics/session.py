@@ -16,6 +16,13 @@ import torch
 
 from ganbench.data.prepare import BadImagePolicy
 from ganbench.errors import UsageError
+from ganbench.metrics.conditional import (
+    check_conditional_plan,
+    check_generated_share,
+    check_model_classes,
+    check_real_classes,
+    conditional_metrics,
+)
 from ganbench.metrics.counts import (
     EVAL_FIX,
     REAL_FIX,
@@ -65,6 +72,9 @@ class Scorer:
     device: torch.device
     batch_size: int = 200
     progress: bool = True
+    #: The dataset's name and class count (0: unlabelled), to check a model's classes.
+    dataset: str = ""
+    dataset_classes: int = 0
 
     def score(self, model: GanModel, generator_source: str) -> Evaluation:
         """Scores of ``model``'s generator (the same latents for every call: its seed)."""
@@ -76,14 +86,18 @@ class Scorer:
         self, model: GanModel, generator_source: str, replicas: Any
     ) -> Evaluation | None:
         """:meth:`score` in a distributed run: every rank generates and extracts its
-        share of the samples; rank 0 gets the scores, the others None."""
-        sample = generator_sampler(model.generator, model.sample_latent, self.device, self.seed)
+        share of the samples; rank 0 gets the scores, the others None. Conditional
+        metrics of an unconditional model (or of other classes than the dataset's) are
+        refused before any image is drawn."""
+        check_model_classes(self.metrics, model.num_classes, self.dataset_classes, self.dataset)
+        sample = generator_sampler(model, self.device, self.seed)
         return self.score_sampler(sample, generator_source, replicas)
 
     def score_sampler(
         self, sample: Sampler, generator_source: str, replicas: Any = None
     ) -> Evaluation | None:
-        """Scores of the images ``sample`` draws (e.g. an exported file's, in onnxruntime)."""
+        """Scores of the images ``sample`` draws (e.g. an exported file's, in onnxruntime;
+        (images, labels) for the conditional metrics)."""
         return evaluate(
             self.metrics,
             self.extractor,
@@ -124,6 +138,7 @@ def make_scorer(
     say: Callable[[str], None] = print,
     split: str | None = None,
     samples_fix: str = EVAL_FIX,
+    num_classes: int | None = None,
 ) -> Scorer:
     """Load the extractor and the real statistics (cached) of ``plan``'s dataset and
     ``split`` (None: the run's ``eval_split``, else the split it trains on).
@@ -132,6 +147,11 @@ def make_scorer(
     only; other extractors ship their own weights. FID from no more samples than its
     feature's dimension is refused before any weights are loaded (``samples_fix`` says
     how to give more: {n} is the count); Inception-v3 FID from fewer than 10,000 is said.
+    Conditional metrics (intra-FID, class accuracy) are refused as early: for an
+    unlabelled dataset, a model of ``num_classes`` (None: the model is not known yet;
+    :meth:`Scorer.score` checks it) that is unconditional or of other classes, an
+    extractor that does not classify the dataset, or too few samples (or real images)
+    of a class.
     """
     from ganbench.data.paths import cache_root
 
@@ -152,6 +172,15 @@ def make_scorer(
     # Before the weights are loaded (or downloaded): the declared feature dimensions.
     check_covariance_counts(
         chosen, ext.name, ext.feature_dims, samples, real_samples, fix=samples_fix
+    )
+    check_conditional_plan(
+        chosen,
+        ext,
+        dataset,
+        samples,
+        num_classes=num_classes,
+        extractors=[registries.extractors.get(n) for n in registries.extractors.names()],
+        fix=samples_fix,
     )
     warn_few_samples(chosen, ext.name, samples, say)
     loaded = ext.load(weights, device)
@@ -181,4 +210,20 @@ def make_scorer(
             fix=samples_fix,
             real_fix=REAL_FIX if real_samples and real.count >= real_samples else whole,
         )
-    return Scorer(chosen, ext, loaded, real, reference, samples, seed, device, progress=progress)
+        if conditional_metrics(chosen):
+            limited = real_samples and real.count >= real_samples
+            per_class = (
+                "give more --real-samples, or leave it out to use the whole split"
+                if limited
+                else f"the whole {split} split is too small: use a bigger split"
+            )
+            dim, classes = real.features.shape[1], dataset.num_classes or 0
+            where = reference.describe()
+            check_real_classes(chosen, ext.name, dim, real, classes, where, per_class)
+            for metric in conditional_metrics(chosen):  # undeclared dimensions: now known
+                if metric.fits_class_covariance:
+                    check_generated_share(metric, ext.name, dim, samples, classes, samples_fix)
+    return Scorer(
+        chosen, ext, loaded, real, reference, samples, seed, device, progress=progress,
+        dataset=dataset.name, dataset_classes=dataset.num_classes or 0,
+    )  # fmt: skip

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import typing
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Literal
 
 from ganbench.errors import ConfigError
-from ganbench.hparams import check_ranges, ranged
+from ganbench.hparams import check_choices, check_ranges, ranged
 
 #: Powers of two from 16 up: each stride-2 layer doubles (G) or halves (D) the size.
 RESOLUTIONS = (16, 32, 64, 128, 256)
@@ -83,15 +82,7 @@ class DCGANConfig:
     def __post_init__(self) -> None:
         # `--set` and TOML values are checked as they are converted (ganbench.hparams); this
         # also catches a config built in code, and the values no type can rule out.
-        hints = typing.get_type_hints(type(self))
-        for f in fields(self):
-            if typing.get_origin(hints[f.name]) is Literal:
-                allowed = typing.get_args(hints[f.name])
-                value = getattr(self, f.name)
-                if value not in allowed:
-                    raise ConfigError(
-                        f"{f.name} must be one of {', '.join(map(str, allowed))}; got {value!r}"
-                    )
+        check_choices(self)
         require_whole("n_critic", self.n_critic, 1)
         check_ranges(self)  # the ranged() fields: lr > 0, 0 <= beta < 1, widths >= 1, ...
         if isinstance(self.fc_hidden, bool) or not isinstance(self.fc_hidden, int):

@@ -104,6 +104,9 @@ class DigitsCnnExtractor(FeatureExtractor):
     weights_env = WEIGHTS_ENV
     # The bundled weights' (classifier.FEATURE_DIM, NUM_CLASSES; checked by the tests)
     feature_dims: ClassVar[dict[str, int]] = {"pool": 64, "logits": 10}
+    # Its logits are the digits dataset's classes (logit i: digit i), so a conditional
+    # generator's class accuracy on digits is scored through it.
+    classifies = "digits"
 
     def load(self, weights: str | None, device: torch.device) -> LoadedExtractor:
         from ganbench_plugins.digits.classifier import load_extractor

@@ -12,6 +12,9 @@ digits of its sha256 that its name carries. So whatever file is given (``--incep
 ``$GANBENCH_INCEPTION_WEIGHTS``, torch.hub's cache) is read here with ``weights_only=True``
 and must be a plain state dict of tensors; torch-fidelity only sees a copy ganbench saved
 from those tensors.
+
+A class-conditional generator's intra-FID and class accuracy are registered here too
+(:mod:`ganbench_plugins.fidelity.conditional`).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from ganbench.plugins.interfaces import (
     RemoteFile,
 )
 from ganbench.plugins.registry import Registrar
+from ganbench_plugins.fidelity.conditional import ClassAccuracy, IntraFid
 
 if TYPE_CHECKING:
     import numpy as np
@@ -251,5 +255,5 @@ def ganbench_register_extractors(registry: Registrar[FeatureExtractor]) -> None:
 
 @hookimpl
 def ganbench_register_metrics(registry: Registrar[Metric]) -> None:
-    for metric in (Fid(), InceptionScore(), Kid(), PrecisionRecall()):
+    for metric in (Fid(), InceptionScore(), Kid(), PrecisionRecall(), IntraFid(), ClassAccuracy()):
         registry.add(metric)

@@ -9,7 +9,9 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class ImageShape:
-    """Channels and square resolution of the images a model makes or a dataset yields."""
+    """Channels and square resolution of the images a model makes or a dataset yields, and
+    the classes their labels name (0: unlabelled, or labels a model is not to use)."""
 
     channels: int
     resolution: int
+    num_classes: int = 0

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     import numpy as np
@@ -36,6 +36,11 @@ class FeatureExtractor(ABC):
     #: downloaded. Undeclared (empty), the check waits for the real features' dimension,
     #: after the weights are loaded and the reference statistics computed.
     feature_dims: ClassVar[Mapping[str, int]] = {}
+    #: The dataset whose classes the ``logits`` output scores, logit i for label i (the
+    #: bundled digits-cnn classifies ``"digits"``); None when they are no dataset's classes
+    #: (Inception-v3's are ImageNet's). Class accuracy is scored only where it names the
+    #: run's dataset.
+    classifies: ClassVar[str | None] = None
 
     @abstractmethod
     def load(self, weights: str | None, device: torch.device) -> LoadedExtractor:
@@ -67,7 +72,8 @@ class RealStats:
     """What the metrics need of the real images' features, cached once per reference.
 
     ``mu``/``sigma`` (float64) serve FID; ``features`` (float32 N x D, the ``pool``
-    output) serve KID and precision/recall, which compare samples, not moments.
+    output) serve KID and precision/recall, which compare samples, not moments;
+    ``labels`` (int64, one per feature row) serve the per-class metrics (intra-FID).
     """
 
     mu: np.ndarray
@@ -75,6 +81,12 @@ class RealStats:
     features: np.ndarray
     #: sigma's symmetric square root, kept so FID needs one eigendecomposition, not two.
     sigma_sqrt: np.ndarray | None = None
+    #: The real images' classes (int64; -1 for an image without one); None for an
+    #: unlabelled dataset.
+    labels: np.ndarray | None = None
+    #: Per-class statistics by class, computed on first use and kept for the scorer's
+    #: life (``ganbench.metrics.conditional``); never written to the cache.
+    by_class: dict[int, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def count(self) -> int:
@@ -104,3 +116,29 @@ class Metric(ABC):
     @abstractmethod
     def compute(self, fake: np.ndarray, real: RealStats | None, seed: int) -> Mapping[str, float]:
         """Scores by base name, from generated features ``fake`` (float32 N x D)."""
+
+
+class ConditionalMetric(Metric):
+    """A metric of a class-conditional generator: it reads each generated image's
+    features together with the class the generator was asked for.
+
+    The core refuses it for an unconditional model or an unlabelled dataset, and calls
+    :meth:`compute_conditional` instead of :meth:`Metric.compute`.
+    """
+
+    #: Fits a covariance to each class's features (intra-FID): the core refuses it when a
+    #: class has no more samples, generated or real, than the feature's dimension.
+    fits_class_covariance: ClassVar[bool] = False
+    #: Reads the extractor's ``logits`` as the dataset's classes (class accuracy): only
+    #: with an extractor whose :attr:`FeatureExtractor.classifies` names the dataset.
+    reads_classifier: ClassVar[bool] = False
+
+    def compute(self, fake: np.ndarray, real: RealStats | None, seed: int) -> Mapping[str, float]:
+        raise TypeError(f"{self.name} needs the generated images' labels: compute_conditional")
+
+    @abstractmethod
+    def compute_conditional(
+        self, fake: np.ndarray, labels: np.ndarray, real: RealStats | None, seed: int
+    ) -> Mapping[str, float]:
+        """Scores by base name, from generated features ``fake`` (float32 N x D) and the
+        classes ``labels`` (int64 N) they were generated for."""

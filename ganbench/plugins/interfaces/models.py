@@ -7,7 +7,7 @@ No torch at module level (only under ``TYPE_CHECKING``), so listing plugins stay
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -78,6 +78,45 @@ class GanModel(ABC):
     #: (N(0, 1)). The zoo writes it into exported files so onnxruntime users draw the same.
     latent_distribution: str
 
+    #: Classes a class-conditional model generates (its generator takes ``(z, y)``, its
+    #: step the real images' labels); 0 for an unconditional model (``G(z)``).
+    num_classes: int = 0
+
+    #: Differentiable augmentation applied to every image D sees in training (real and
+    #: generated alike; DiffAugment, ``ganbench.training.augment``), set by the runner
+    #: before :meth:`accelerate`; None = none. Evaluation, probes and analyses call the
+    #: networks directly and never see it.
+    augment: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+    def d_input(self, images: torch.Tensor) -> torch.Tensor:
+        """What D sees of ``images`` in a training step: :attr:`augment` of them, if set.
+        A plugin's step calls it on real and generated images before D."""
+        return images if self.augment is None else self.augment(images)
+
+    def sample_labels(
+        self, n: int, *, generator: torch.Generator | None = None, device: Any = None
+    ) -> torch.Tensor | None:
+        """``n`` class labels, uniform over the classes (int64), for generated images; None
+        for an unconditional model. Drawn after the latents of the same images, from the
+        same ``generator``, so a seed fixes both."""
+        if not self.num_classes:
+            return None
+        import torch
+
+        return torch.randint(self.num_classes, (n,), generator=generator, device=device)
+
+    def batch_labels(self, n: int, device: Any) -> torch.Tensor | None:
+        """Labels for this replica's ``n`` generated images of a training batch, drawn for
+        the whole global batch and sliced, like :meth:`batch_latent`."""
+        rank, world = self.shard
+        y = self.sample_labels(n * world, device=device)
+        return y if y is None or world == 1 else y[rank * n : (rank + 1) * n]
+
+    def generate(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Images in [-1, 1] for latents ``z`` (and labels ``y``, for a conditional model)
+        from :attr:`generator` as it is: what sampling, scoring and export call."""
+        return self.generator(z) if y is None else self.generator(z, y)
+
     @abstractmethod
     def to(self, device: torch.device) -> GanModel:
         """Move the networks (and any optimizer state) to ``device``; returns self."""
@@ -147,9 +186,13 @@ class GanModel(ABC):
         """Draw ``n`` latent vectors from the model's prior (reproducible with ``generator``)."""
 
     @abstractmethod
-    def train_step(self, real: torch.Tensor) -> Mapping[str, torch.Tensor]:
+    def train_step(
+        self, real: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> Mapping[str, torch.Tensor]:
         """One G update and the D updates that go with it, on real images in [-1, 1]
-        (latents from :meth:`batch_latent`).
+        (latents from :meth:`batch_latent`; for a conditional model, ``labels`` are the
+        real images' classes, int64, one per image, and the generated images' classes come
+        from :meth:`batch_labels`; an unconditional model is given None).
 
         ``real`` holds :attr:`real_batches_per_step` batches (n) concatenated along dim 0:
         n x B images, where B is this replica's share of the global batch. With n = 1
