@@ -15,8 +15,8 @@ from torch.nn.utils import parametrize
 from ganbench.errors import ConfigError
 from ganbench.plugins import load_registries
 from ganbench.plugins.interfaces import ImageShape, Speed
+from ganbench.training import losses
 from ganbench.training.penalties import gradient_penalty
-from ganbench_plugins.dcgan import losses
 from ganbench_plugins.dcgan.config import DCGANConfig
 from ganbench_plugins.dcgan.networks import Discriminator
 

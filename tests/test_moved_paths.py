@@ -32,6 +32,7 @@ MOVED = {
     "ganbench.runtarget": "ganbench.runs.target",
     "ganbench.training.resume": "ganbench.runs.resume",
     "ganbench.zoo.pictures": "ganbench.images",
+    "ganbench_plugins.dcgan.losses": "ganbench.training.losses",
 }
 
 #: Modules that became packages: their old names are attributes of the package.

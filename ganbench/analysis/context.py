@@ -62,13 +62,29 @@ class AnalysisContext:
     cache_dir: str | None = None
     bad_images: str = "skip"
     inception_weights: str | None = None
+    #: A conditional model's class for every generated image (``--class``); None draws
+    #: each image's class uniformly (seeded with :attr:`seed`).
+    class_label: int | None = None
     _images: dict[str, ImageArray] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        k = self.model.num_classes
+        if self.class_label is not None and not k:
+            raise UsageError(
+                f"{self.source} is an unconditional generator: it takes no class; drop --class"
+            )
+        if self.class_label is not None and not 0 <= self.class_label < k:
+            raise UsageError(
+                f"--class {self.class_label}: the generator makes classes 0 to {k - 1};"
+                " give one of them"
+            )
 
     # -- networks -------------------------------------------------------------------------
     @property
     def generator(self) -> torch.nn.Module:
-        """The run's generator on the device, in eval mode (batchnorm running statistics)."""
-        return self.model.generator
+        """The run's generator on the device, in eval mode (batchnorm running statistics):
+        its moving average where the run kept one (what it sampled and scored)."""
+        return self.model.sampler
 
     @property
     def discriminator(self) -> torch.nn.Module:
@@ -96,11 +112,30 @@ class AnalysisContext:
             self.model.z_dim, self.model.latent_distribution, n, self.seed if seed is None else seed
         )
 
+    def labels(self, n: int) -> torch.Tensor | None:
+        """Classes of ``n`` generated images (int64, CPU): ``--class`` for all, else
+        uniform from NumPy's PCG64 seeded with :attr:`seed`; None when unconditional."""
+        k = self.model.num_classes
+        if not k:
+            return None
+        if self.class_label is not None:
+            return torch.full((n,), self.class_label, dtype=torch.int64)
+        return torch.from_numpy(np.random.default_rng(self.seed).integers(k, size=n))
+
     @torch.no_grad()
-    def generate(self, z: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-        """Images in [-1, 1] (float32, on the CPU) for latents ``z``, in batches."""
+    def generate(
+        self, z: torch.Tensor, batch_size: int = 256, labels: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Images in [-1, 1] (float32, on the CPU) for latents ``z`` (and classes
+        ``labels`` of a conditional model; default :meth:`labels`), in batches."""
+        y = labels if labels is not None else self.labels(len(z))
         parts = [
-            self.generator(z[i : i + batch_size].to(self.device)).float().cpu()
+            self.model.generate(
+                z[i : i + batch_size].to(self.device),
+                None if y is None else y[i : i + batch_size].to(self.device),
+            )
+            .float()
+            .cpu()
             for i in range(0, len(z), batch_size)
         ]
         return torch.cat(parts) if parts else torch.empty(0, *self.image_dims)

@@ -72,7 +72,7 @@ def load_generator_file(path: Path, registries: Registries, source: str | None =
             f"{path} does not fit {architecture.name} ({exc}); it was written by another"
             " version of the plugin"
         ) from None
-    shape = ImageShape(channels, resolution)
+    shape = ImageShape(channels, resolution, int(data.get("num_classes", 0)))
     model = architecture.build(config, shape)
     try:
         model.generator.load_state_dict(data["state_dict"])

@@ -90,6 +90,12 @@ def describe(analysis: Any) -> list[str]:
 @click.option("--list", "list_", is_flag=True, help="List the analyses and their options.")
 @checkpoint_option()
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of latents and draws.")
+@click.option(
+    "--class",
+    "class_label",
+    type=int,
+    help="A class-conditional generator's class for every image. [default: drawn per image]",
+)
 @device_option()
 @click.option(
     "--out",
@@ -110,6 +116,7 @@ def analyze(
     list_: bool,
     checkpoint: Which,
     seed: int,
+    class_label: int | None,
     device: str,
     out: Path | None,
     inception_weights: str | None,
@@ -129,6 +136,7 @@ def analyze(
     Examples:
       ganbench analyze --list
       ganbench analyze RUN_ID samples -n 150 --seed 3
+      ganbench analyze RUN_ID samples --class 7
       ganbench analyze RUN_ID guided-backprop
       ganbench analyze RUN_ID forgetting --boxes boxes.json --seed 3
       ganbench analyze RUN_ID memorisation
@@ -158,6 +166,7 @@ def analyze(
         analysis,
         options,
         seed=seed,
+        class_label=class_label,
         out=out,
         inception_weights=inception_weights,
         data_root=data_root,
@@ -173,6 +182,7 @@ def _run(
     options: dict[str, Any],
     *,
     seed: int,
+    class_label: int | None = None,
     out: Path | None,
     inception_weights: str | None,
     data_root: str | None,
@@ -200,6 +210,12 @@ def _run(
             " run's data: give the run ID or a training checkpoint"
         )
     model = subject.model.to(torch_device)
+    if model.averaged_generator is not None:
+        # The generator the run sampled and scored is G's moving average: analyses that
+        # hook G's layers (forgetting) must look at the same weights they draw from.
+        model.generator.load_state_dict(model.averaged_generator.state_dict())
+        model.averaged_generator = None
+        say("analysing G's exponential moving average (the run's ema), as it sampled")
     model.generator.eval()
     model.discriminator.eval()
     context = AnalysisContext(
@@ -221,10 +237,13 @@ def _run(
         cache_dir=weights.cache_dir,
         bad_images=bad_images,
         inception_weights=inception_weights,
+        class_label=class_label,
     )
     say(f"{analysis.name} on {subject.source} (step {subject.step}), {torch_device}")
     result = analysis.run(context, options)
     recorded = {**options, "seed": seed, "checkpoint": weights.which}
+    if class_label is not None:
+        recorded["class"] = class_label
     folder = out or Path("analysis") / (subject.run_id or Path(weights.ref).stem) / analysis.name
     files = write_local(result, folder, analysis.name, subject.source, subject.step, recorded)
     for line in result.lines:

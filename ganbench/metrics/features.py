@@ -133,12 +133,13 @@ def generator_sampler(model: GanModel, device: torch.device, seed: int) -> Sampl
         z = model.sample_latent(n, generator=rng).to(device)
         y = model.sample_labels(n, generator=rng)
         y = None if y is None else y.to(device)
-        was_training = model.generator.training
-        model.generator.eval()
+        sampler = model.sampler
+        was_training = sampler.training
+        sampler.eval()
         try:
             return model.generate(z, y), y
         finally:
-            model.generator.train(was_training)
+            sampler.train(was_training)
 
     def skip(n: int) -> None:
         """Draw the latents and labels of ``n`` images another rank generates."""

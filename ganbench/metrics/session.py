@@ -89,9 +89,14 @@ class Scorer:
         share of the samples; rank 0 gets the scores, the others None. Conditional
         metrics of an unconditional model (or of other classes than the dataset's) are
         refused before any image is drawn."""
-        check_model_classes(self.metrics, model.num_classes, self.dataset_classes, self.dataset)
+        self.check_model(model)
         sample = generator_sampler(model, self.device, self.seed)
-        return self.score_sampler(sample, generator_source, replicas)
+        return self.score_sampler(sample, f"{generator_source}, {sampler_words(model)}", replicas)
+
+    def check_model(self, model: GanModel) -> None:
+        """Refuse conditional metrics of an unconditional model (or of other classes than
+        the dataset's); a training run asks before its first step."""
+        check_model_classes(self.metrics, model.num_classes, self.dataset_classes, self.dataset)
 
     def score_sampler(
         self, sample: Sampler, generator_source: str, replicas: Any = None
@@ -118,6 +123,13 @@ class Scorer:
         if any(m.name == "fid" for m in self.metrics):
             return metric_name("fid", self.samples, self.extractor.name)
         return None
+
+
+def sampler_words(model: GanModel) -> str:
+    """Which generator a score comes from, in words (provenance, tags, reports)."""
+    if model.averaged_generator is None:
+        return "generator G"
+    return "G's exponential moving average (ema)"
 
 
 def make_scorer(

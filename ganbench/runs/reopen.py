@@ -7,6 +7,7 @@ from the checkpoint alone and the MLflow store is needed only to fetch it.
 
 from __future__ import annotations
 
+import copy
 import os
 import tempfile
 from collections.abc import Mapping
@@ -45,8 +46,13 @@ class LoadedRun:
     run_id: str | None = None
 
     @property
+    def generator(self) -> str:
+        """Which generator samples: "ema" (the run's moving average of G) or "live"."""
+        return "live" if self.model.averaged_generator is None else "ema"
+
+    @property
     def shape(self) -> ImageShape:
-        return ImageShape(self.plan.dataset.channels, self.plan.train.resolution)
+        return self.plan.shape
 
 
 def plan_from_params(registries: Registries, params: Mapping[str, str]) -> RunPlan:
@@ -68,7 +74,7 @@ def load_checkpoint(path: Path, registries: Registries, source: str | None = Non
     """A model rebuilt from a ``ganbench-checkpoint/1`` file."""
     data = checkpoint.load_file(Path(path), checkpoint.CHECKPOINT_FORMAT)
     plan = plan_from_params(registries, data["plan"])
-    shape = ImageShape(plan.dataset.channels, plan.train.resolution)
+    shape = plan.shape
     model = plan.architecture.build(plan.model, shape)
     try:
         model.load_state_dict(data["state"])
@@ -77,6 +83,16 @@ def load_checkpoint(path: Path, registries: Registries, source: str | None = Non
             f"{path} does not fit {plan.architecture.name} at {shape.resolution}px"
             f" ({str(exc).splitlines()[0]}); it was written by another version of the plugin"
         ) from None
+    if "ema" in data:  # the run kept G's moving average: it samples, scores, exports
+        averaged = copy.deepcopy(model.generator)
+        try:
+            averaged.load_state_dict(data["ema"]["module"])
+        except (KeyError, TypeError, RuntimeError) as exc:
+            raise CheckpointError(
+                f"{path}: its moving average of G does not fit the generator"
+                f" ({str(exc).splitlines()[0]}); the file is damaged or from another version"
+            ) from None
+        model.averaged_generator = averaged.eval().requires_grad_(False)
     return LoadedRun(plan, model, int(data.get("step", 0)), source or str(path))
 
 

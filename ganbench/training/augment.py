@@ -41,35 +41,14 @@ from collections.abc import Sequence
 
 import torch
 
-from ganbench.errors import ConfigError
+from ganbench.training.config import POLICY_OPS, parse_policy
 
-#: The operations a policy may name, in the reference's ``AUGMENT_FNS`` order.
-POLICY_OPS: tuple[str, ...] = ("color", "translation", "cutout")
+__all__ = ["POLICY_OPS", "DiffAugment", "diff_augment", "parse_policy"]
+
 #: Largest translation, as a fraction of the image size (reference ``ratio=0.125``).
 TRANSLATION_RATIO = 0.125
 #: Side of the cut-out square, as a fraction of the image size (reference ``ratio=0.5``).
 CUTOUT_RATIO = 0.5
-
-
-def parse_policy(text: str, *, setting: str = "diffaugment") -> tuple[str, ...]:
-    """``"color,translation,cutout"`` (any subset, in the order applied) as a tuple; ``""``
-    is the empty policy. ``setting`` names the configuration key in error messages."""
-    text = text.strip()
-    if not text or text.lower() == "none":
-        return ()
-    names = tuple(name.strip() for name in text.split(","))
-    allowed = ", ".join(POLICY_OPS)
-    for name in names:
-        if name not in POLICY_OPS:
-            raise ConfigError(
-                f"{setting}: unknown DiffAugment operation {name!r} in {text!r};"
-                f" use a comma-separated subset of {allowed} (or '' for none)"
-            )
-    if len(set(names)) != len(names):
-        raise ConfigError(
-            f"{setting}: {text!r} names an operation twice; name each of {allowed} once"
-        )
-    return names
 
 
 def _per_image(values: torch.Tensor) -> torch.Tensor:

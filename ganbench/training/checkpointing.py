@@ -23,6 +23,7 @@ from ganbench.rundir.folder import RunFolder, host
 from ganbench.tracking.tracker import Tracker
 from ganbench.training import rng
 from ganbench.training.distributed import Replicas, weights_digest
+from ganbench.training.ema import GeneratorEMA
 from ganbench.training.plan import RunPlan
 
 
@@ -95,10 +96,11 @@ class Checkpoints:
         scorer: Scorer | None,
         state: LoopState,
         replicas: Replicas | None = None,
+        ema: GeneratorEMA | None = None,
     ) -> None:
         self.plan, self.model, self.batches, self.folder = plan, model, batches, folder
         self.tracker, self.device, self.scorer, self.state = tracker, device, scorer, state
-        self.replicas = replicas
+        self.replicas, self.ema = replicas, ema
 
     @property
     def main(self) -> bool:
@@ -110,6 +112,13 @@ class Checkpoints:
         that nothing between here and the first step draws from them."""
         saved = resume.checkpoint["resume"]
         self.model.load_state_dict(resume.checkpoint["state"])
+        if self.ema is not None:
+            if "ema" not in resume.checkpoint:
+                raise GanbenchError(
+                    f"{resume.path} holds no moving average of G and the run keeps one (ema);"
+                    " resume with the settings the run started with"
+                )
+            self.ema.load_state_dict(resume.checkpoint["ema"])
         self.batches.load_state_dict(saved["data"])
         self.state.fixed_z = saved["fixed_z"].to(self.device)
         best = saved["best"]
@@ -132,6 +141,8 @@ class Checkpoints:
             "step": step,
             "plan": self.plan.params(),
             "state": self.model.state_dict(),
+            # G's moving average: what eval, the zoo and analyses sample from
+            **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
             "scores": dict(scores or {}),
             "resume": {
                 "rng": rng.capture(),

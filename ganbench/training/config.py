@@ -5,11 +5,36 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from ganbench.errors import ConfigError
 from ganbench.hparams import check_ranges, ranged
 
 #: The three ways to give the length of training: one per layer of settings, and the
 #: later-given one decides (training.plan, and a study's settings layers).
 LENGTH_KEYS = ("steps", "epochs", "d_steps")
+
+#: The operations a policy may name, in the reference's ``AUGMENT_FNS`` order.
+POLICY_OPS: tuple[str, ...] = ("color", "translation", "cutout")
+
+
+def parse_policy(text: str, *, setting: str = "diffaugment") -> tuple[str, ...]:
+    """``"color,translation,cutout"`` (any subset, in the order applied) as a tuple; ``""``
+    is the empty policy. ``setting`` names the configuration key in error messages."""
+    text = text.strip()
+    if not text or text.lower() == "none":
+        return ()
+    names = tuple(name.strip() for name in text.split(","))
+    allowed = ", ".join(POLICY_OPS)
+    for name in names:
+        if name not in POLICY_OPS:
+            raise ConfigError(
+                f"{setting}: unknown DiffAugment operation {name!r} in {text!r};"
+                f" use a comma-separated subset of {allowed} (or '' for none)"
+            )
+    if len(set(names)) != len(names):
+        raise ConfigError(
+            f"{setting}: {text!r} names an operation twice; name each of {allowed} once"
+        )
+    return names
 
 
 @dataclass
@@ -61,6 +86,17 @@ class TrainConfig:
     #: trains on. compare_gan and PyTorch-StudioGAN score FID from 10,000 generated
     #: images against the dataset's test split.
     eval_split: str = ""
+    #: Decay of an exponential moving average of G's weights (Yazici et al. 2019,
+    #: arXiv 1806.04498) that samples, scores and is exported in G's place; 0 = none
+    #: (BigGAN-PyTorch and PyTorch-StudioGAN default to 0.9999; 0.999 suits short runs).
+    ema: float = ranged(0.0, ge=0, lt=1, text="0 (none) or a decay below 1")
+    #: The average is a copy of G until this step, then averages (BigGAN-PyTorch's
+    #: ema_start; its reference runs start at 20,000 of 500,000 steps).
+    ema_start: int = ranged(0, ge=0)
+    #: DiffAugment (Zhao et al. 2020, arXiv 2006.10738) of every image D sees in training,
+    #: real and generated: a comma-separated subset of color, translation, cutout (the
+    #: paper's CIFAR-10 setting is all three); empty = none. Off at evaluation.
+    diffaugment: str = ""
     # The fast path (ganbench/training/speed.py says what auto becomes and why).
     #: NHWC memory layout for convolutions.
     channels_last: Literal["auto", "on", "off"] = "auto"
@@ -87,3 +123,4 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_ranges(self)
+        parse_policy(self.diffaugment)

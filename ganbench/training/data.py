@@ -5,6 +5,9 @@ the device once as uint8 (4x smaller than float) and every batch is gathered and
 there: no step waits on decoding or host copies. A larger split (a prepared LSUN cache is
 tens of GB) streams from its memory map, a background thread gathering the next batches.
 
+For a class-conditional model (``labels=True``) each batch comes with its images' classes
+(int64, on the device), gathered with the same indices.
+
 Both keep a cursor (epoch, the order generator's state before that epoch's permutation,
 position in it) that a checkpoint saves, so a resumed run draws exactly the batches the
 interrupted one would have.
@@ -56,8 +59,19 @@ class _Batches:
         seed: int,
         memory_format: torch.memory_format = torch.contiguous_format,
         shard: tuple[int, int] = (0, 1),
+        labels: bool = False,
     ) -> None:
         check_batch_size(batch_size, len(data))
+        if labels and data.labels is None:
+            raise UsageError(
+                "a class-conditional model trains on labelled images and this split has no"
+                " labels; train it unconditionally (conditional=none)"
+            )
+        if labels and len(data.labels) and int(np.min(data.labels)) < 0:
+            raise UsageError(
+                "a class-conditional model trains on labelled images and some images of this"
+                " split have no class (label -1); train it unconditionally (conditional=none)"
+            )
         rank, world = shard
         #: The global batch; this rank trains on ``local`` images of it, from ``offset``.
         self.batch_size = batch_size
@@ -70,10 +84,15 @@ class _Batches:
         #: (epoch, generator state before its permutation, position of the next batch)
         self._cursor: tuple[int, torch.Tensor, int] = (0, self._generator.get_state(), 0)
         self.images = self._hold(data.images)
+        #: The images' classes (int64, where the images are kept) when batches carry them.
+        self.labels = self._hold_labels(data.labels) if labels else None
 
     def _hold(self, images: np.ndarray) -> Any:
         """Where the images are kept: on the device, or left in their memory map."""
         raise NotImplementedError
+
+    def _hold_labels(self, labels: np.ndarray) -> Any:
+        return np.asarray(labels, dtype=np.int64)
 
     def state_dict(self) -> dict[str, Any]:
         """Where the next batch comes from (saved in checkpoints)."""
@@ -103,14 +122,18 @@ class DeviceBatches(_Batches):
             images = np.array(images)
         return torch.from_numpy(np.ascontiguousarray(images)).to(self.device)
 
-    def __iter__(self) -> Iterator[torch.Tensor]:
+    def _hold_labels(self, labels: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(labels, dtype=np.int64)).to(self.device)
+
+    def __iter__(self) -> Iterator[Any]:
         for epoch, rng, order, start in self._epochs():
             order = order.to(self.images.device)
             for i in range(start, self.steps_per_epoch):
                 first = i * self.batch_size + self.offset
                 index = order[first : first + self.local]
                 self._cursor = (epoch, rng, i + 1)
-                yield _scale(self.images[index], self.memory_format)
+                batch = _scale(self.images[index], self.memory_format)
+                yield batch if self.labels is None else (batch, self.labels[index])
 
 
 class StreamedBatches(_Batches):
@@ -127,20 +150,22 @@ class StreamedBatches(_Batches):
                 first = i * self.batch_size + self.offset
                 index = np.sort(order[first : first + self.local])
                 batch = torch.from_numpy(self.images[index])  # sorted: sequential page reads
-                out.put((batch.pin_memory() if pin else batch, (epoch, rng, i + 1)))
+                labels = None if self.labels is None else torch.from_numpy(self.labels[index])
+                out.put((batch.pin_memory() if pin else batch, labels, (epoch, rng, i + 1)))
                 if stop.is_set():
                     return
 
-    def __iter__(self) -> Iterator[torch.Tensor]:
+    def __iter__(self) -> Iterator[Any]:
         ready: queue.Queue = queue.Queue(maxsize=2)
         stop = threading.Event()
         worker = threading.Thread(target=self._host_batches, args=(ready, stop), daemon=True)
         worker.start()
         try:
             while True:
-                batch, cursor = ready.get()
+                batch, labels, cursor = ready.get()
                 self._cursor = cursor  # the thread runs ahead; the cursor is what was used
-                yield _scale(batch.to(self.device, non_blocking=True), self.memory_format)
+                images = _scale(batch.to(self.device, non_blocking=True), self.memory_format)
+                yield images if labels is None else (images, labels.to(self.device))
         finally:
             stop.set()
 
@@ -163,15 +188,16 @@ def make_batches(
     memory_format: torch.memory_format = torch.contiguous_format,
     shard: tuple[int, int] = (0, 1),
     on_device: bool | None = None,
+    labels: bool = False,
 ) -> DeviceBatches | StreamedBatches:
     """Device-resident batches when the split fits (``on_device``: decided by the caller,
     e.g. for all ranks of a group alike), streamed ones otherwise, in ``memory_format``
     (channels_last for the fast path); ``shard`` = (rank, world size) takes this rank's
-    share of each global batch."""
+    share of each global batch; ``labels``: yield (images, classes) pairs."""
     if on_device is None:
         on_device = fits_on_device(data, device)
     kind = DeviceBatches if on_device else StreamedBatches
-    return kind(data, batch_size, device, seed, memory_format, shard)
+    return kind(data, batch_size, device, seed, memory_format, shard, labels)
 
 
 def fits_on_device(data: ImageArray, device: torch.device) -> bool:

@@ -53,8 +53,12 @@ class EagerStep:
     def __init__(self, model: GanModel, statistics: StepStatistics) -> None:
         self.model, self.statistics = model, statistics
 
-    def __call__(self, real: torch.Tensor) -> None:
-        self.statistics.add(self.model.train_step(real))
+    def __call__(self, real: torch.Tensor, labels: torch.Tensor | None = None) -> None:
+        # an unconditional plugin's step may not take labels at all
+        step = (
+            self.model.train_step(real) if labels is None else self.model.train_step(real, labels)
+        )
+        self.statistics.add(step)
         self.statistics.counted()
 
 
@@ -74,6 +78,7 @@ class CapturedStep:
         self._eager = EagerStep(model, statistics)
         self.graph: torch.cuda.CUDAGraph | None = None
         self.static_real: torch.Tensor | None = None
+        self.static_labels: torch.Tensor | None = None
         #: Why capture was given up (None while capturing works).
         self.failed: str | None = None
         #: Captures made so far (a new batch shape captures again).
@@ -87,40 +92,44 @@ class CapturedStep:
     def captured(self) -> bool:
         return self.graph is not None
 
-    def __call__(self, real: torch.Tensor) -> None:
+    def __call__(self, real: torch.Tensor, labels: torch.Tensor | None = None) -> None:
         if self.failed is not None:
-            self._eager(real)
+            self._eager(real, labels)
             return
-        key = (real.shape, real.dtype, real.stride())
+        key = (real.shape, real.dtype, real.stride(), labels is None)
         if key != self._input:  # the first batch, or another shape: warm up, capture
             self.graph, self._input = None, key
             self._eager_left = max(self._eager_left, 1)
         if self.graph is None:
             if self._eager_left > 0:
                 self._eager_left -= 1
-                self._warm(real)
+                self._warm(real, labels)
                 return
-            if not self._capture(real):
-                self._eager(real)
+            if not self._capture(real, labels):
+                self._eager(real, labels)
                 return
         assert self.static_real is not None and self.graph is not None
         self.static_real.copy_(real)
+        if labels is not None:
+            assert self.static_labels is not None
+            self.static_labels.copy_(labels)
         self.graph.replay()
         self.statistics.counted()
 
-    def _warm(self, real: torch.Tensor) -> None:
+    def _warm(self, real: torch.Tensor, labels: torch.Tensor | None) -> None:
         """An eager step on a side stream, ordered after the default stream's work."""
         current = torch.cuda.current_stream()
         self._side.wait_stream(current)
         with torch.cuda.stream(self._side):
-            self._eager(real)
+            self._eager(real, labels)
         current.wait_stream(self._side)
 
-    def _capture(self, real: torch.Tensor) -> bool:
-        """Record the step on a static buffer shaped like ``real``; False (and eager from
-        now on) if the step cannot be captured. Capturing runs nothing: the caller
-        replays the graph for this step."""
+    def _capture(self, real: torch.Tensor, labels: torch.Tensor | None) -> bool:
+        """Record the step on static buffers shaped like ``real`` (and ``labels``); False
+        (and eager from now on) if the step cannot be captured. Capturing runs nothing:
+        the caller replays the graph for this step."""
         static = torch.empty_like(real)
+        static_labels = None if labels is None else torch.empty_like(labels)
         graph = torch.cuda.CUDAGraph()
         for generator in self.model.random_generators():
             graph.register_generator_state(generator)
@@ -129,7 +138,10 @@ class CapturedStep:
             # thread_local: other threads (the streamed batches' pinning thread, the
             # tracking writer) may call CUDA while this one captures
             with torch.cuda.graph(graph, capture_error_mode="thread_local"):
-                self.statistics.add(self.model.train_step(static))
+                if static_labels is None:
+                    self.statistics.add(self.model.train_step(static))
+                else:
+                    self.statistics.add(self.model.train_step(static, static_labels))
         except Exception as exc:  # the step is not graph-safe: say why, train eagerly
             self.failed = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             with contextlib.suppress(Exception):
@@ -137,7 +149,7 @@ class CapturedStep:
             release_generators(self.model, real.device)
             self.on_fallback(self.failed)
             return False
-        self.graph, self.static_real = graph, static
+        self.graph, self.static_real, self.static_labels = graph, static, static_labels
         self.captures += 1
         return True
 

@@ -29,6 +29,7 @@ from ganbench.tracking.tracker import Tracker
 from ganbench.training.checkpointing import Checkpoints, LoopState
 from ganbench.training.decisions import Decisions
 from ganbench.training.distributed import Replicas
+from ganbench.training.ema import GeneratorEMA
 from ganbench.training.evaluation import TrainingScores
 from ganbench.training.graphs import CapturedStep, EagerStep
 from ganbench.training.plan import RunPlan
@@ -36,13 +37,18 @@ from ganbench.training.recording import Recorder
 from ganbench.training.statistics import StepStatistics
 
 
-def _real_batches(batches: Iterator[torch.Tensor], n: int) -> torch.Tensor:
+def _real_batches(batches: Iterator[Any], n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The next ``n`` batches of this replica's stream, concatenated along dim 0 (each is
-    this rank's share of a global batch, so n of them are its share of n global batches).
+    this rank's share of a global batch, so n of them are its share of n global batches),
+    and their labels where the stream carries them (a conditional model), else None.
     The stream's cursor moves past all n: a checkpoint after the step resumes after them."""
+    drawn = [next(batches) for _ in range(n)]
+    if not isinstance(drawn[0], tuple):
+        return (drawn[0] if n == 1 else torch.cat(drawn)), None
+    images, labels = zip(*drawn, strict=True)
     if n == 1:
-        return next(batches)
-    return torch.cat([next(batches) for _ in range(n)])
+        return images[0], labels[0]
+    return torch.cat(images), torch.cat(labels)
 
 
 class TrainingLoop:
@@ -73,8 +79,12 @@ class TrainingLoop:
         self.sample_every = cfg.sample_every or max(1, steps // 10)
         fixed = torch.Generator().manual_seed(cfg.seed + 2)
         self.state = LoopState(model.sample_latent(cfg.grid_size, generator=fixed).to(device))
+        #: The moving average of G that samples, scores and is exported (``ema`` > 0).
+        self.ema = GeneratorEMA(model.generator, cfg.ema, cfg.ema_start) if cfg.ema else None
+        if self.ema is not None:
+            model.averaged_generator = self.ema.module
         self.checkpoints = Checkpoints(
-            plan, model, batches, folder, tracker, device, scorer, self.state, replicas
+            plan, model, batches, folder, tracker, device, scorer, self.state, replicas, self.ema
         )
         self.decisions = Decisions(cfg, replicas)
         self.recorder = Recorder(plan, model, data, tracker, folder, self.state)
@@ -106,7 +116,9 @@ class TrainingLoop:
             ) as progress:
                 mark, mark_step = time.perf_counter(), self.state.step
                 for step in range(self.state.step + 1, self.steps + 1):
-                    self.step_once(_real_batches(batches, per_step))
+                    self.step_once(*_real_batches(batches, per_step))
+                    if self.ema is not None:
+                        self.ema.update(self.model.generator, step)
                     self.state.step = step
                     if self.heartbeat is not None:  # the last completed step, from now
                         self.heartbeat.step = step

@@ -25,6 +25,7 @@ def gradient_penalty(
     autocast_ctx: contextlib.AbstractContextManager | None = None,
     shard: tuple[int, int] = (0, 1),
     alpha: torch.Tensor | None = None,
+    labels: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``weight * mean((||grad_x D(x_hat)||_2 - 1)^2)`` at ``x_hat = alpha * real + (1 -
     alpha) * fake``, ``alpha ~ U[0, 1]`` per sample (Algorithm 1, lines 4-7: the
@@ -56,7 +57,9 @@ def gradient_penalty(
     ``shard``: (rank, world size) in a data-parallel run. Every rank draws the weights
     of the whole global batch and keeps its slice (as ``GanModel.batch_latent`` does
     for latents), so the ranks draw what one process would, and their generators stay
-    equal. ``alpha``: given weights (N values), for tests; drawn when None.
+    equal. ``labels``: a conditional D's classes for the interpolates, those of the real
+    images (PyTorch-StudioGAN's cal_grad_penalty conditions on the real labels too).
+    ``alpha``: given weights (N values), for tests; drawn when None.
     """
     D = getattr(D, "_orig_mod", D)  # torch.compile's OptimizedModule -> the eager module
     real, fake = real.detach(), fake.detach()
@@ -67,7 +70,7 @@ def gradient_penalty(
     alpha = alpha.to(device=real.device, dtype=real.dtype).view(n, *[1] * (real.dim() - 1))
     x_hat = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
     with autocast_ctx if autocast_ctx is not None else contextlib.nullcontext():
-        out = D(x_hat)
+        out = D(x_hat) if labels is None else D(x_hat, labels)
     mean = out.float().mean()
     if scaler is not None and scaler.is_enabled():
         # the scale as a tensor on the device: scale(1) multiplies by it, no host sync

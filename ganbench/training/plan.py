@@ -28,6 +28,14 @@ class RunPlan:
     train: TrainConfig
     model: Any
 
+    @property
+    def shape(self) -> ImageShape:
+        """The images the run's networks make and see, and the classes their labels name
+        (the dataset's; 0 where it has none)."""
+        return ImageShape(
+            self.dataset.channels, self.train.resolution, self.dataset.num_classes or 0
+        )
+
     def request(self, data_root: str | None = None) -> DatasetRequest:
         """What to ask the dataset plugin for."""
         options = {"category": self.train.category} if self.train.category else {}
@@ -99,7 +107,7 @@ def plan_run(
     cfg.check_ranges(train, "the run's settings")
     cfg.check_ranges(model, f"{arch.name}'s settings")
     _validate(arch, data, train)
-    arch.check(model, ImageShape(data.channels, train.resolution))
+    arch.check(model, ImageShape(data.channels, train.resolution, data.num_classes or 0))
     if check_scoring:
         _check_scoring(registries, data, train)
     return RunPlan(architecture=arch, dataset=data, train=train, model=model)

@@ -61,12 +61,20 @@ class Recorder:
 
     @torch.no_grad()
     def grid(self) -> Any:
-        """The sample grid of the fixed latents, from the generator as it is now."""
-        G = self.model.generator
+        """The sample grid of the fixed latents, from the generator that samples (G, or
+        its moving average) as it is now; for a conditional model one row per class, the
+        same latents in every row (so a column shows one latent across the classes)."""
+        G = self.model.sampler
+        z, y, columns = self.state.fixed_z, None, 8
+        if self.model.num_classes:
+            k = self.model.num_classes
+            columns = min(len(z), math.ceil(len(z) / k))
+            z = z[:columns].repeat(k, 1)
+            y = torch.arange(k, device=z.device).repeat_interleave(columns)
         was_training = G.training
         G.eval()  # batchnorm running statistics: each sample independent of the others
         try:
-            return sample_grid(G(self.state.fixed_z))
+            return sample_grid(self.model.generate(z, y), nrow=columns)
         finally:
             G.train(was_training)
 
@@ -91,8 +99,11 @@ class Recorder:
                 "architecture": self.plan.architecture.name,
                 "config": dict(vars(self.plan.model)),
                 "image_shape": [self.data.shape.channels, self.data.shape.resolution],
+                "num_classes": self.model.num_classes,
                 "steps": steps,
-                "state_dict": self.model.generator.state_dict(),
+                # the generator that was sampled and scored: G's moving average if kept
+                "generator": "live" if self.model.averaged_generator is None else "ema",
+                "state_dict": self.model.sampler.state_dict(),
             },
             self.folder.path / "generator.pt",
         )

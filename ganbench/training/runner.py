@@ -17,6 +17,7 @@ averages the logged values: one host sync per logging interval, as in one proces
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import random
 import tempfile
@@ -36,6 +37,7 @@ from ganbench.rundir.folder import RunFolder
 from ganbench.rundir.heartbeat import Heartbeat
 from ganbench.signals import Preempted, StopNow, StopSignals
 from ganbench.tracking.tracker import Tracker
+from ganbench.training.augment import diff_augment
 from ganbench.training.checkpointing import Resume
 from ganbench.training.data import DeviceBatches, fits_on_device, make_batches
 from ganbench.training.distributed import Replicas
@@ -161,8 +163,13 @@ def train(
             graphs=cfg.graphs,
             cudnn_benchmark=cfg.cudnn_benchmark,
         )
-        model = plan.architecture.build(plan.model, data.shape)
+        # the images' own size, and the classes of the dataset's labels
+        shape = dataclasses.replace(data.shape, num_classes=plan.shape.num_classes)
+        model = plan.architecture.build(plan.model, shape)
         _check_batches_per_step(plan, model)
+        model.augment = diff_augment(cfg.diffaugment)
+        if scorer is not None:  # conditional scores of an unconditional model: now, not later
+            scorer.check_model(model)
         speed = speed_for(speed, model, replicas is not None)
         if cfg.graphs == "on" and not speed.graphs:
             say(f"note: training steps are not captured as CUDA graphs: {speed.graphs_off}")
@@ -183,6 +190,7 @@ def train(
             memory_format=speed.memory_format,
             shard=shard,
             on_device=on_device,
+            labels=model.num_classes > 0,
         )
         steps = total_steps(plan, batches.steps_per_epoch)
         environment = {
@@ -222,6 +230,8 @@ def train(
                 {
                     "ganbench.architecture": plan.architecture.name,
                     "ganbench.dataset": plan.dataset.name,
+                    # what samples, scores and generator.pt come from
+                    "ganbench.generator": "ema" if cfg.ema else "live",
                 }
             )
         else:

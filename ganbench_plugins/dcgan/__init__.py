@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
-from importlib import resources
 from typing import Any, ClassVar
 
 from ganbench.plugins.hookspecs import hookimpl
@@ -19,15 +17,7 @@ class DCGANArchitecture(Architecture):
     config_class = DCGANConfig
     #: Sec. 4: "mini-batch stochastic gradient descent (SGD) with a mini-batch size of 128".
     train_defaults: Mapping[str, Any] = {"batch_size": 128}
-    #: The package whose ``presets/DATASET.toml`` files :meth:`preset` reads: a subclass
-    #: in another plugin names its own, so it never inherits DCGAN's.
-    presets_package: ClassVar[str] = __package__
-
-    def preset(self, dataset: str) -> Mapping[str, Any]:
-        path = resources.files(self.presets_package).joinpath("presets", f"{dataset}.toml")
-        if not path.is_file():
-            return {}
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+    presets_package: ClassVar[str | None] = __package__
 
     def real_batches_per_step(self, config: Any) -> int:
         """``n_critic``: D updates per G update, each on its own real batch."""

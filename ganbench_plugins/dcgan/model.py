@@ -1,24 +1,20 @@
-"""A DCGAN with its optimizers and the paper's alternating training step.
+"""A DCGAN: the paper's networks on the core's alternating adversarial step.
 
-The step is the DCGAN-backbone family's: LSGAN, WGAN-GP and SNGAN (their own plugins)
-subclass :class:`DCGAN` and change only its loss (:meth:`DCGAN.d_loss`,
-:meth:`DCGAN.g_loss`), a penalty on D (:meth:`DCGAN.d_penalty`), how D is normalised
-(:meth:`DCGAN.discriminator_norm`, :attr:`DCGAN.spectral_norm`); how many D updates
-(each on its own real batch) go with one G update is the config's ``n_critic``
-(``real_batches_per_step``), DCGAN's own included.
+The step is ``ganbench.training.adversarial``'s, shared by every family: LSGAN, WGAN-GP
+and SNGAN (their own plugins) subclass :class:`DCGAN` and change only its loss
+(:meth:`DCGAN.d_loss`, :meth:`DCGAN.g_loss`), a penalty on D (:meth:`DCGAN.d_penalty`),
+how D is normalised (:meth:`DCGAN.discriminator_norm`, :attr:`DCGAN.spectral_norm`); how
+many D updates (each on its own real batch) go with one G update is the config's
+``n_critic`` (``real_batches_per_step``), DCGAN's own included.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Mapping
-from typing import Any, ClassVar
-
 import torch
 
-from ganbench.plugins.interfaces import GanModel, ImageShape, Speed
-from ganbench.training.update import optimize
-from ganbench_plugins.dcgan import losses
+from ganbench.plugins.interfaces import ImageShape
+from ganbench.training import losses
+from ganbench.training.adversarial import AdversarialModel, sample_latent, split_batches
 from ganbench_plugins.dcgan.config import DCGANConfig
 from ganbench_plugins.dcgan.networks import (
     Discriminator,
@@ -28,151 +24,26 @@ from ganbench_plugins.dcgan.networks import (
     init_weights,
 )
 
-
-def sample_latent(
-    config: DCGANConfig, n: int, *, generator: torch.Generator | None = None, device: Any = None
-) -> torch.Tensor:
-    """``n`` latent vectors, uniform in [-1, 1] (the paper) or standard normal."""
-    if config.z_distribution == "uniform":
-        z = torch.rand(n, config.z_dim, generator=generator, device=device) * 2 - 1
-    else:
-        z = torch.randn(n, config.z_dim, generator=generator, device=device)
-    return z
+__all__ = ["DCGAN", "sample_latent", "split_batches"]
 
 
-def split_batches(real: torch.Tensor, n: int) -> tuple[torch.Tensor, ...]:
-    """``real`` (n batches concatenated along dim 0, as the runner passes them) as its n
-    batches (views, in ``real``'s memory layout)."""
-    if n == 1:
-        return (real,)
-    if real.shape[0] % n:
-        raise ValueError(
-            f"train_step takes {n} batches of the same size concatenated (n x B images);"
-            f" got {real.shape[0]} images"
-        )
-    return real.chunk(n)
+class DCGAN(AdversarialModel):
+    """Generator, discriminator and their Adam optimizers (unconditional)."""
 
+    config: DCGANConfig
 
-class DCGAN(GanModel):
-    """Generator, discriminator and their Adam optimizers."""
-
-    #: Spectral normalisation on every D layer (SNGAN), applied after initialisation.
-    spectral_norm: ClassVar[bool] = False
-    #: The step syncs nothing with the host and draws only from torch's default
-    #: generators: the runner replays it as one CUDA graph (every family member's too).
-    graph_safe_step: ClassVar[bool] = True
-
-    def __init__(self, config: DCGANConfig, shape: ImageShape) -> None:
-        self.config = config
-        #: n_critic D updates (each on its own real batch) per G update.
-        self.real_batches_per_step = config.n_critic
-        self.shape = shape
-        self.z_dim = config.z_dim
-        self.latent_distribution = config.z_distribution
-        self.generator = Generator(config, shape.channels, shape.resolution)
-        self.discriminator = Discriminator(
+    def build_networks(
+        self, config: DCGANConfig, shape: ImageShape
+    ) -> tuple[torch.nn.Module, torch.nn.Module]:
+        generator = Generator(config, shape.channels, shape.resolution)
+        discriminator = Discriminator(
             config, shape.channels, shape.resolution, norm=self.discriminator_norm()
         )
-        init_weights(self.generator, config.init_std)
-        init_weights(self.discriminator, config.init_std)
+        init_weights(generator, config.init_std)
+        init_weights(discriminator, config.init_std)
         if self.spectral_norm:
-            add_spectral_norm(self.discriminator)
-        self.opt_g, self.opt_d = self._optimizers({})
-        # the parameters each update differentiates for (fixed: the modules never change)
-        self._g_params = list(self.generator.parameters())
-        self._d_params = list(self.discriminator.parameters())
-        # The fast path (accelerate): compiled callables of the same modules (state dicts
-        # stay those of the plain modules), autocast dtype, and fp16's gradient scaler.
-        self._G, self._D = self.generator, self.discriminator
-        self._autocast: torch.dtype | None = None
-        self._device_type = "cpu"
-        self._scaler = torch.amp.GradScaler("cpu", enabled=False)
-        self._compile = False
-        self._compile_mode = "default"
-        #: D's DistributedDataParallel wrapper in a distributed run (see distribute).
-        self._ddp_d: Any = None
-
-    def _optimizers(self, kind: dict[str, bool]) -> tuple[torch.optim.Adam, torch.optim.Adam]:
-        betas, lr = (self.config.beta1, self.config.beta2), self.config.lr
-        return (
-            torch.optim.Adam(self.generator.parameters(), lr=lr, betas=betas, **kind),
-            torch.optim.Adam(self.discriminator.parameters(), lr=lr, betas=betas, **kind),
-        )
-
-    def accelerate(self, speed: Speed) -> None:
-        # Called after .to(device), before any step: the optimizers hold no state yet.
-        if speed.channels_last:
-            self.generator.to(memory_format=torch.channels_last)
-            self.discriminator.to(memory_format=torch.channels_last)
-        kind: dict[str, bool] = {
-            "fused": {"fused": True},
-            "foreach": {"foreach": True},
-            "plain": {"foreach": False},
-        }[speed.adam]
-        if speed.graphs:
-            # Adam's step count on the device, bias corrections without a host read
-            kind = {**kind, "capturable": True}
-        self.opt_g, self.opt_d = self._optimizers(kind)
-        self._device_type = speed.device.type
-        # autocast's cache of cast weights stays on when the step is captured: each
-        # autocast context opens and closes inside the step, so the cache never outlives
-        # a capture (what make_graphed_callables's cache_enabled=False rule guards against)
-        self._autocast = speed.autocast
-        self._scaler = torch.amp.GradScaler(
-            speed.device.type, enabled=speed.autocast == torch.float16
-        )
-        self._compile = speed.compile
-        self._compile_mode = speed.compile_mode
-        if speed.compile:
-            self._G, self._D = self._compiled(self.generator), self._compiled(self.discriminator)
-
-    def _compiled(self, module: Any) -> Any:
-        return torch.compile(module, mode=self._compile_mode)
-
-    def distribute(self, replicas: Any) -> None:
-        # D runs two forwards (real, then fake) before its one backward. DDP's default
-        # buffer broadcast at every forward copies rank 0's batch-norm running statistics
-        # in place, which invalidates what the first forward saved for backward
-        # (pytorch#22095, #175024: "modified by an inplace operation"). So D broadcasts no
-        # buffers: its running statistics are read only in eval mode (probes, analyses),
-        # never in training, and rank 0's are the ones checkpointed. G has one forward per
-        # step and keeps the broadcast. Compilation wraps the DDP modules (DDP's own
-        # graph-break-aware path), not the other way round.
-        self.shard = (replicas.rank, replicas.world)
-        ddp_g = replicas.wrap(self.generator)
-        self._ddp_d = replicas.wrap(self.discriminator, broadcast_buffers=False)
-        self._G, self._D = ddp_g, self._ddp_d
-        if self._compile:
-            self._G, self._D = self._compiled(ddp_g), self._compiled(self._ddp_d)
-
-    def _d_without_sync(self) -> contextlib.AbstractContextManager:
-        """G's update runs through D but differentiates for G's parameters only, so D's
-        DistributedDataParallel wrapper must not expect (and wait to all-reduce) gradients
-        of its own from that backward."""
-        return self._ddp_d.no_sync() if self._ddp_d is not None else contextlib.nullcontext()
-
-    def to(self, device: torch.device) -> DCGAN:
-        # Called before the first step, while the optimizers hold no state yet.
-        self.generator.to(device)
-        self.discriminator.to(device)
-        return self
-
-    def sample_latent(
-        self, n: int, *, generator: torch.Generator | None = None, device: Any = None
-    ) -> torch.Tensor:
-        return sample_latent(self.config, n, generator=generator, device=device)
-
-    def step_scaler(self) -> torch.amp.GradScaler | None:
-        """fp16's gradient scaler, or None: bf16 and fp32 need none, and a disabled
-        GradScaler is still a call that Dynamo does not trace."""
-        return self._scaler if self._autocast == torch.float16 else None
-
-    def _amp(self) -> torch.autocast:
-        return torch.autocast(
-            self._device_type,
-            self._autocast or torch.float32,
-            enabled=self._autocast is not None,
-        )
+            add_spectral_norm(discriminator)
+        return generator, discriminator
 
     # ---- what the family's members change ------------------------------------------------
     def discriminator_norm(self) -> DNorm:
@@ -189,73 +60,6 @@ class DCGAN(GanModel):
             return losses.non_saturating_g(out_gen)
         return losses.minimax_g(out_gen)
 
-    def d_output(self, out: torch.Tensor) -> torch.Tensor:
-        """What ``d_real``/``d_fake`` report of D's raw output: DCGAN's D(x) is a
-        probability, the sigmoid of its logit."""
-        return torch.sigmoid(out)
-
-    def d_penalty(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor | None:
-        """A regulariser added to D's loss at each D update (on that update's real and
-        generated images); None: none (DCGAN)."""
-        return None
-
-    # ---- the step ------------------------------------------------------------------------
-    def train_step(self, real: torch.Tensor) -> Mapping[str, torch.Tensor]:
-        # No host sync and no branch on a tensor's value: the runner replays this whole
-        # method as one CUDA graph (GanModel.graph_safe_step).
-        G, D, scaler = self._G, self._D, self.step_scaler()
-        if self._compile and self._compile_mode != "default":
-            # torch.compile's own CUDA graphs (cudagraph trees): a new step begins, so
-            # the last step's graph outputs may be overwritten
-            torch.compiler.cudagraph_mark_step_begin()
-        n = self.real_batches_per_step
-        reals = split_batches(real, n)
-        penalty = None
-        for i, real_i in enumerate(reals):
-            z = self.batch_latent(real_i.shape[0], real_i.device)
-
-            # D: real and fake go through D as separate batches, as the paper's code
-            # does, so batchnorm sees each on its own.
-            with self._amp():
-                # With several D updates G takes fresh latents below, so these fakes need
-                # no graph back into G; with one, G's update reuses this fake.
-                with torch.no_grad() if n > 1 else contextlib.nullcontext():
-                    fake = G(z)
-                logit_real = D(real_i)
-                logit_fake = D(fake.detach())
-                loss_d = self.d_loss(logit_real, logit_fake)
-            penalty = self.d_penalty(real_i, fake)
-            if penalty is not None:
-                loss_d = loss_d + penalty
-            optimize(loss_d, self.opt_d, scaler, self._d_params)
-            if i < n - 1 and scaler is not None:
-                scaler.update()  # a GradScaler steps each optimizer once per update
-
-        # G: one update, on D as it is after its updates. After several D updates G draws
-        # fresh latents (Gulrajani et al.'s Algorithm 1, line 11); after one it reuses the
-        # fake D was just trained on (DCGAN's order, one G forward fewer). Its backward
-        # fills G's gradients only: D's weight gradients from this loss would be unused.
-        if n > 1:
-            with self._amp():
-                fake = G(self.batch_latent(reals[-1].shape[0], real.device))
-        with self._amp(), self._d_without_sync():
-            logit_gen = D(fake)
-            loss_g = self.g_loss(logit_gen)
-        optimize(loss_g, self.opt_g, scaler, self._g_params)
-        if scaler is not None:
-            scaler.update()
-
-        # With several D updates the D statistics are the last update's.
-        stats = {
-            "loss_d": loss_d.detach(),
-            "loss_g": loss_g.detach(),
-            "d_real": self.d_output(logit_real.detach()).mean(),
-            "d_fake": self.d_output(logit_fake.detach()).mean(),
-        }
-        if penalty is not None:
-            stats["d_penalty"] = penalty.detach()
-        return stats
-
     def generator_layers(self) -> list[torch.nn.Module]:
         # Each hidden layer ends in its ReLU (after the conv and batchnorm): its output is
         # the layer's feature maps. The optional fc layer makes a vector, not maps.
@@ -263,22 +67,3 @@ class DCGAN(GanModel):
 
     def discriminator_layers(self) -> list[torch.nn.Module]:
         return list(self.discriminator.blocks)
-
-    def state_dict(self) -> dict[str, Any]:
-        # The scaler's scale and growth tracker decide whether the next fp16 steps are
-        # skipped: an exact resume needs them (empty when the scaler is off).
-        return {
-            "generator": self.generator.state_dict(),
-            "discriminator": self.discriminator.state_dict(),
-            "opt_g": self.opt_g.state_dict(),
-            "opt_d": self.opt_d.state_dict(),
-            "scaler": self._scaler.state_dict(),
-        }
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.generator.load_state_dict(state["generator"])
-        self.discriminator.load_state_dict(state["discriminator"])
-        self.opt_g.load_state_dict(state["opt_g"])
-        self.opt_d.load_state_dict(state["opt_d"])
-        if state.get("scaler") and self._scaler.is_enabled():
-            self._scaler.load_state_dict(state["scaler"])

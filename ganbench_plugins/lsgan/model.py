@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ganbench_plugins.dcgan import losses
+from ganbench.training import losses
 from ganbench_plugins.dcgan.model import DCGAN
 from ganbench_plugins.lsgan.config import LSGANConfig
 

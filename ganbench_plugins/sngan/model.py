@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from ganbench_plugins.dcgan import losses
+from ganbench.training import losses
 from ganbench_plugins.dcgan.model import DCGAN
 from ganbench_plugins.dcgan.networks import DNorm
 from ganbench_plugins.sngan.config import SNGANConfig

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from ganbench.training.penalties import gradient_penalty
-from ganbench_plugins.dcgan import losses
+from ganbench.training import losses
 from ganbench_plugins.dcgan.model import DCGAN
 from ganbench_plugins.dcgan.networks import DNorm
 from ganbench_plugins.wgan_gp.config import WGANGPConfig
@@ -33,16 +32,7 @@ class WGANGP(DCGAN):
         """The critic's raw output (a score, not a probability)."""
         return out
 
-    def d_penalty(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor | None:
-        # The critic as it runs eagerly (in its DDP wrapper in a distributed run): a
-        # compiled module cannot be differentiated twice.
-        critic = self._ddp_d if self._ddp_d is not None else self.discriminator
-        return gradient_penalty(
-            critic,
-            real,
-            fake,
-            weight=self.config.gp_weight,
-            scaler=self.step_scaler(),
-            autocast_ctx=self._amp(),
-            shard=self.shard,
-        )
+    def d_penalty(
+        self, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> torch.Tensor | None:
+        return self.gradient_penalty(real, fake, labels, self.config.gp_weight)

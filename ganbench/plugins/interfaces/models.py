@@ -112,10 +112,20 @@ class GanModel(ABC):
         y = self.sample_labels(n * world, device=device)
         return y if y is None or world == 1 else y[rank * n : (rank + 1) * n]
 
+    #: An exponential moving average of :attr:`generator` (``ganbench.training.ema``) that
+    #: the runner keeps when the run asks for one: :attr:`sampler` is then it, not G.
+    averaged_generator: torch.nn.Module | None = None
+
+    @property
+    def sampler(self) -> torch.nn.Module:
+        """The generator that samples, scores and is exported: the moving average where
+        the run keeps one, else :attr:`generator` itself."""
+        return self.generator if self.averaged_generator is None else self.averaged_generator
+
     def generate(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Images in [-1, 1] for latents ``z`` (and labels ``y``, for a conditional model)
-        from :attr:`generator` as it is: what sampling, scoring and export call."""
-        return self.generator(z) if y is None else self.generator(z, y)
+        from :attr:`sampler` as it is: what sampling, scoring and export call."""
+        return self.sampler(z) if y is None else self.sampler(z, y)
 
     @abstractmethod
     def to(self, device: torch.device) -> GanModel:
@@ -254,9 +264,23 @@ class Architecture(ABC):
     #: Defaults this architecture sets for the runner's own settings (e.g. batch size).
     train_defaults: ClassVar[Mapping[str, Any]] = {}
 
+    #: A package whose ``presets/DATASET.toml`` files the default :meth:`preset` reads
+    #: (None: no presets). A subclass in another plugin names its own, so it never
+    #: inherits its base's presets.
+    presets_package: ClassVar[str | None] = None
+
     def preset(self, dataset: str) -> Mapping[str, Any]:
-        """Settings that differ from the defaults for ``dataset`` (only the differences)."""
-        return {}
+        """Settings that differ from the defaults for ``dataset`` (only the differences):
+        ``presets/DATASET.toml`` in :attr:`presets_package`, if there is one."""
+        if self.presets_package is None:
+            return {}
+        import tomllib
+        from importlib import resources
+
+        path = resources.files(self.presets_package).joinpath("presets", f"{dataset}.toml")
+        if not path.is_file():
+            return {}
+        return tomllib.loads(path.read_text(encoding="utf-8"))
 
     def real_batches_per_step(self, config: Any) -> int:
         """Real batches one training step of a model built from ``config`` consumes (its
