@@ -186,3 +186,39 @@ def test_conditional_training_needs_labels_it_can_use(ganbench_run_cli, tmp_path
     )
     assert result.exit_code != 0
     assert "class labels" in result.output or "labels" in result.output, result.output
+
+
+def test_eval_scores_the_moving_average_or_g_and_says_which(ganbench_run_cli, tmp_path):
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    result = ganbench_run_cli(
+        *("run", "resnet", "--dataset", "digits", "--steps", "20", "--no-progress"),
+        *TINY,
+        *("--set", "conditional=projection", "--set", "ema=0.9"),
+        *("--tracking-uri", uri, "--run-dir", str(tmp_path / "run")),
+    )
+    assert result.exit_code == 0, result.output
+    client, run = _only_run(uri)
+    cache = tmp_path / "cache"
+    common = ("--tracking-uri", uri, "--cache-dir", str(cache))
+    common += ("--metrics", "fid,class_accuracy", "-n", "200")
+    for which in ("auto", "live"):
+        scored = ganbench_run_cli("eval", run.info.run_id, *common, "--generator", which)
+        assert scored.exit_code == 0, scored.output
+    metrics = client.get_run(run.info.run_id).data.metrics
+    ema, live = metrics["eval/digits-cnn/fid_200"], metrics["eval/live/digits-cnn/fid_200"]
+    assert ema != live and "eval/live/digits-cnn/class_accuracy_200" in metrics
+    texts = [p.read_text() for p in cache.glob("outbox/*/scoring/eval-*.json")]
+    assert len(texts) == 2 and sum("moving average" in t for t in texts) == 1, texts
+
+    plain = ganbench_run_cli(
+        *("run", "dcgan", "--dataset", "digits", "--steps", "2", "--no-progress"),
+        *("--set", "ngf=8", "--set", "ndf=8", "--resolution", "16", "--batch-size", "16"),
+        *("--tracking-uri", uri),
+    )
+    assert plain.exit_code == 0, plain.output
+    runs = client.search_runs([run.info.experiment_id], order_by=["start_time DESC"])
+    refused = ganbench_run_cli(
+        "eval", runs[0].info.run_id, *common[:4], "-n", "100", "--generator", "ema"
+    )
+    assert refused.exit_code != 0
+    assert "kept no moving average of G" in refused.output

@@ -508,3 +508,16 @@ def test_compiled_networks_compute_the_same_steps(name):
     compiled = _first_step(name, Speed(CPU, channels_last=True, adam="fused", compile=True))
     for key in eager:
         assert compiled[key] == pytest.approx(eager[key], rel=1e-3, abs=1e-5), key
+
+
+def test_acgan_class_term_is_the_mean_negative_log_softmax_of_the_class():
+    logits = torch.tensor([[2.0, 0.0, -1.0], [0.5, 0.5, 3.0]], dtype=torch.bfloat16)
+    labels = torch.tensor([0, 1])
+    rows = [[2.0, 0.0, -1.0], [0.5, 0.5, 3.0]]
+    by_hand = [
+        math.log(sum(math.exp(v) for v in row)) - row[k]
+        for row, k in zip(rows, [0, 1], strict=True)
+    ]
+    got = losses.class_cross_entropy(logits, labels)
+    assert got.dtype == torch.float32
+    assert got.item() == pytest.approx(_mean(by_hand), rel=1e-6)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ganbench.cli.run_options import checkpoint_option, device_option, logged_run_options
+from ganbench.errors import UsageError
 
 if TYPE_CHECKING:
     from ganbench.metrics.scoring import Evaluation
@@ -44,7 +45,21 @@ def scoring_options(f: Callable[..., Any]) -> Callable[..., Any]:
 @click.command(name="eval")
 @click.argument("run_ref", metavar="RUN_ID|CHECKPOINT")
 @click.option(
-    "--metrics", default="fid,is", show_default=True, help="Comma-separated: fid, is, kid, prc."
+    "--metrics",
+    default="fid,is",
+    show_default=True,
+    help="Comma-separated: fid, is, kid, prc; for a class-conditional generator also"
+    " intra_fid and class_accuracy (the dataset's classifier: digits-cnn on digits).",
+)
+@click.option(
+    "--generator",
+    "which_generator",
+    type=click.Choice(["auto", "ema", "live"]),
+    default="auto",
+    show_default=True,
+    help="Which generator of a run that kept G's moving average (ema): auto scores the"
+    " average (what the run sampled and scored), live scores G itself, logged as"
+    " eval/live/NAME.",
 )
 @click.option(
     "--samples", "-n", type=int, default=50_000, show_default=True, help="Generated images."
@@ -65,6 +80,7 @@ def scoring_options(f: Callable[..., Any]) -> Callable[..., Any]:
 def eval_command(
     run_ref: str,
     metrics: str,
+    which_generator: str,
     samples: int,
     real_samples: int | None,
     checkpoint: Which,
@@ -100,6 +116,7 @@ def eval_command(
     weights = RunWeights(run_ref, checkpoint, tracking_uri, cache_dir, device, say)
     torch_device = weights.torch_device
     loaded, target = weights.open()
+    prefix = _choose_generator(loaded, which_generator)
     scorer = make_scorer(
         weights.registries,
         loaded.plan,
@@ -116,17 +133,38 @@ def eval_command(
         progress=progress,
         say=say,
         split=split,
+        num_classes=loaded.model.num_classes,
     )
     loaded.model.to(torch_device)
     result = scorer.score(loaded.model, f"{loaded.source} (step {loaded.step})")
     for line in result.lines():
         click.echo(line)
     if target is not None:
-        record_scores(result, loaded, target, weights.cache, tracking_wait)
+        record_scores(result, loaded, target, weights.cache, tracking_wait, prefix)
+
+
+def _choose_generator(loaded: LoadedRun, which: str) -> str:
+    """Keep the generator ``which`` names on ``loaded``; the prefix its scores go under."""
+    from ganbench.metrics.scoring import EVAL_PREFIX
+
+    if which == "ema" and loaded.generator != "ema":
+        raise UsageError(
+            f"{loaded.source} kept no moving average of G (the run trained with ema=0);"
+            " score it with --generator auto or live"
+        )
+    if which == "live" and loaded.generator == "ema":
+        loaded.model.averaged_generator = None
+        return f"{EVAL_PREFIX}live/"
+    return EVAL_PREFIX
 
 
 def record_scores(
-    result: Evaluation, loaded: LoadedRun, target: Target, cache: Path, wait: float
+    result: Evaluation,
+    loaded: LoadedRun,
+    target: Target,
+    cache: Path,
+    wait: float,
+    prefix: str | None = None,
 ) -> None:
     """Save the scores and their provenance in a command outbox, then journal them into
     the run under ``eval/``; one line says where they went (or wait)."""
@@ -134,7 +172,8 @@ def record_scores(
     from ganbench.tracking.outbox.command import CommandOutbox
 
     step = loaded.step
-    logged = result.prefixed(EVAL_PREFIX)
+    prefix = prefix or EVAL_PREFIX
+    logged = result.prefixed(prefix)
     outbox = CommandOutbox(target, "eval", cache, keep=True)
     name = eval_provenance_name(step, outbox.stamp)
     how = logged.write_provenance(
@@ -145,4 +184,4 @@ def record_scores(
     outbox.tracker.set_tags(logged.tags)
     outbox.tracker.log_artifact(how, PROVENANCE_DIR)
     outbox.finish(wait, f"scored {loaded.source} (step {step}); the scores are saved in {how}")
-    click.echo(f"logged into {outbox.describe()} at step {step} as {EVAL_PREFIX}NAME")
+    click.echo(f"logged into {outbox.describe()} at step {step} as {prefix}NAME")
