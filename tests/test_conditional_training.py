@@ -85,6 +85,7 @@ CONDITIONAL_RUN = (
     *("--batch-size", "16", *TINY, "--set", "conditional=projection", "--set", "n_critic=2"),
     *("--set", "ema=0.9", "--set", "ema_start=5", "--set", "diffaugment=color,translation,cutout"),
     *("--set", "log_every=5", "--set", "checkpoint_every=10", "--set", "sample_every=50"),
+    *("--set", "lr_decay=linear"),
 )
 
 
@@ -120,6 +121,10 @@ def test_a_conditional_run_with_ema_and_diffaugment_resumes_bit_for_bit(tmp_path
     a = checkpoint.load_file(ref_dir / final, checkpoint.CHECKPOINT_FORMAT)
     b = checkpoint.load_file(run_dir / final, checkpoint.CHECKPOINT_FORMAT)
     assert a["ema"]["step"] == b["ema"]["step"] == RESUMED_STEPS
+    # the last step's rates: lr x (1 - (120 - 1) / 120), for G and D alike
+    for opt in ("opt_g", "opt_d"):
+        [group] = b["state"][opt]["param_groups"]
+        assert group["lr"] == pytest.approx(1e-3 * (1 - (RESUMED_STEPS - 1) / RESUMED_STEPS))
     for part in ("state", "ema"):
         ta, tb = dict(state_tensors(a[part])), dict(state_tensors(b[part]))
         assert ta.keys() == tb.keys() and len(ta) > 20

@@ -151,6 +151,9 @@ class AdversarialModel(GanModel):
             torch.optim.Adam(self.discriminator.parameters(), lr=lr, betas=betas, **kind),
         )
 
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        return [self.opt_g, self.opt_d]
+
     def accelerate(self, speed: Speed) -> None:
         # Called after .to(device), before any step: the optimizers hold no state yet.
         if speed.channels_last:

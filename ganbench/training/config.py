@@ -86,6 +86,11 @@ class TrainConfig:
     #: trains on. compare_gan and PyTorch-StudioGAN score FID from 10,000 generated
     #: images against the dataset's test split.
     eval_split: str = ""
+    #: The learning rates over training: constant (none), or decayed linearly to 0 at the
+    #: last step (linear: lr x (1 - (step - 1) / steps) at each step), as SNGAN
+    #: (sngan_projection train.py lines 120-123, LinearShift from iteration 0) and WGAN-GP
+    #: (gan_cifar_resnet.py line 282, DECAY) train their CIFAR-10 ResNets.
+    lr_decay: Literal["none", "linear"] = "none"
     #: Decay of an exponential moving average of G's weights (Yazici et al. 2019,
     #: arXiv 1806.04498) that samples, scores and is exported in G's place; 0 = none
     #: (BigGAN-PyTorch and PyTorch-StudioGAN default to 0.9999; 0.999 suits short runs).

@@ -169,8 +169,13 @@ def release_generators(model: GanModel, device: torch.device) -> None:
             generator.graphsafe_set_state(generator.clone_state())
 
 
-def graphs_unavailable(model: GanModel, distributed: bool) -> str | None:
+def graphs_unavailable(model: GanModel, distributed: bool, changing_lr: bool = False) -> str | None:
     """Why this model's step is not captured in this run (None: it is)."""
+    if changing_lr:
+        return (
+            "lr_decay changes the learning rates at every step, and a captured Adam step"
+            " keeps the rate it was captured with"
+        )
     if distributed:
         return (
             "distributed runs are not captured: DistributedDataParallel needs its own"
@@ -184,11 +189,11 @@ def graphs_unavailable(model: GanModel, distributed: bool) -> str | None:
     return None
 
 
-def speed_for(speed: Speed, model: GanModel, distributed: bool) -> Speed:
+def speed_for(speed: Speed, model: GanModel, distributed: bool, changing_lr: bool = False) -> Speed:
     """``speed`` with CUDA graphs off, and why, where this model or run cannot have them."""
     if not speed.graphs:
         return speed
-    reason = graphs_unavailable(model, distributed)
+    reason = graphs_unavailable(model, distributed, changing_lr)
     return speed if reason is None else dataclasses.replace(speed, graphs=False, graphs_off=reason)
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from ganbench.errors import GanbenchError
 from ganbench.metrics.session import Scorer
 from ganbench.plugins.interfaces import GanModel, ImageArray
 from ganbench.progress import TrainingProgress
@@ -49,6 +50,26 @@ def _real_batches(batches: Iterator[Any], n: int) -> tuple[torch.Tensor, torch.T
     if n == 1:
         return images[0], labels[0]
     return torch.cat(images), torch.cat(labels)
+
+
+def learning_rates(model: GanModel) -> list[list[float]]:
+    """The learning rate of each parameter group of each of the model's optimizers."""
+    optimizers = model.optimizers()
+    if not optimizers:
+        raise GanbenchError(
+            f"{type(model).__name__} does not hand its optimizers to the runner"
+            " (GanModel.optimizers), so lr_decay cannot schedule them; use lr_decay=none"
+        )
+    return [[float(group["lr"]) for group in opt.param_groups] for opt in optimizers]
+
+
+def decay_linearly(model: GanModel, base: list[list[float]], step: int, steps: int) -> None:
+    """Set the rates of ``step`` (1-based): base x (1 - (step - 1) / steps), a function of
+    the step alone, so a resumed run sets what the uninterrupted one did."""
+    factor = 1.0 - (step - 1) / steps
+    for opt, rates in zip(model.optimizers(), base, strict=True):
+        for group, rate in zip(opt.param_groups, rates, strict=True):
+            group["lr"] = rate * factor
 
 
 class TrainingLoop:
@@ -93,6 +114,8 @@ class TrainingLoop:
             if scorer
             else None
         )
+        #: Each optimizer's learning rates as the model set them (``lr_decay`` scales them).
+        self.base_lrs = learning_rates(model) if cfg.lr_decay != "none" else None
         #: The steps' statistics, summed on the device between logging steps.
         self.statistics = StepStatistics(device)
         #: Runs one training step: eager here; ``train`` sets the captured one on CUDA.
@@ -116,6 +139,8 @@ class TrainingLoop:
             ) as progress:
                 mark, mark_step = time.perf_counter(), self.state.step
                 for step in range(self.state.step + 1, self.steps + 1):
+                    if self.base_lrs is not None:
+                        decay_linearly(self.model, self.base_lrs, step, self.steps)
                     self.step_once(*_real_batches(batches, per_step))
                     if self.ema is not None:
                         self.ema.update(self.model.generator, step)

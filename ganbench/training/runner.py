@@ -170,7 +170,7 @@ def train(
         model.augment = diff_augment(cfg.diffaugment)
         if scorer is not None:  # conditional scores of an unconditional model: now, not later
             scorer.check_model(model)
-        speed = speed_for(speed, model, replicas is not None)
+        speed = speed_for(speed, model, replicas is not None, cfg.lr_decay != "none")
         if cfg.graphs == "on" and not speed.graphs:
             say(f"note: training steps are not captured as CUDA graphs: {speed.graphs_off}")
         model.to(device)

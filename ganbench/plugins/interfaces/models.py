@@ -151,6 +151,11 @@ class GanModel(ABC):
         default ones), registered with every capture so replays draw fresh numbers."""
         return []
 
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        """The optimizers of the step, whose learning rates the runner schedules
+        (``lr_decay``); empty: the plugin's learning rates cannot be scheduled."""
+        return []
+
     #: (rank, world size) of this replica in a data-parallel run; (0, 1) otherwise.
     shard: tuple[int, int] = (0, 1)
 
