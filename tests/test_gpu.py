@@ -12,6 +12,7 @@ import torch
 from ganbench.data.loading import load_images
 from ganbench.plugins import load_registries
 from ganbench.tracking.tracker import NullTracker
+from ganbench.training.augment import diff_augment
 from ganbench.training.plan import plan_run
 from ganbench.training.runner import train
 from ganbench_plugins.dcgan.config import DCGANConfig
@@ -139,6 +140,26 @@ def _deterministic():
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before
 
 
+#: Conditional steps through the core's adversarial step (labels in the graph's static
+#: buffers, DiffAugment's draws from the captured default generator, ACGAN's class term,
+#: a conditional gradient penalty): (architecture, config, DiffAugment policy).
+CAPTURED_VARIANTS = {
+    "resnet-projection": (
+        "resnet",
+        {"conditional": "projection", "g_width": 0.25, "d_width": 0.25, "n_critic": 2},
+        "color,translation,cutout",
+    ),
+    "resnet-acgan-gp": (
+        "resnet",
+        {
+            **{"conditional": "acgan", "loss": "wasserstein", "gp_weight": 10.0},
+            **{"spectral_norm": False, "g_width": 0.25, "d_width": 0.25, "n_critic": 1},
+        },
+        "",
+    ),
+}
+
+
 def _train_steps(name: str, precision: str, graphs: bool, steps: int = CAPTURE_STEPS):
     """``steps`` steps of ``name`` at 32 px from seed 0 on fixed random batches: (model,
     its step callable, the statistics' sums over the steps)."""
@@ -149,8 +170,11 @@ def _train_steps(name: str, precision: str, graphs: bool, steps: int = CAPTURE_S
 
     cuda = torch.device("cuda")
     torch.manual_seed(0)
-    arch = load_registries().architectures.get(name)
-    model = arch.build(arch.config_class(), ImageShape(3, 32))
+    arch_name, overrides, policy = CAPTURED_VARIANTS.get(name, (name, {}, ""))
+    arch = load_registries().architectures.get(arch_name)
+    classes = 10 if overrides.get("conditional", "none") != "none" else 0
+    model = arch.build(arch.config_class(**overrides), ImageShape(3, 32, classes))
+    model.augment = diff_augment(policy)
     speed = resolve_speed(cuda, precision=precision, graphs="on" if graphs else "off")
     model.to(cuda)
     model.accelerate(speed)
@@ -161,7 +185,10 @@ def _train_steps(name: str, precision: str, graphs: bool, steps: int = CAPTURE_S
     n = model.real_batches_per_step
     for _ in range(steps):
         real = torch.rand(n * 64, 3, 32, 32, generator=data, device=cuda) * 2 - 1
-        step(real.contiguous(memory_format=speed.memory_format))
+        labels = None
+        if model.num_classes:  # the real images' classes, static buffers in the graph
+            labels = torch.randint(model.num_classes, (n * 64,), generator=data, device=cuda)
+        step(real.contiguous(memory_format=speed.memory_format), labels)
     assert failed == []
     keys, means = statistics.take()
     return model, step, dict(zip(keys, (means * steps).tolist(), strict=True))
@@ -170,7 +197,8 @@ def _train_steps(name: str, precision: str, graphs: bool, steps: int = CAPTURE_S
 @pytest.mark.parametrize(
     ("name", "precision"),
     [("dcgan", "bf16"), ("lsgan", "bf16"), ("wgan-gp", "bf16"), ("sngan", "bf16"),
-     ("dcgan", "fp16"), ("wgan-gp", "fp16")],
+     ("dcgan", "fp16"), ("wgan-gp", "fp16"),
+     ("resnet-projection", "bf16"), ("resnet-acgan-gp", "bf16")],
 )  # fmt: skip
 def test_captured_steps_equal_eager_steps(name, precision):
     """50 steps replayed from one CUDA graph train the networks the eager steps train
