@@ -440,3 +440,38 @@ def test_a_launch_finds_only_a_run_it_can_continue(tmp_path):
     killed = make("KILLED", **{"checkpoint.last_step": "40"})
     assert launch_run("job-7", tmp_path / "cache", store, "ganbench") == killed
     assert launch_run("job-8", tmp_path / "cache", store, "ganbench") is None
+
+
+def test_labelled_shares_carry_their_own_images_classes():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (40, 1, 4, 4), dtype=np.uint8)
+    images[:, 0, 0, 0] = np.arange(40)  # each image names itself in its first pixel
+    data = ImageArray(images, source="test", labels=np.arange(40) % 7)
+    cpu = torch.device("cpu")
+    shares = [iter(make_batches(data, 8, cpu, seed=5, shard=(r, 2), labels=True)) for r in range(2)]
+    for _ in range(12):
+        for share in shares:
+            batch, labels = next(share)
+            index = torch.round((batch[:, 0, 0, 0] + 1) * 127.5).long()
+            assert torch.equal(labels, index % 7)
+
+
+def test_a_conditional_acgan_with_ema_and_diffaugment_trains_on_two_ranks(tmp_path):
+    """DDP around a conditional D called with class_logits, labels sliced per rank, EMA
+    on every rank: the runner compares the ranks' weights at each checkpoint and records
+    the digest only when they agree."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    args = ["run", "resnet", "--dataset", "digits", "--batch-size", "16", "--no-progress"]
+    args += ["--steps", "4", "--eval-every", "0", "--set", "checkpoint_every=2"]
+    args += ["--set", "g_width=0.125", "--set", "d_width=0.125", "--set", "conditional=acgan"]
+    args += ["--set", "ema=0.9", "--set", "diffaugment=translation,cutout"]
+    args += ["--tracking-uri", uri, "--cache-dir", str(tmp_path / "cache")]
+    proc = _torchrun(tmp_path, *args)
+    assert finish(proc, 300) == 0, (tmp_path / "tr.err").read_text()[-3000:]
+    _, run = _only_run(uri)
+    assert run.data.tags["distributed.replicas"] == "2 ranks hold identical weights at step 4"
+    assert run.data.tags["ganbench.generator"] == "ema"
+    run_dir = Path(run.data.tags["ganbench.run_dir"])
+    last = checkpoint.load_file(run_dir / "checkpoints" / "step-000000004.pt", FMT)
+    assert last["ema"]["step"] == 4
+    assert "d_class_loss" in run.data.metrics
