@@ -215,6 +215,20 @@ def test_eval_scores_the_moving_average_or_g_and_says_which(ganbench_run_cli, tm
     texts = [p.read_text() for p in cache.glob("outbox/*/scoring/eval-*.json")]
     assert len(texts) == 2 and sum("moving average" in t for t in texts) == 1, texts
 
+    # analyze draws the averaged G too, of the class asked for; a class it lacks is refused
+    out = tmp_path / "samples"
+    drawn = ganbench_run_cli(
+        *("analyze", run.info.run_id, "samples", "-n", "12", "--class", "3"),
+        *("--tracking-uri", uri, "--out", str(out), "--no-progress"),
+    )
+    assert drawn.exit_code == 0, drawn.output
+    assert "moving average" in drawn.output and list(out.glob("*.png"))
+    wrong = ganbench_run_cli(
+        *("analyze", run.info.run_id, "samples", "--class", "10"),
+        *("--tracking-uri", uri, "--out", str(out)),
+    )
+    assert wrong.exit_code != 0 and "classes 0 to 9" in wrong.output, wrong.output
+
     plain = ganbench_run_cli(
         *("run", "dcgan", "--dataset", "digits", "--steps", "2", "--no-progress"),
         *("--set", "ngf=8", "--set", "ndf=8", "--resolution", "16", "--batch-size", "16"),
@@ -227,3 +241,9 @@ def test_eval_scores_the_moving_average_or_g_and_says_which(ganbench_run_cli, tm
     )
     assert refused.exit_code != 0
     assert "kept no moving average of G" in refused.output
+    unconditional = ganbench_run_cli(
+        *("analyze", runs[0].info.run_id, "samples", "--class", "1"),
+        *("--tracking-uri", uri, "--out", str(out)),
+    )
+    assert unconditional.exit_code != 0
+    assert "unconditional generator" in unconditional.output, unconditional.output

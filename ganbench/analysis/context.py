@@ -114,13 +114,16 @@ class AnalysisContext:
 
     def labels(self, n: int) -> torch.Tensor | None:
         """Classes of ``n`` generated images (int64, CPU): ``--class`` for all, else
-        uniform from NumPy's PCG64 seeded with :attr:`seed`; None when unconditional."""
+        uniform as ``zoo sample --seed`` draws them for the exported file (so sample ``i``
+        is the same image); None when unconditional."""
+        from ganbench.zoo.runtime import prior_labels
+
         k = self.model.num_classes
         if not k:
             return None
         if self.class_label is not None:
             return torch.full((n,), self.class_label, dtype=torch.int64)
-        return torch.from_numpy(np.random.default_rng(self.seed).integers(k, size=n))
+        return torch.from_numpy(prior_labels(k, n, self.seed))
 
     @torch.no_grad()
     def generate(

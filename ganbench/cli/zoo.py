@@ -4,9 +4,10 @@
 torch nor MLflow (MLflow only to pull a ``models:/`` URL): a user of the zoo needs
 onnxruntime, NumPy and Pillow. ``export`` and ``publish`` rebuild the PyTorch generator.
 
-The group and the commands that pull, list, draw and remove are here; the options they
-share are :mod:`ganbench.cli.zoo_options`'s, and ``convert``, ``export`` and ``publish``
-(which make zoo files) are :mod:`ganbench.cli.zoo_export`'s.
+The group and the commands that pull, list and remove are here; the options they share
+are :mod:`ganbench.cli.zoo_options`'s, ``sample``, ``interpolate`` and ``arithmetic``
+(which draw) are :mod:`ganbench.cli.zoo_draw`'s, and ``convert``, ``export`` and
+``publish`` (which make zoo files) are :mod:`ganbench.cli.zoo_export`'s.
 """
 
 from __future__ import annotations
@@ -16,14 +17,13 @@ from typing import Any
 
 import click
 
+from ganbench.cli.zoo_draw import arithmetic, interpolate, sample
 from ganbench.cli.zoo_export import convert, export, publish
 from ganbench.cli.zoo_options import (
     index_options,
     locate,
     open_index,
-    open_runtime,
     registry_option,
-    runtime_options,
     say,
 )
 
@@ -148,7 +148,8 @@ def _fidelity_lines(entry: Any, index: Any, cache: Path, index_flag: str | None)
     """``zoo info``'s lines on the torch-fidelity file: where it is and the command."""
     import shlex
 
-    from ganbench.zoo.flavours import fidelity_command, flavour_entry
+    from ganbench.zoo.fidelity_file import NP_INT_NOTE, shimmed_command
+    from ganbench.zoo.flavours import flavour_entry
     from ganbench.zoo.store import cached_path, is_cached
 
     tf = entry.torch_fidelity
@@ -160,175 +161,19 @@ def _fidelity_lines(entry: Any, index: Any, cache: Path, index_flag: str | None)
     where = index.resolve(tf.url)
     local = "://" not in where and not where.startswith("file:") and Path(where).is_file()
     path = Path(where) if local else cached_path(flavour_entry(entry), cache)
+    labels = f"; y: its labels of {tf.num_classes} classes" if tf.num_classes else ""
     lines = [
         f"torch-fidelity file: {where} (sha256 {tf.sha256}, {tf.size:,} bytes)",
-        f"  z: torch-fidelity's {tf.z_type} noise; images: uint8 RGB 0-255, as ganbench rounds",
-        f"  score it with: {fidelity_command(path, tf.z_type, tf.z_size)}",
+        f"  z: torch-fidelity's {tf.z_type} noise{labels}; images: uint8 RGB 0-255, as"
+        " ganbench rounds",
+        f"  score it with: {tf.command(path)}",
     ]
+    if tf.num_classes:
+        lines.append(f"  ({NP_INT_NOTE}: {shimmed_command(tf.command(path))})")
     if not local and not is_cached(flavour_entry(entry), cache):
         index_arg = f" --index {shlex.quote(index_flag)}" if index_flag else ""
         lines.append(f"  (first: ganbench zoo pull {entry.name}{index_arg} --for torch-fidelity)")
     return lines
-
-
-def _picture(rows: list, out: Path) -> None:
-    from ganbench.images import grid, save_atomic
-
-    save_atomic(grid(rows), out)
-    click.echo(f"wrote {out}")
-
-
-@zoo.command()
-@click.argument("ref", metavar="NAME|FILE.onnx|models:/NAME@ALIAS")
-@click.option("-n", "count", type=click.IntRange(min=1), default=64, show_default=True)
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
-@click.option("--nrow", type=click.IntRange(min=1), default=8, show_default=True)
-@click.option("--save-z", type=click.Path(dir_okay=False, path_type=Path), help="Save z (.npy).")
-@runtime_options
-def sample(
-    ref: str,
-    count: int,
-    output: Path,
-    nrow: int,
-    save_z: Path | None,
-    seed: int,
-    provider: str,
-    **where: Any,
-) -> None:
-    """Draw N images from a zoo generator into a grid (index = row * nrow + column)."""
-    from ganbench.images import check_output, square_rows, to_uint8
-    from ganbench.zoo.runtime import latents
-
-    check_output(output)
-    generator = open_runtime(ref, provider, **where)
-    z = latents(generator.info, count, seed)
-    images = to_uint8(generator.generate(z), generator.info.output_range)
-    _picture(square_rows(images, nrow), output)
-    if save_z is not None:
-        import numpy as np
-
-        np.save(save_z, z)
-        click.echo(f"wrote {save_z}")
-
-
-@zoo.command()
-@click.argument("ref", metavar="NAME|FILE.onnx|models:/NAME@ALIAS")
-@click.option("--steps", type=click.IntRange(min=2), default=10, show_default=True)
-@click.option(
-    "--rows", type=click.IntRange(min=1), default=4, show_default=True, help="Random walks."
-)
-@click.option(
-    "--between",
-    multiple=True,
-    metavar="I,J",
-    help="Walk from sample I to sample J of `zoo sample` with the same seed (repeatable;"
-    " replaces the random rows).",
-)
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
-@runtime_options
-def interpolate(
-    ref: str,
-    steps: int,
-    rows: int,
-    between: tuple[str, ...],
-    output: Path,
-    seed: int,
-    provider: str,
-    **where: Any,
-) -> None:
-    """Latent walks: each row goes in a straight line between two points of z (Fig. 4).
-
-    \b
-    Without --between, row r walks from sample 2r to sample 2r+1 of
-    `ganbench zoo sample NAME --seed S` (the same seed).
-    """
-    import numpy as np
-
-    from ganbench.images import check_output, to_uint8
-    from ganbench.zoo.runtime import latents, walk
-
-    pairs = [_pair(text) for text in between]
-    check_output(output)
-    generator = open_runtime(ref, provider, **where)
-    info = generator.info
-    if pairs:
-        z = latents(info, max(max(p) for p in pairs) + 1, seed)
-        ends = [(z[i], z[j]) for i, j in pairs]
-    else:  # row r walks from sample 2r to sample 2r + 1 of `zoo sample --seed S`
-        z = latents(info, 2 * rows, seed)
-        ends = [(z[2 * r], z[2 * r + 1]) for r in range(rows)]
-    walks = np.concatenate([walk(a, b, steps) for a, b in ends])
-    images = to_uint8(generator.generate(walks), info.output_range)
-    _picture([list(images[r * steps : (r + 1) * steps]) for r in range(len(ends))], output)
-
-
-def _pair(text: str) -> tuple[int, int]:
-    try:
-        i, j = (int(v) for v in text.split(","))
-    except ValueError:
-        raise click.UsageError(f"--between {text!r}: give two sample indices, e.g. 3,17") from None
-    if min(i, j) < 0:
-        raise click.UsageError(f"--between {text!r}: indices start at 0")
-    return i, j
-
-
-@zoo.command()
-@click.argument("ref", metavar="NAME|FILE.onnx|models:/NAME@ALIAS")
-@click.argument("expression")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
-@click.option(
-    "--variations",
-    type=click.IntRange(min=0),
-    default=8,
-    show_default=True,
-    help="Extra images of the result with noise added (the paper shows 8).",
-)
-@click.option(
-    "--noise",
-    type=click.FloatRange(min=0),
-    default=0.25,
-    show_default=True,
-    help="Scale of the uniform noise added for the variations (the paper: 0.25).",
-)
-@runtime_options
-def arithmetic(
-    ref: str,
-    expression: str,
-    output: Path,
-    variations: int,
-    noise: float,
-    seed: int,
-    provider: str,
-    **where: Any,
-) -> None:
-    """Vector arithmetic on z (the paper's Fig. 7): EXPRESSION like "1,5,9 - 2,4,6 + 7,8,11".
-
-    \b
-    Each group is sample indices from `ganbench zoo sample NAME --seed S` (index = row * 8
-    + column); a concept is the average z of its group (the paper uses three samples).
-    One row per group (its samples, then the image of their average z); the last row is
-    the result, then VARIATIONS images of the result plus uniform noise of scale NOISE.
-    """
-    import numpy as np
-
-    from ganbench.images import check_output, to_uint8
-    from ganbench.zoo.runtime import (
-        arithmetic_latents,
-        latents,
-        parse_arithmetic,
-        split_rows,
-    )
-
-    terms = parse_arithmetic(expression)
-    check_output(output)
-    generator = open_runtime(ref, provider, **where)
-    info = generator.info
-    z = latents(info, max(max(ix) for _, ix in terms) + 1, seed)
-    rows_z = arithmetic_latents(z, terms, variations, noise, seed)
-    images = to_uint8(generator.generate(np.concatenate(rows_z)), info.output_range)
-    _picture(split_rows(images, rows_z), output)
-    written = " ".join(f"{'+-'[sign < 0]} mean{ix}" for sign, ix in terms).lstrip("+ ")
-    click.echo(f"rows: each group's samples then their mean; last row: {written}, + variations")
 
 
 @zoo.command()
@@ -345,5 +190,5 @@ def remove(name: str, index_flag: str | None, cache_dir: str | None) -> None:
     click.echo(f"removed {cached_path(entry, cache).parent}" if done else f"{name} is not cached")
 
 
-for command in (convert, export, publish):
+for command in (sample, interpolate, arithmetic, convert, export, publish):
     zoo.add_command(command)

@@ -69,12 +69,8 @@ def convert(
       ganbench zoo convert ganbench_zoo/dcgan-digits-32.onnx --for torch-fidelity \\
           --add-to-index ganbench_zoo/index.toml
     """
-    from ganbench.zoo.flavours import (
-        fidelity_command,
-        flavour_path,
-        list_in_index,
-        write_torch_fidelity,
-    )
+    from ganbench.zoo.fidelity_file import NP_INT_NOTE, shimmed_command
+    from ganbench.zoo.flavours import flavour_path, list_in_index, write_torch_fidelity
 
     plain = locate(ref, index_flag, cache_dir, registry, progress)
     is_file = not ref.startswith("models:/") and (ref.endswith(".onnx") or Path(ref).is_file())
@@ -85,7 +81,9 @@ def convert(
     if add_to is not None:
         replaced = list_in_index(add_to, plain, made, listed)
         click.echo(f"{'replaced' if replaced else 'listed'} it in {add_to}")
-    click.echo(f"score it with: {fidelity_command(made, listed.z_type, listed.z_size)}")
+    click.echo(f"score it with: {listed.command(made)}")
+    if listed.num_classes:
+        click.echo(f"({NP_INT_NOTE}: {shimmed_command(listed.command(made))})")
 
 
 def export_options(f: Callable[..., Any]) -> Callable[..., Any]:

@@ -5,6 +5,11 @@ explicit opset, the batch axis dynamic and traced at a batch > 1 so no size is b
 ``onnx.checker`` with ``full_check`` (shape inference included), and a parity check of
 onnxruntime against the PyTorch generator at several batch sizes. Only a file that passes
 all three is renamed into place.
+
+A class-conditional generator (``GanModel.num_classes`` > 0) is exported with two inputs,
+``z`` (float32, N x z_dim) and ``y`` (int64, N), one batch axis for both: the order and
+types torch-fidelity's conditional path passes (``gen_model(noise, labels)``,
+torch_fidelity/utils.py 0.4.0 lines 191-199).
 """
 
 from __future__ import annotations
@@ -42,20 +47,38 @@ class Parity:
     batches: tuple[int, ...]
     max_abs_diff: float
     atol: float
+    #: Classes the labels were drawn from (0: unconditional, no labels).
+    num_classes: int = 0
 
     def describe(self) -> str:
         sizes = ", ".join(map(str, self.batches))
+        checked = min(self.num_classes, max(self.batches))  # the largest batch: 0, 1, 2...
+        labels = (
+            f" (labels y: {checked} of {self.num_classes} classes)"
+            if checked < self.num_classes
+            else f" (labels y: all {self.num_classes} classes)"
+        )
+        labels = labels if self.num_classes else ""
         return (
-            f"onnxruntime (CPU) matches PyTorch at batch {sizes}:"
+            f"onnxruntime (CPU) matches PyTorch at batch {sizes}{labels}:"
             f" max |diff| {self.max_abs_diff:.2g} <= {self.atol:g}"
         )
 
 
-def export_onnx(generator: torch.nn.Module, z_dim: int, path: Path, opset: int) -> None:
-    """The generator (eval mode, on the CPU) as an ONNX graph with a dynamic batch axis."""
+def export_onnx(
+    generator: torch.nn.Module, z_dim: int, path: Path, opset: int, num_classes: int = 0
+) -> None:
+    """The generator (eval mode, on the CPU) as an ONNX graph with a dynamic batch axis;
+    with ``num_classes`` it takes ``(z, y)``."""
     generator = generator.eval().cpu()
     z = torch.zeros(TRACE_BATCH, z_dim).uniform_(-1, 1, generator=torch.Generator().manual_seed(0))
     batch = torch.export.Dim("batch", min=1, max=1 << 16)
+    inputs: tuple[torch.Tensor, ...] = (z,)
+    names, shapes = ["z"], {"z": {0: batch}}
+    if num_classes:  # distinct labels, so no class is special-cased in the trace
+        inputs += (torch.arange(TRACE_BATCH, dtype=torch.int64) % num_classes,)
+        names.append("y")
+        shapes["y"] = {0: batch}
     # The exporter narrates every pass on stdout and warns about its own internals.
     with (
         contextlib.redirect_stdout(io.StringIO()),
@@ -66,12 +89,12 @@ def export_onnx(generator: torch.nn.Module, z_dim: int, path: Path, opset: int) 
         try:
             program = torch.onnx.export(
                 generator,
-                (z,),
+                inputs,
                 dynamo=True,
                 opset_version=opset,
-                input_names=["z"],
+                input_names=names,
                 output_names=["images"],
-                dynamic_shapes={"z": {0: batch}},
+                dynamic_shapes=shapes,
                 external_data=False,
                 verbose=False,
             )
@@ -89,8 +112,11 @@ def check_parity(
     z_dim: int,
     batches: Sequence[int] = PARITY_BATCHES,
     atol: float = PARITY_ATOL,
+    num_classes: int = 0,
 ) -> Parity:
-    """onnxruntime's images against PyTorch's for the same latents; raises past ``atol``."""
+    """onnxruntime's images against PyTorch's for the same latents (and, with
+    ``num_classes``, the same labels: random ones, and every class in the largest batch);
+    raises past ``atol``."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -98,9 +124,15 @@ def check_parity(
     worst = 0.0
     for n in batches:
         z = rng.uniform(-1, 1, size=(n, z_dim)).astype(np.float32)
+        feed, args = {"z": z}, [torch.from_numpy(z)]
+        if num_classes:
+            every = n == max(batches)
+            y = np.arange(n) % num_classes if every else rng.integers(num_classes, size=n)
+            feed["y"] = y.astype(np.int64)
+            args.append(torch.from_numpy(feed["y"]))
         with torch.no_grad():
-            expected = generator.eval()(torch.from_numpy(z)).numpy()
-        got = session.run(["images"], {"z": z})[0]
+            expected = generator.eval()(*args).numpy()
+        got = session.run(["images"], feed)[0]
         if got.shape != expected.shape:
             raise ZooError(
                 f"the exported file gives shape {got.shape} at batch {n}, PyTorch"
@@ -113,7 +145,7 @@ def check_parity(
                 f"onnxruntime differs from PyTorch by {diff:.3g} (> {atol:g}) at batch {n};"
                 " the export is wrong, nothing was written"
             )
-    return Parity(tuple(batches), worst, atol)
+    return Parity(tuple(batches), worst, atol, num_classes)
 
 
 def generator_info(
@@ -145,6 +177,8 @@ def generator_info(
         opset=opset,
         parity=parity.describe(),
         metrics=tuple(metrics),
+        num_classes=model.num_classes,
+        generator=loaded.generator,
     )
 
 
@@ -157,9 +191,10 @@ def write_metadata(source: Path, dest: Path, info: GeneratorInfo) -> None:
     onnx.helper.set_model_props(model, info.to_props())
     model.producer_name = "ganbench"
     model.producer_version = ganbench.__version__
+    labels = f", y (N, int64 in [0, {info.num_classes}))" if info.num_classes else ""
     model.doc_string = (
         f"{info.architecture} generator trained on {info.dataset}: z (N x {info.z_dim},"
-        f" {LATENT_DISTRIBUTIONS[info.z_distribution]}) -> images (N x {info.channels} x"
-        f" {info.resolution} x {info.resolution}, in [-1, 1])"
+        f" {LATENT_DISTRIBUTIONS[info.z_distribution]}){labels} -> images (N x"
+        f" {info.channels} x {info.resolution} x {info.resolution}, in [-1, 1])"
     )
     save_checked(model, dest, "export")

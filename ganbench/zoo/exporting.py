@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ganbench.data.download import file_digest
 from ganbench.files.sealed import commit_file
-from ganbench.zoo.fidelity_file import FidelityFile, fidelity_command
+from ganbench.zoo.fidelity_file import NP_INT_NOTE, FidelityFile, shimmed_command
 from ganbench.zoo.flavours import TORCH_FIDELITY
 from ganbench.zoo.metadata import GeneratorInfo, Score
 
@@ -76,7 +76,10 @@ def _fresh_scores(
     progress: bool,
     say: Callable[[str], None],
 ) -> tuple[Score, ...]:
-    """Scores of the exported file itself: its images come from onnxruntime."""
+    """Scores of the exported file itself: its images come from onnxruntime, for the
+    latents and then the labels (a conditional model's) that ``ganbench eval`` draws
+    (``ganbench.metrics.features.generator_sampler``: one seeded torch.Generator), so the
+    two score the same images."""
     import onnxruntime as ort
     import torch
 
@@ -104,9 +107,12 @@ def _fresh_scores(
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     rng = torch.Generator().manual_seed(seed)
 
-    def sample(n: int) -> torch.Tensor:
-        z = loaded.model.sample_latent(n, generator=rng).numpy()
-        return torch.from_numpy(session.run(["images"], {"z": z})[0]).to(torch_device)
+    def sample(n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        z = loaded.model.sample_latent(n, generator=rng)
+        y = loaded.model.sample_labels(n, generator=rng)
+        feed = {"z": z.numpy()} | ({} if y is None else {"y": y.numpy()})
+        images = torch.from_numpy(session.run(["images"], feed)[0]).to(torch_device)
+        return images, None if y is None else y.to(torch_device)
 
     result = scorer.score_sampler(sample, "the exported ONNX file, run by onnxruntime")
     return scores.from_values(result.scores, result.provenance)
@@ -136,7 +142,7 @@ def build(
     from ganbench.runs.weights import RunWeights
     from ganbench.zoo import export, scores
     from ganbench.zoo.index import check_name
-    from ganbench.zoo.runtime import latents, open_generator
+    from ganbench.zoo.runtime import labels, latents, open_generator
 
     check_name(name)
     if eval_samples is not None and eval_samples < 10:
@@ -149,11 +155,19 @@ def build(
     if not eval_samples and target is not None:
         # Before any work: a store that is away stops the export here, in one line.
         measured = scores.of_run(target, loaded.step, weights.cache, say)
-    generator = loaded.model.generator
-    say(f"exporting {loaded.source} (step {loaded.step}) to ONNX opset {opset}")
+    # The generator that samples: the run's moving average of G where it kept one.
+    generator, classes = loaded.model.sampler, loaded.model.num_classes
+    kind = "the moving average of G (ema)" if loaded.generator == "ema" else "G (live)"
+    conditional = f", class-conditional on {classes} classes" if classes else ""
+    say(
+        f"exporting {kind}{conditional} of {loaded.source} (step {loaded.step}) to ONNX"
+        f" opset {opset}"
+    )
     raw = folder / "raw.onnx"
-    export.export_onnx(generator, loaded.model.z_dim, raw, opset)
-    parity = export.check_parity(generator, raw, loaded.model.z_dim, atol=export.PARITY_ATOL)
+    export.export_onnx(generator, loaded.model.z_dim, raw, opset, num_classes=classes)
+    parity = export.check_parity(
+        generator, raw, loaded.model.z_dim, atol=export.PARITY_ATOL, num_classes=classes
+    )
     say(parity.describe())
     if eval_samples:
         measured = _fresh_scores(
@@ -167,7 +181,10 @@ def build(
     export.write_metadata(raw, final, info)
     raw.unlink()
     runtime = open_generator(final, "cpu", say=say)  # the card shows what users will get
-    images = to_uint8(runtime.generate(latents(info, CARD_SAMPLES, CARD_SEED)), info.output_range)
+    drawn = runtime.generate(
+        latents(info, CARD_SAMPLES, CARD_SEED), labels(info, CARD_SAMPLES, CARD_SEED)
+    )
+    images = to_uint8(drawn, info.output_range)
     picture = folder / f"{name}.png"
     grid(square_rows(images, 8)).save(picture)
     fidelity = None
@@ -175,7 +192,11 @@ def build(
         from ganbench.zoo.flavours import write_torch_fidelity
 
         _, fidelity = write_torch_fidelity(final)
-        say(f"torch-fidelity flavour: {fidelity.url}, uint8 RGB from {fidelity.z_type} noise")
+        labels_too = f" and {classes}-class labels" if classes else ""
+        say(
+            f"torch-fidelity flavour: {fidelity.url}, uint8 RGB from {fidelity.z_type}"
+            f" noise{labels_too}"
+        )
     return Exported(
         final,
         picture,
@@ -238,9 +259,10 @@ def export_to_folder(
     lines.append(f"{'replaced' if replaced else 'added'} {name} in {index_path}")
     lines.append(f"sha256 {done.sha256}, {done.size:,} bytes")
     if done.fidelity:
-        tf = done.fidelity
-        command = fidelity_command(out_dir / tf.url, tf.z_type, tf.z_size)
+        command = done.fidelity.command(out_dir / done.fidelity.url)
         lines.append(f"score it with torch-fidelity: {command}")
+        if done.fidelity.num_classes:
+            lines.append(f"({NP_INT_NOTE}: {shimmed_command(command)})")
     return lines
 
 

@@ -11,6 +11,11 @@ from ``uniform_0_1``; ``normal`` is already the normal prior), after it ganbench
 quantisation (round half up, as ``to_uint8`` and the scorer do) and grey repeated to RGB.
 torch-fidelity then scores exactly the images ganbench scores, and the file is checked
 against the plain one before it is written. Deriving it needs onnx and onnxruntime only.
+
+A class-conditional file keeps its second input ``y`` (int64 labels) as it is: with
+``--input1-model-num-classes N`` torch-fidelity draws labels uniformly from [0, N) after
+the noise and calls the model with ``(noise, labels)`` in the file's input order
+(torch_fidelity/utils.py 0.4.0 lines 190-199, generative_model_onnx.py ``forward``).
 """
 
 from __future__ import annotations
@@ -70,8 +75,12 @@ def torch_fidelity_model(plain: Any, info: GeneratorInfo, source_sha256: str, fi
     model = onnx.ModelProto()
     model.CopyFrom(plain)
     graph = model.graph
-    if [i.name for i in graph.input] != ["z"] or [o.name for o in graph.output] != ["images"]:
-        raise ZooError(f"{info.name} does not map z to images as zoo files do; export it again")
+    inputs = ["z", "y"] if info.num_classes else ["z"]
+    if [i.name for i in graph.input] != inputs or [o.name for o in graph.output] != ["images"]:
+        raise ZooError(
+            f"{info.name} does not map {' and '.join(inputs)} to images as zoo files do;"
+            " export it again"
+        )
     for node in graph.node:  # the plain graph now reads the prior and writes float images
         node.input[:] = [_PRIOR if n == "z" else n for n in node.input]
         node.output[:] = [_FLOATS if n == "images" else n for n in node.output]
@@ -79,6 +88,8 @@ def torch_fidelity_model(plain: Any, info: GeneratorInfo, source_sha256: str, fi
     p = "ganbench_tf_"
     constants = {"two": 2, "one": 1, "lo": lo, "scale": 255 / (hi - lo), "half": 0.5}
     constants |= {"zero": 0, "top": 255}
+    if info.z_distribution != "uniform":  # unused there; onnxruntime warns of unused ones
+        del constants["two"], constants["one"]
     graph.initializer.extend(_constant(p + k, v) for k, v in constants.items())
     if info.z_distribution == "uniform":  # u ~ U[0, 1) -> 2u - 1 ~ U[-1, 1)
         pre = [
@@ -114,17 +125,18 @@ def torch_fidelity_model(plain: Any, info: GeneratorInfo, source_sha256: str, fi
         "flavour": TORCH_FIDELITY,
         "torch_fidelity.z_type": z_type,
         "torch_fidelity.z_size": str(info.z_dim),
-        "torch_fidelity.num_classes": "0",
-        "torch_fidelity.command": fidelity_command(file_name, z_type, info.z_dim),
+        "torch_fidelity.num_classes": str(info.num_classes),
+        "torch_fidelity.command": fidelity_command(file_name, z_type, info.z_dim, info.num_classes),
         "images": f"uint8 RGB, N x 3 x {info.resolution} x {info.resolution}, 0-255",
         "source_sha256": source_sha256,
     }
     del model.metadata_props[:]
     helper.set_model_props(model, props)
     mapped = " (2u - 1 gives the uniform prior)" if info.z_distribution == "uniform" else ""
+    labels = f", y (N, int64 in [0, {info.num_classes}))" if info.num_classes else ""
     model.doc_string = (
         f"torch-fidelity flavour of the ganbench zoo generator {info.name}: z (N x"
-        f" {info.z_dim}, torch-fidelity's {z_type} noise{mapped}) -> images (N x 3 x"
+        f" {info.z_dim}, torch-fidelity's {z_type} noise{mapped}){labels} -> images (N x 3 x"
         f" {info.resolution} x {info.resolution}, uint8 RGB, rounded as ganbench does)"
     )
     return model
@@ -135,6 +147,13 @@ def torch_fidelity_noise(z_type: str, n: int, z_size: int, seed: int) -> np.ndar
     rng = np.random.RandomState(seed)
     draw = rng.rand if z_type == "uniform_0_1" else rng.randn
     return draw(n, z_size).astype(np.float32)
+
+
+def torch_fidelity_labels(num_classes: int, n: int, seed: int) -> np.ndarray:
+    """Labels uniform over the classes as torch-fidelity draws them for a conditional model
+    (``RandomState.randint(0, N)``), as int64, the type of the file's ``y``."""
+    rng = np.random.RandomState(seed)
+    return rng.randint(0, num_classes, size=n).astype(np.int64)
 
 
 def prior_from_noise(z_type: str, noise: np.ndarray) -> np.ndarray:
@@ -156,9 +175,15 @@ def check_torch_fidelity(plain: Path, flavoured: Path, info: GeneratorInfo) -> i
     if z_type == "uniform_0_1":
         batches.append(np.array([[0.0] * info.z_dim, [1.0] * info.z_dim], np.float32))
     for noise in batches:
-        images = plain_s.run(["images"], {"z": prior_from_noise(z_type, noise)})[0]
+        # The same labels to both (the flavour passes y through): the first and last class,
+        # then torch-fidelity's draw.
+        feed = {}
+        if info.num_classes:
+            y = torch_fidelity_labels(info.num_classes, len(noise), seed=len(noise))
+            feed["y"] = np.concatenate([[0, info.num_classes - 1], y])[: len(noise)]
+        images = plain_s.run(["images"], {"z": prior_from_noise(z_type, noise), **feed})[0]
         expected = np.repeat(to_uint8(images, info.output_range), 3 // info.channels, axis=1)
-        got = flavour_s.run(["images"], {"z": noise})[0]
+        got = flavour_s.run(["images"], {"z": noise, **feed})[0]
         if got.dtype != np.uint8 or got.shape != expected.shape:
             raise ZooError(
                 f"the torch-fidelity flavour gives {got.dtype} {got.shape}, not uint8"
@@ -192,7 +217,7 @@ def write_torch_fidelity(plain: Path, dest: Path | None = None) -> tuple[Path, F
     )
     listed = FidelityFile(
         dest.name, file_digest(dest, "sha256"), dest.stat().st_size, Z_TYPES[info.z_distribution],
-        info.z_dim,
+        info.z_dim, info.num_classes,
     )  # fmt: skip
     return dest, listed
 

@@ -37,7 +37,7 @@ from ganbench.files.names import LOWER_NAME, check_folder_name
 from ganbench.files.sealed import write_atomic
 from ganbench.files.urls import open_url
 from ganbench.zoo.fidelity_file import FidelityFile
-from ganbench.zoo.metadata import GeneratorInfo, Score
+from ganbench.zoo.metadata import OPTIONAL_FIELDS, GeneratorInfo, Score
 
 INDEX_FORMAT = "ganbench-zoo-index/1"
 INDEX_ENV = "GANBENCH_ZOO_INDEX"
@@ -127,6 +127,9 @@ class ZooEntry:
             table["picture"] = self.picture
         info = dataclasses.asdict(self.info)
         info.pop("name")
+        for key in OPTIONAL_FIELDS:  # written only where set, so old entries keep their text
+            info.pop(key)
+        info |= self.info.optional_values()
         info["output_range"] = list(self.info.output_range)
         info["metrics"] = [dataclasses.asdict(s) for s in self.info.metrics]
         if self.torch_fidelity:

@@ -20,6 +20,15 @@ FORMAT = "ganbench-zoo/1"
 TORCH_FIDELITY_FORMAT = "ganbench-zoo-torch-fidelity/1"
 #: Priors a zoo generator may use, and how each is written in cards and listings.
 LATENT_DISTRIBUTIONS = {"uniform": "uniform on [-1, 1]", "normal": "standard normal N(0, 1)"}
+#: Which generator of a run a file holds ("" = not recorded), and how cards say it.
+GENERATORS = ("", "ema", "live")
+GENERATOR_WORDS = {
+    "ema": "the exponential moving average of G's weights (what the run sampled and scored)",
+    "live": "G itself (the run kept no moving average)",
+    "": "not recorded (a file made before ganbench recorded it)",
+}
+#: Fields a file may lack (written only where set; see :meth:`GeneratorInfo.optional_values`).
+OPTIONAL_FIELDS = ("num_classes", "generator")
 
 
 @dataclass(frozen=True)
@@ -55,6 +64,14 @@ class GeneratorInfo:
     #: How the ONNX file was checked against PyTorch (batch sizes, largest difference).
     parity: str
     metrics: tuple[Score, ...] = field(default_factory=tuple)
+    #: Classes of a class-conditional generator, whose file takes ``y`` (int64 labels in
+    #: [0, num_classes)) beside ``z``; 0 for an unconditional one (``z`` only). Files made
+    #: before it existed lack it: they are unconditional.
+    num_classes: int = 0
+    #: Which network of the run the file holds: "ema" (the run's exponential moving
+    #: average of G, which samples when the run keeps one) or "live" (G itself); "" in
+    #: files made before it was recorded.
+    generator: str = ""
 
     def __post_init__(self) -> None:
         if self.z_distribution not in LATENT_DISTRIBUTIONS:
@@ -62,11 +79,33 @@ class GeneratorInfo:
                 f"z distribution {self.z_distribution!r} is not one the zoo runtime draws"
                 f" ({', '.join(LATENT_DISTRIBUTIONS)})"
             )
+        if self.num_classes < 0 or self.num_classes == 1:
+            raise ZooError(
+                f"num_classes {self.num_classes} is not a class count: 0 (unconditional) or"
+                " at least 2"
+            )
+        if self.generator not in GENERATORS:
+            raise ZooError(
+                f"generator {self.generator!r} is not one of {', '.join(GENERATORS[1:])}"
+            )
+
+    def optional_values(self) -> dict[str, Any]:
+        """The fields added after the first zoo files, where set (a file or index entry
+        without them keeps its bytes: old entries and the shipped files stay as they were)."""
+        values: dict[str, Any] = {}
+        if self.num_classes:
+            values["num_classes"] = self.num_classes
+        if self.generator:
+            values["generator"] = self.generator
+        return values
 
     def to_props(self) -> dict[str, str]:
         """The ONNX ``metadata_props``: strings, with JSON for the structured values."""
         props = {"ganbench.format": FORMAT}
-        for key, value in asdict(self).items():
+        values = asdict(self)
+        for key in OPTIONAL_FIELDS:
+            values.pop(key)
+        for key, value in (values | self.optional_values()).items():
             props[key] = value if isinstance(value, str) else json.dumps(value)
         return props
 
@@ -89,6 +128,8 @@ class GeneratorInfo:
         values: dict[str, Any] = {}
         try:
             for name, kind in cls.__annotations__.items():
+                if name in OPTIONAL_FIELDS and name not in props:
+                    continue
                 raw = props[name]
                 values[name] = raw if kind == "str" else json.loads(raw)
             values["output_range"] = tuple(values["output_range"])
@@ -109,7 +150,18 @@ class GeneratorInfo:
             f"images: {self.channels} channel(s), {self.resolution}x{self.resolution},"
             f" values in [{lo:g}, {hi:g}]",
             f"latent: z_dim {self.z_dim}, {LATENT_DISTRIBUTIONS[self.z_distribution]}",
+            self.labels_line(),
+            f"generator: {GENERATOR_WORDS[self.generator]}",
             f"trained in: {self.training_run}; weights: {self.checkpoint}",
             f"ONNX opset {self.opset}; {self.parity}",
             f"ganbench {self.ganbench_version}",
         ]
+
+    def labels_line(self) -> str:
+        """What the file takes besides z, in words."""
+        if not self.num_classes:
+            return "classes: none (unconditional: the file takes z only)"
+        return (
+            f"classes: {self.num_classes} (class-conditional: the file takes y, int64 labels"
+            f" 0-{self.num_classes - 1}, beside z)"
+        )

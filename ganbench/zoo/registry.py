@@ -155,8 +155,11 @@ def publish(
     mlflow.set_registry_uri(registry)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     res, ch = info.resolution, info.channels
+    inputs = [TensorSpec(np.dtype(np.float32), (-1, info.z_dim), "z")]
+    if info.num_classes:  # a conditional file's labels, one per image
+        inputs.append(TensorSpec(np.dtype(np.int64), (-1,), "y"))
     signature = ModelSignature(
-        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, info.z_dim), "z")]),
+        inputs=Schema(inputs),
         outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, ch, res, res), "images")]),
     )
     client = _client(registry)

@@ -4,7 +4,9 @@ Nothing here imports torch: a user who only samples from the zoo needs onnxrunti
 and Pillow. Latents come from NumPy's PCG64 generator, so a seed means the same images on
 every machine and every provider (within float tolerance), and ``z`` for ``n`` images
 starts with the ``z`` for fewer: index ``i`` of ``sample -n 64 --seed S`` is the same
-image as index ``i`` of ``sample -n 16 --seed S``.
+image as index ``i`` of ``sample -n 16 --seed S``. A class-conditional file also takes
+``y`` (int64 labels): given ones (``zoo sample --class K``), or uniform ones from a stream
+of their own keyed by the same seed (:func:`labels`), with the same prefix property.
 """
 
 from __future__ import annotations
@@ -41,6 +43,36 @@ def latents(info: GeneratorInfo, n: int, seed: int) -> np.ndarray:
     return prior_latents(info.z_dim, info.z_distribution, n, seed)
 
 
+def labels(info: GeneratorInfo, n: int, seed: int) -> np.ndarray | None:
+    """``n`` class labels uniform over a conditional generator's classes (int64), from
+    their own PCG64 stream keyed by ``seed`` (the latents keep theirs, so ``z`` is the same
+    for a conditional and an unconditional file); None for an unconditional generator."""
+    if not info.num_classes:
+        return None
+    return prior_labels(info.num_classes, n, seed)
+
+
+def prior_labels(num_classes: int, n: int, seed: int) -> np.ndarray:
+    """``n`` labels uniform over ``num_classes`` from the PCG64 stream keyed [seed, 1]:
+    what ``zoo sample --seed S`` and ``analyze --seed S`` draw alike."""
+    return np.random.default_rng([seed, 1]).integers(num_classes, size=n, dtype=np.int64)
+
+
+def check_classes(info: GeneratorInfo, classes: list[int]) -> None:
+    """Refuse, in one line, classes an unconditional file cannot take or a conditional
+    file does not have."""
+    if not classes:
+        return
+    if not info.num_classes:
+        raise UsageError(f"{info.name} is unconditional (it takes no class labels); drop --class")
+    wrong = [k for k in classes if not 0 <= k < info.num_classes]
+    if wrong:
+        raise UsageError(
+            f"class {wrong[0]} is not one of {info.name}'s classes: give --class from 0 to"
+            f" {info.num_classes - 1} (it has {info.num_classes})"
+        )
+
+
 @dataclass
 class ZooGenerator:
     """An onnxruntime session over a zoo file, with the file's metadata."""
@@ -51,13 +83,27 @@ class ZooGenerator:
     provider: str
     batch_size: int = 64
 
-    def generate(self, z: np.ndarray) -> np.ndarray:
-        """Images (float32, N x C x H x W, in ``info.output_range``) for latents ``z``."""
+    def generate(self, z: np.ndarray, y: np.ndarray | None = None) -> np.ndarray:
+        """Images (float32, N x C x H x W, in ``info.output_range``) for latents ``z`` and,
+        for a conditional file, labels ``y`` (N ints in [0, num_classes))."""
         z = np.ascontiguousarray(z, dtype=np.float32)
         if z.ndim != 2 or z.shape[1] != self.info.z_dim:
             raise UsageError(f"latents must be N x {self.info.z_dim}, not {z.shape}")
+        feed = {"z": z}
+        if self.info.num_classes:
+            if y is None:
+                raise UsageError(f"{self.info.name} is class-conditional: give labels y")
+            feed["y"] = np.ascontiguousarray(y, dtype=np.int64)
+            if feed["y"].shape != (len(z),):
+                raise UsageError(f"labels must be {len(z)} ints, not {feed['y'].shape}")
+            if len(z):  # the smallest and largest label (an out-of-range one errs in ORT)
+                check_classes(self.info, [int(feed["y"].min()), int(feed["y"].max())])
+        elif y is not None:
+            raise UsageError(f"{self.info.name} is unconditional: it takes no labels")
         parts = [
-            self.session.run(["images"], {"z": z[i : i + self.batch_size]})[0]
+            self.session.run(["images"], {k: v[i : i + self.batch_size] for k, v in feed.items()})[
+                0
+            ]
             for i in range(0, len(z), self.batch_size)
         ]
         return np.concatenate(parts)
@@ -124,10 +170,18 @@ def open_generator(
 def _check_signature(session: object, info: GeneratorInfo, path: Path) -> None:
     inputs, outputs = session.get_inputs(), session.get_outputs()
     names = ([i.name for i in inputs], [o.name for o in outputs])
-    if names != (["z"], ["images"]) or inputs[0].shape[1] != info.z_dim:
+    wanted = ["z", "y"] if info.num_classes else ["z"]
+    types = [i.type for i in inputs]
+    if (
+        names != (wanted, ["images"])
+        or inputs[0].shape[1] != info.z_dim
+        or types != ["tensor(float)", "tensor(int64)"][: len(wanted)]
+    ):
+        takes = f"z ({info.z_dim} floats per image)"
+        takes += f" and y (int64 labels of {info.num_classes} classes)" if info.num_classes else ""
         raise ZooError(
-            f"{path} does not take z ({info.z_dim} values per image) and give images as its"
-            f" metadata says (inputs {names[0]}, outputs {names[1]}); export it again"
+            f"{path} does not take {takes} and give images as its metadata says (inputs"
+            f" {names[0]}, outputs {names[1]}); export it again"
         )
 
 
