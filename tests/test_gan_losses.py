@@ -521,3 +521,37 @@ def test_acgan_class_term_is_the_mean_negative_log_softmax_of_the_class():
     got = losses.class_cross_entropy(logits, labels)
     assert got.dtype == torch.float32
     assert got.item() == pytest.approx(_mean(by_hand), rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("loss", "d_loss", "g_loss"),
+    [
+        ("hinge", losses.hinge_d, losses.hinge_g),
+        ("non_saturating", losses.bce_d, losses.non_saturating_g),
+        ("least_squares", lambda r, f: losses.least_squares_d(r, f, 0.0, 1.0),
+         lambda g: losses.least_squares_g(g, 1.0)),
+        ("wasserstein", losses.wasserstein_d, losses.wasserstein_g),
+    ],
+)  # fmt: skip
+def test_the_resnet_family_trains_with_every_shipped_loss(loss, d_loss, g_loss):
+    """Each ResNet loss is the shared one (the same functions the DCGAN family uses), and a
+    step with it trains: finite statistics, G and D both changed."""
+    from ganbench_plugins.resnet.config import ResNetConfig
+    from ganbench_plugins.resnet.model import ResNetGAN
+
+    real, fake = torch.tensor(REAL), torch.tensor(FAKE)
+    extra = {"gp_weight": 10.0, "spectral_norm": False} if loss == "wasserstein" else {}
+    config = ResNetConfig(loss=loss, g_width=0.125, d_width=0.125, n_critic=1, **extra)
+    model = ResNetGAN(config, ImageShape(3, 32))
+    assert model.d_loss(real, fake).item() == pytest.approx(d_loss(real, fake).item())
+    assert model.g_loss(fake).item() == pytest.approx(g_loss(fake).item())
+    torch.manual_seed(0)
+    g0 = [p.detach().clone() for p in model.generator.parameters()]
+    d0 = [p.detach().clone() for p in model.discriminator.parameters()]
+    stats = model.train_step(torch.rand(4, 3, 32, 32) * 2 - 1)
+    assert all(math.isfinite(v.item()) for v in stats.values()), stats
+    assert ("d_penalty" in stats) == (loss == "wasserstein")
+    assert any(not torch.equal(a, b) for a, b in zip(g0, model.generator.parameters(), strict=True))
+    assert any(
+        not torch.equal(a, b) for a, b in zip(d0, model.discriminator.parameters(), strict=True)
+    )
