@@ -91,7 +91,11 @@ class Scorer:
         refused before any image is drawn."""
         self.check_model(model)
         sample = generator_sampler(model, self.device, self.seed)
-        return self.score_sampler(sample, f"{generator_source}, {sampler_words(model)}", replicas)
+        result = self.score_sampler(sample, generator_source, replicas)
+        if result is not None:  # which of the run's generators made the images
+            for how in result.provenance.values():
+                how["sampler"] = sampler_words(model)
+        return result
 
     def check_model(self, model: GanModel) -> None:
         """Refuse conditional metrics of an unconditional model (or of other classes than
