@@ -21,6 +21,7 @@ journal away (:meth:`Journal.compact`), between two deliveries, where no offset 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import threading
 import time
@@ -90,6 +91,9 @@ class Writer:
         #: Records set aside in rejected.jsonl, and a line naming each (the first ones).
         self.rejected_ops = 0
         self.rejections: list[str] = []
+        #: (journal line, op) already set aside: a closing thread that replays the group
+        #: the niced one was refused on must not keep (and say) the refusal twice.
+        self._kept: set[tuple[int, str]] = set()
         #: Why the thread stopped, when it stopped for good (None while it works).
         self.failure: str | None = None
         self.compactions = 0
@@ -196,6 +200,8 @@ class Writer:
                 return  # the closing thread goes on; this one changes nothing more
             except Exception as exc:
                 faults = 1 if (self._offset, self._started) != before else faults + 1
+                with contextlib.suppress(HandedOver):
+                    self.baton.sent()  # the failed call is over: none of it in flight
                 if self.baton.lost():
                     return  # the closing thread meets the same error and counts it
                 if faults >= MAX_FAULTS or self._abandon.is_set():
@@ -289,6 +295,7 @@ class Writer:
             self.delivery.deliver(ops, replay=self._offset < self.replay_until)
         except Exception as exc:
             if self._worth_retrying(exc):
+                self.baton.sent()  # nothing of it in flight: a closing thread may take over
                 self._outage(exc)
                 return False
             if len(group) == 1:
@@ -404,6 +411,10 @@ class Writer:
 
     def _keep_rejected(self, op: Op, reason: str, exc: BaseException | None) -> None:
         line = self._line + 1
+        seen = (line, json.dumps(op, sort_keys=True, default=str))
+        if seen in self._kept:
+            return
+        self._kept.add(seen)
         if op["op"] == DAMAGED:
             reason = f"damaged line {line} of {self.journal.path}: {op['error']}"
         text = problems.reject(self.journal.folder, op, reason, line)
