@@ -129,7 +129,10 @@ def test_a_bad_study_file_is_refused_in_one_line(text, message):
 
 
 def test_an_unknown_study_name_lists_the_built_in_ones():
-    built_in = "built-in: gans-created-equal, gans-created-equal-narrow, paper-ablations, seeds"
+    built_in = (
+        "built-in: conditional-vs-unconditional, diffaugment-small-data, gans-created-equal,"
+        " gans-created-equal-narrow, gans-created-equal-resnet, paper-ablations, seeds"
+    )
     with pytest.raises(UsageError, match=built_in):
         definition.load("paper-ablation")
 

@@ -116,6 +116,8 @@ def _columns(data: StudyReport) -> list[Column]:
         ("precision", lambda d, r: _spread(r.spread("precision"))),
         ("recall", lambda d, r: _spread(r.spread("recall"))),
         ("IS", lambda d, r: _spread(r.spread("final_is"))),
+        ("class accuracy", lambda d, r: _spread(r.spread("class_accuracy"))),
+        ("intra-FID", lambda d, r: _spread(r.spread("intra_fid"))),
         (f"FID spread over the last {LAST_EVALS} evals", lambda d, r: fmt(r.stability)),
         ("diverged", lambda d, r: _rate(r.divergence_rate)),
         (f"FID at {d_images(data)} real images", lambda d, r: fmt(r.at_equal_images)),

@@ -23,6 +23,9 @@ SCORES = {
     "kid_std": re.compile(r"(^|/)kid_[0-9.]+k?_std$"),
     "precision": re.compile(r"(^|/)precision_[0-9.]+k?$"),
     "recall": re.compile(r"(^|/)recall_[0-9.]+k?$"),
+    # a class-conditional model's (ganbench/metrics/conditional.py)
+    "class_accuracy": re.compile(r"(^|/)class_accuracy_[0-9.]+k?$"),
+    "intra_fid": re.compile(r"(^|/)intra_fid_[0-9.]+k?$"),
 }
 CURVES = ("loss_d", "loss_g", "d_real", "d_fake")
 
@@ -87,7 +90,7 @@ class RunSummary:
         return self.param_int("real_batches_per_step", 1) * self.param_int("batch_size", 0)
 
     def score(self, name: str) -> float | None:
-        """The last value of one of :data:`SCORES` (kid, kid_std, precision, recall)."""
+        """The last value of one of :data:`SCORES` (kid, precision, class_accuracy...)."""
         key = _first(self.history, SCORES[name])
         series = self.history.get(key or "", [])
         return series[-1][1] if series else None

@@ -72,6 +72,11 @@ def prepare(
     if plan.train.dedup:
         data = _without_duplicates(plan, data, options)
         say(f"--dedup: {data.source}")
+    if plan.train.data_fraction < 1:
+        from ganbench.training.subset import fraction_of
+
+        data = fraction_of(data, plan.train.data_fraction, plan.train.batch_size)
+        say(f"data_fraction: {data.source}")
     check_batch_size(plan.train.batch_size, len(data))
     scorer = None
     if plan.train.eval_every:

@@ -245,12 +245,20 @@ def train(
 
 def _check_same_data(resume: Resume, environment: dict[str, Any]) -> None:
     """A resume continues the data order of the run only on the same images: a changed
-    duplicates list (or one given or dropped) would silently draw other batches."""
-    key = "data.duplicates_sha256"
-    before, now = resume.logged.get(key), environment.get(key)
-    if before != now:
-        raise UsageError(
-            f"the run trained {'with' if before else 'without'} a near-duplicates list"
-            f" ({before or 'none'}), this resume has {now or 'none'}; resume with the list"
-            " the run started with (the same --dedup setting and `ganbench data dedup` list)"
-        )
+    duplicates list (or one given or dropped), or another data_fraction subset, would
+    silently draw other batches."""
+    # (digest param, what it is, its absence, how to resume right); data.fraction_sha256 is
+    # ganbench.training.subset.DIGEST_KEY
+    checks = (
+        ("data.duplicates_sha256", "a near-duplicates list", "none",
+         "the list the run started with (the same --dedup setting and `ganbench data dedup` list)"),
+        ("data.fraction_sha256", "a data_fraction subset", "none (the whole split)",
+         "the run's own data_fraction, dataset files and ganbench version"),
+    )  # fmt: skip
+    for key, what, absent, fix in checks:
+        before, now = resume.logged.get(key), environment.get(key)
+        if before != now:
+            raise UsageError(
+                f"the run trained on {what} {before or absent}, this resume has"
+                f" {now or absent}; resume with {fix}"
+            )
