@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,37 @@ def reject(folder: Path, op: Op, reason: str, line: int | None) -> str:
         return f"{folder / JOURNAL} line {line} is damaged ({op.get('error')}): skipped"
     where = f"{JOURNAL} line {line}" if line else JOURNAL
     return f"{where}: {what(op)}: {reason}"
+
+
+#: Lines naming the first records set aside, kept for the command's summary.
+KEEP_REJECTIONS = 100
+
+
+class Refusals:
+    """The records one writer set aside: counted, the first named, the first said, and
+    each (journal line, record) kept once even when two of the writer's threads met it (a
+    closing thread replays the group the niced one was refused on)."""
+
+    def __init__(self, folder: Path, say: Callable[[str], None]) -> None:
+        self.folder, self.say = folder, say
+        self.count = 0
+        self.lines: list[str] = []
+        self._kept: set[tuple[int, str]] = set()
+
+    def keep(self, op: Op, reason: str, line: int, from_mlflow: bool) -> None:
+        seen = (line, json.dumps(op, sort_keys=True, default=str))
+        if seen in self._kept:
+            return
+        self._kept.add(seen)
+        if op["op"] == DAMAGED:
+            reason = f"damaged line {line} of {self.folder / JOURNAL}: {op['error']}"
+        text = reject(self.folder, op, reason, line)
+        self.count += 1
+        if len(self.lines) < KEEP_REJECTIONS:
+            self.lines.append(text)
+        if self.count == 1:
+            who = "MLflow refused" if from_mlflow else "could not deliver"
+            self.say(f"tracking: {who} a record ({text}); kept in {self.folder / REJECTED}")
 
 
 def rejected_count(folder: Path) -> int:

@@ -21,7 +21,6 @@ journal away (:meth:`Journal.compact`), between two deliveries, where no offset 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import threading
 import time
@@ -51,8 +50,6 @@ MAX_FAULTS = 5
 #: The writer thread's niceness (19 = lowest priority): about 1.5% of a core while every
 #: core is busy training, all the idle time otherwise.
 WRITER_NICENESS = 19
-#: Records set aside that the writer remembers for the command waiting on it (sync).
-KEEP_REJECTIONS = 100
 
 Item = tuple[int, Op]
 
@@ -89,11 +86,7 @@ class Writer:
         #: Journal records dealt with: delivered, set aside, or skipped (rotated).
         self.delivered_ops = 0
         #: Records set aside in rejected.jsonl, and a line naming each (the first ones).
-        self.rejected_ops = 0
-        self.rejections: list[str] = []
-        #: (journal line, op) already set aside: a closing thread that replays the group
-        #: the niced one was refused on must not keep (and say) the refusal twice.
-        self._kept: set[tuple[int, str]] = set()
+        self.refusals = problems.Refusals(journal.folder, say)
         #: Why the thread stopped, when it stopped for good (None while it works).
         self.failure: str | None = None
         self.compactions = 0
@@ -407,24 +400,15 @@ class Writer:
     def _set_aside(self, op: Op, reason: str, exc: BaseException | None = None) -> None:
         """Keep ``op`` (at the current journal line) in rejected.jsonl, with ``reason``."""
         with self.baton.held():
-            self._keep_rejected(op, reason, exc)
+            self.refusals.keep(op, reason, self._line + 1, _from_mlflow(exc))
 
-    def _keep_rejected(self, op: Op, reason: str, exc: BaseException | None) -> None:
-        line = self._line + 1
-        seen = (line, json.dumps(op, sort_keys=True, default=str))
-        if seen in self._kept:
-            return
-        self._kept.add(seen)
-        if op["op"] == DAMAGED:
-            reason = f"damaged line {line} of {self.journal.path}: {op['error']}"
-        text = problems.reject(self.journal.folder, op, reason, line)
-        self.rejected_ops += 1
-        if len(self.rejections) < KEEP_REJECTIONS:
-            self.rejections.append(text)
-        if self.rejected_ops == 1:
-            path = self.journal.folder / problems.REJECTED
-            who = "MLflow refused" if _from_mlflow(exc) else "could not deliver"
-            self.say(f"tracking: {who} a record ({text}); kept in {path}")
+    @property
+    def rejected_ops(self) -> int:
+        return self.refusals.count
+
+    @property
+    def rejections(self) -> list[str]:
+        return self.refusals.lines
 
 
 def _from_mlflow(exc: BaseException | None) -> bool:
