@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganbench_plugins.resnet.layers import (
+    BlockStack,
     ConditionalBatchNorm2d,
     DiscriminatorHead,
     DiscriminatorOutput,
@@ -93,7 +94,7 @@ class StandardCNNGenerator(nn.Module):
         return torch.tanh(self.c_out(h))
 
 
-class StandardCNNDiscriminator(nn.Module):
+class StandardCNNDiscriminator(BlockStack):
     """Table 3 (b), with the conditioning head of :class:`DiscriminatorHead` on the
     flattened last map. ``forward(x, y=None, *, class_logits=False)``: the adversarial
     output (N,), or with ``class_logits`` (ACGAN) a :class:`DiscriminatorOutput`."""
@@ -119,19 +120,9 @@ class StandardCNNDiscriminator(nn.Module):
         self.head = DiscriminatorHead(features, num_classes, conditioning, bias=True)
         init_normal(self)
 
-    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Every conv layer's activation, in order."""
-        out = []
-        for block in self.blocks:
-            x = block(x)
-            out.append(x)
-        return out
-
     def pooled(self, x: torch.Tensor) -> torch.Tensor:
         """phi(x): the last map flattened, (N, F): what the head reads."""
-        for block in self.blocks:
-            x = block(x)
-        return x.flatten(1)
+        return self.last_map(x).flatten(1)
 
     def forward(
         self, x: torch.Tensor, y: torch.Tensor | None = None, *, class_logits: bool = False

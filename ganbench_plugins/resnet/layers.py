@@ -130,6 +130,26 @@ class DiscriminatorHead(nn.Module):
             nn.init.xavier_uniform_(self.embed.weight)
 
 
+class BlockStack(nn.Module):
+    """A discriminator trunk: its ``blocks`` (an ``nn.ModuleList``) run in order."""
+
+    blocks: nn.ModuleList
+
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Every block's output, in order."""
+        out = []
+        for block in self.blocks:
+            x = block(x)
+            out.append(x)
+        return out
+
+    def last_map(self, x: torch.Tensor) -> torch.Tensor:
+        """The last block's output."""
+        for block in self.blocks:
+            x = block(x)
+        return x
+
+
 def discriminate(
     head: DiscriminatorHead, phi: torch.Tensor, y: torch.Tensor | None, class_logits: bool
 ) -> torch.Tensor | DiscriminatorOutput:

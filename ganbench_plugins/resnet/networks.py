@@ -45,6 +45,7 @@ from ganbench_plugins.resnet.blocks import DBlock, GBlock, OptimizedDBlock
 from ganbench_plugins.resnet.cnn import StandardCNNDiscriminator, StandardCNNGenerator, widen
 from ganbench_plugins.resnet.config import ResNetConfig, check_image_shape
 from ganbench_plugins.resnet.layers import (
+    BlockStack,
     DiscriminatorHead,
     DiscriminatorOutput,
     discriminate,
@@ -127,7 +128,7 @@ class ResNetGenerator(nn.Module):
         return torch.tanh(self.c_out(F.relu(self.b_out(h))))
 
 
-class ResNetDiscriminator(nn.Module):
+class ResNetDiscriminator(BlockStack):
     """The SNGAN / WGAN-GP ResNet discriminator with its conditioning head
     ("none", "projection" or "acgan"); spectral normalisation is added by
     :func:`~ganbench_plugins.resnet.layers.spectral_normalize` after construction."""
@@ -153,20 +154,10 @@ class ResNetDiscriminator(nn.Module):
         self.head = DiscriminatorHead(widths[-1], num_classes, conditioning, bias=layout.d_bias)
         self.head.reset_parameters()
 
-    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Every block's output, in order."""
-        out = []
-        for block in self.blocks:
-            x = block(x)
-            out.append(x)
-        return out
-
     def pooled(self, x: torch.Tensor) -> torch.Tensor:
         """phi(x), (N, F): the last block's output through ReLU, summed (SNGAN) or
         averaged (WGAN-GP) over positions: what the head reads."""
-        for block in self.blocks:
-            x = block(x)
-        h = F.relu(x)
+        h = F.relu(self.last_map(x))
         return h.sum((2, 3)) if self.pooling == "sum" else h.mean((2, 3))
 
     def forward(
