@@ -6,11 +6,14 @@ priority takes over. It must not wait for the niced thread to finish the group i
 on a machine whose every core is busy that took longer than a stopped run's wait, and the
 run stayed RUNNING. So the closing thread takes the baton at once and delivers again,
 marked as a replay, the group the niced thread was in; the niced thread's own call may
-still land, later, and is harmless for the kinds in :data:`ORDER_FREE` (a metric or a
-param delivered twice is one value in MLflow). A group whose late landing could undo a
-newer record (a tag, a status, an artifact, an image whose file the other thread
-removes) is waited for instead. Nothing in threading or MLflow does this: it is the
-writer's own bookkeeping.
+still land, later, and is harmless for the kinds in :data:`ORDER_FREE` (a metric
+delivered twice is one value in MLflow, which drops identical metric rows even when two
+inserts race). Params are not: two threads inserting the same param at once make the SQL
+store raise a unique-key error, which the writer would take for a refusal (seen in a
+clean-clone suite: the run's own lr set aside), so a params group in flight is waited
+for, as is a group whose late landing could undo a newer record (a tag, a status, an
+artifact, an image whose file the other thread removes). Nothing in threading or MLflow
+does this: it is the writer's own bookkeeping.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from collections.abc import Iterator
 
 #: Record kinds the closing thread may deliver again while the niced thread's call on
 #: them is still in flight.
-ORDER_FREE = frozenset({"metrics", "params", "header"})
+ORDER_FREE = frozenset({"metrics", "header"})
 
 
 class HandedOver(Exception):
