@@ -12,6 +12,7 @@ import signal
 import subprocess
 import textwrap
 import time
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -530,3 +531,73 @@ def test_sigterm_stops_the_study_and_a_rerun_resumes_the_trial_from_its_checkpoi
         f"resumed from step {step} of 3000"
         in (tmp_path / "cache" / "studies" / "sig" / "logs" / "0001-base-digits-s0.log").read_text()
     )
+
+
+def test_seeds_added_to_a_finished_study_run_only_the_new_seeds(tmp_path):
+    """--seeds N over a study run with fewer: the finished trials are kept (same runs, no
+    trial run twice or set aside), the new seeds' trials run under the same parent, and the
+    parent says which seeds it has; fewer seeds than it had is another study, refused."""
+    path = _study_file(tmp_path, "grow", "base = {}\nlow-lr = { lr = 0.00005 }\n", seeds=1)
+    first = ganbench(*_study_args(path, tmp_path), cwd=tmp_path, name="first")
+    assert finish(first, 600) == 0, (tmp_path / "first.err").read_text()
+    _, parent, before = _children(tmp_path, "grow")
+    assert len(before) == 2
+
+    grown = ganbench(*_study_args(path, tmp_path, "--seeds", "2"), cwd=tmp_path, name="grown")
+    assert finish(grown, 600) == 0, (tmp_path / "grown.err").read_text()
+    assert "seeds [0] -> [0, 1]" in (tmp_path / "grown.err").read_text()
+    client, parent_after, after = _children(tmp_path, "grow")
+    assert parent_after.info.run_id == parent.info.run_id
+    assert parent_after.info.status == "FINISHED"
+    assert parent_after.data.tags["ganbench.study.seeds"] == "0,1"
+    assert {r.info.run_id for r in before} < {r.info.run_id for r in after}
+    seeds = sorted((r.data.tags["ganbench.study.variant"], r.data.params["seed"]) for r in after)
+    assert seeds == [("base", "0"), ("base", "1"), ("low-lr", "0"), ("low-lr", "1")]
+    trials = _trials(tmp_path, "grow")
+    assert len(trials) == 4 and all(t.state == TrialState.COMPLETE for t in trials)
+    resolved = client.download_artifacts(parent.info.run_id, "study/resolved.toml", tmp_path)
+    assert tomllib.loads(Path(resolved).read_text())["seeds"] == [0, 1]
+    status = subprocess.run(
+        [*_status_cmd(tmp_path), "grow"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "4 of 4 finished" in status
+
+    fewer = ganbench(*_study_args(path, tmp_path, "--seeds", "1"), cwd=tmp_path, name="fewer")
+    assert finish(fewer, 300) == 2
+    assert "was run with other settings" in (tmp_path / "fewer.err").read_text()
+
+
+def test_seeds_cannot_be_added_to_a_study_that_holds_them_as_choices(tmp_path):
+    """Studies run before seeds could be added stored the seed as a categorical choice,
+    which Optuna refuses to widen: adding seeds to one is refused in one line, before any
+    run, instead of failing inside Optuna at the first new trial."""
+    from optuna.distributions import CategoricalDistribution
+    from optuna.trial import create_trial
+
+    from ganbench.study.planning import DEFINITION_ATTR, PARENT_ATTR
+
+    path = _study_file(tmp_path, "old", "base = {}\n", seeds=1)
+    text = path.read_text()
+    spec = definition.parse(text, str(path))
+    old = optuna.create_study(study_name="old", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    old.set_user_attr(
+        DEFINITION_ATTR,
+        {"identity": spec.identity(), "definition": spec.as_dict(), "text": text, "mode": "grid"},
+    )
+    old.set_user_attr(PARENT_ATTR, "0" * 32)
+    old.add_trial(
+        create_trial(
+            params={"dataset": "digits", "variant": "base", "seed": 0},
+            distributions={
+                "dataset": CategoricalDistribution(["digits"]),
+                "variant": CategoricalDistribution(["base"]),
+                "seed": CategoricalDistribution([0]),
+            },
+            value=1.0,
+        )
+    )
+    proc = ganbench(*_study_args(path, tmp_path, "--seeds", "2"), cwd=tmp_path, name="add")
+    assert finish(proc, 120) == 2
+    err = (tmp_path / "add.err").read_text().strip().splitlines()[-1]
+    assert "run before seeds could be added" in err and "--name NEW" in err
+    assert len(_trials(tmp_path, "old")) == 1

@@ -96,13 +96,15 @@ class StudyRun:
     def start(self) -> None:
         # One storage (one engine and its connections) for the study and the direct reads.
         storage = st.open_storage(self.options.storage_url)
-        optuna_study, created = open_study(self.study, self.text, self.options, storage, self.say)
+        optuna_study, opened = open_study(self.study, self.text, self.options, storage, self.say)
         self._planner = TrialPlanner(self.study, self.options, optuna_study, storage)
         self.recorder.connect()
-        if created:
+        if opened == "created":
             optuna_study.set_user_attr(PARENT_ATTR, self.recorder.create_parent())
         else:
             self.recorder.reopen_parent(wait_attr(optuna_study, PARENT_ATTR))
+        if opened == "extended":
+            self.recorder.record_seeds()
 
     # ---- the loop -----------------------------------------------------------------------
     def run(self) -> StudyResult:

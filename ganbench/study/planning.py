@@ -42,9 +42,10 @@ def open_study(
     options: StudyOptions,
     storage: optuna.storages.RDBStorage,
     say: Callable[[str], None],
-) -> tuple[optuna.Study, bool]:
-    """The Optuna study of this name: created (by exactly one worker: names are unique in
-    the storage) or loaded and checked to be the same study."""
+) -> tuple[optuna.Study, str]:
+    """The Optuna study of this name and how it was opened: ``created`` (by exactly one
+    worker: names are unique in the storage), ``loaded`` and checked to be the same study,
+    or ``extended``: the same study with seeds added (see :func:`added_seeds`)."""
     import optuna
 
     sampler = _sampler(study, options)
@@ -61,32 +62,81 @@ def open_study(
                 f"study {study.name!r} was run as a {stored.get('mode')}, not a {mode}; give"
                 " --name NEW for a new study"
             ) from None
-        if stored.get("identity") != study.identity():
+        if stored.get("identity") == study.identity():
+            return loaded, "loaded"
+        old_seeds = added_seeds(study, stored, mode)
+        if old_seeds is not None and seeds_are_choices(loaded):
+            raise UsageError(
+                f"study {study.name!r} was run before seeds could be added to a study (its"
+                f" trials hold the seed as a choice of {old_seeds}, which Optuna cannot"
+                " widen); give --name NEW for a new study with these seeds"
+            ) from None
+        if old_seeds is None:
             changes = "; ".join(study.differences(stored.get("definition", {}))) or "?"
             raise UsageError(
                 f"study {study.name!r} in {st.safe_url(options.storage_url)} was run with other"
-                f" settings ({changes}); give --name NEW for a new study, or run it as it was"
+                f" settings ({changes}); give --name NEW for a new study, add seeds to it"
+                " (--seeds N, more than it had), or run it as it was"
             ) from None
-        return loaded, False
-    created.set_user_attr(
-        DEFINITION_ATTR,
-        {
-            "identity": study.identity(),
-            "definition": study.as_dict(),
-            "text": text,
-            "mode": options.mode,
-        },
-    )
+        loaded.set_user_attr(DEFINITION_ATTR, _definition(study, text, mode))
+        say(
+            f"study {study.name!r}: seeds {old_seeds} -> {study.seeds}; its finished trials"
+            " are kept and the new seeds' trials run"
+        )
+        return loaded, "extended"
+    created.set_user_attr(DEFINITION_ATTR, _definition(study, text, options.mode))
     say(f"new study {study.name!r} in {st.safe_url(options.storage_url)}")
-    return created, True
+    return created, "created"
+
+
+def _definition(study: Study, text: str, mode: str) -> dict[str, Any]:
+    return {"identity": study.identity(), "definition": study.as_dict(), "text": text, "mode": mode}
+
+
+def added_seeds(study: Study, stored: dict[str, Any], mode: str) -> list[int] | None:
+    """The stored study's seeds when this study is that one with seeds added, else None.
+
+    More seeds are how a study reaches a verdict (MIN_SEEDS a side), and its finished
+    trials stay valid: a grid point is (variant, dataset, seed) and the new seeds only add
+    points. A search is not extended: its first seed seeds the sampler, and a seed taken
+    away would leave finished trials the study no longer has."""
+    before = stored.get("definition", {})
+    if mode != "grid" or not before or "seeds" not in before:
+        return None
+    mine = study.as_dict()
+    same_otherwise = all(before.get(k) == v for k, v in mine.items() if k not in _PROSE_AND_SEEDS)
+    old = list(before["seeds"])
+    if same_otherwise and set(old) < set(study.seeds):
+        return old
+    return None
+
+
+#: Keys of a study's definition that do not make it another study when seeds are added.
+_PROSE_AND_SEEDS = {"summary", "claims", "seeds"}
+
+
+def seeds_are_choices(optuna_study: optuna.Study) -> bool:
+    """Whether the study's trials hold the seed as a categorical choice (studies run
+    before seeds could be added); since then a grid's seed is an integer parameter, as a
+    search's is, so that a study given more seeds takes the same parameter."""
+    from optuna.distributions import CategoricalDistribution
+
+    return any(
+        isinstance(t.distributions.get("seed"), CategoricalDistribution)
+        for t in optuna_study.get_trials(deepcopy=False)
+    )
+
+
+def grid_space(study: Study) -> dict[str, list[Any]]:
+    """The grid's axes as Optuna's GridSampler stores them with each trial it samples."""
+    return {"variant": list(study.variants), "dataset": study.datasets, "seed": study.seeds}
 
 
 def _sampler(study: Study, options: StudyOptions) -> optuna.samplers.BaseSampler:
     import optuna
 
     if options.trials is None:
-        space = {"variant": list(study.variants), "dataset": study.datasets, "seed": study.seeds}
-        return optuna.samplers.GridSampler(space, seed=0)
+        return optuna.samplers.GridSampler(grid_space(study), seed=0)
     if options.sampler == "random":
         return optuna.samplers.RandomSampler(seed=study.seeds[0])
     return optuna.samplers.TPESampler(seed=study.seeds[0])
@@ -127,6 +177,8 @@ class TrialPlanner:
         self.study_id = storage.get_study_id_from_name(study.name)
         #: Points whose trial failed in this process: not retried until the next run.
         self.gave_up: set[str] = set()
+        #: Grid studies run before seeds could be added drew the seed from a choice list.
+        self.seed_choices = not self.searching and seeds_are_choices(optuna_study)
 
     @property
     def searching(self) -> bool:
@@ -177,11 +229,14 @@ class TrialPlanner:
             if s.status in ("pending", "failed", "waiting")
             and st.trial_params_key(s.params) not in self.gave_up
         ]
+        unseen = not self.searching and self._grid_changed()
         for state in todo:
             if state.status == "failed":
                 last = state.last_run
                 attrs = {"retry_of": last.number} if last else {}
                 self.optuna.enqueue_trial(state.params, user_attrs=attrs)
+            elif state.status == "pending" and unseen:
+                self.optuna.enqueue_trial(state.params)
         if self.searching:
             c = st.counts(states)
             started = c["done"] + c["diverged"] + c["running"] + c["waiting"] + c["failed"]
@@ -189,6 +244,20 @@ class TrialPlanner:
                 started = sum(self.variant_counts().values())
             return bool(todo) or started < self.search_total()
         return bool(todo)
+
+    def _grid_changed(self) -> bool:
+        """Whether trials of another grid are stored (a study whose seeds were added).
+
+        Optuna's GridSampler counts a point visited only by trials of its own search space
+        and gives trial number k grid point k, so in a grown grid it would hand out finished
+        points (each set aside as a duplicate, one trial wasted a time). Enqueueing the
+        pending points names them instead; an enqueued trial takes no grid point."""
+        space = grid_space(self.study)
+        for trial in self.optuna.get_trials(deepcopy=False):
+            stored = trial.system_attrs.get("search_space")
+            if stored is not None and {k: list(v) for k, v in stored.items()} != space:
+                return True
+        return False
 
     def enqueue_next(self) -> None:
         """A search's next setting: of the variant with the fewest, or study-wide."""
@@ -282,7 +351,10 @@ class TrialPlanner:
         dataset = trial.suggest_categorical("dataset", s.datasets)
         if not self.searching:
             variant = trial.suggest_categorical("variant", list(s.variants))
-            seed = trial.suggest_categorical("seed", s.seeds)
+            if self.seed_choices:
+                seed = trial.suggest_categorical("seed", s.seeds)
+            else:
+                seed = _suggest_seed(trial)
             return Point(variant, dataset, seed), s.trial_settings(variant, dataset)
         # A search: the study's (and dataset's) settings, then the sampled ones.
         seed = _suggest_seed(trial)
@@ -347,7 +419,8 @@ def search_seed(base: int, variant: int, k: int) -> int:
 
 
 def _suggest_seed(trial: Trial) -> int:
-    """A search trial's seed: fixed by its enqueued parameters (search_seed); a trial no
+    """A trial's seed as an integer parameter: a grid's from its grid point or enqueued
+    point; a search's fixed by its enqueued parameters (search_seed), and a search trial no
     enqueue reached (a race between machines) gets one from the sampler's RNG."""
     return int(trial.suggest_int("seed", 0, SEED_RANGE - 1))
 

@@ -42,8 +42,6 @@ class StudyRecorder:
     # ---- the parent run -------------------------------------------------------------------
     def create_parent(self) -> str:
         """A new parent run with the study's params and its study files; its id."""
-        import tomli_w
-
         from ganbench.tracking.provenance import run_tags
         from ganbench.tracking.store import experiment_id, retrying
 
@@ -80,12 +78,27 @@ class StudyRecorder:
             **{f"settings.{k}": v for k, v in self.study.settings.items()},
         }
         client.log_batch(run_id, params=_params(params))
-        client.log_text(run_id, self.text, "study/study.toml")
-        client.log_text(
-            run_id, tomli_w.dumps(_toml_safe(self.study.as_dict())), "study/resolved.toml"
-        )
         self.parent_run_id = run_id
+        self._log_study_files()
         return run_id
+
+    def _log_study_files(self) -> None:
+        import tomli_w
+
+        assert self.client is not None
+        run_id = self.parent_run_id
+        self.client.log_text(run_id, self.text, "study/study.toml")
+        resolved = tomli_w.dumps(_toml_safe(self.study.as_dict()))
+        self.client.log_text(run_id, resolved, "study/resolved.toml")
+
+    def record_seeds(self) -> None:
+        """Seeds added to the study: the parent's ``seeds`` param is the first run's (MLflow
+        params never change), so tag ``ganbench.study.seeds`` holds the seeds it has now,
+        and its resolved.toml, which the report reads, is written again."""
+        assert self.client is not None
+        seeds = ",".join(map(str, self.study.seeds))
+        self.client.set_tag(self.parent_run_id, "ganbench.study.seeds", seeds)
+        self._log_study_files()
 
     def reopen_parent(self, run_id: str) -> None:
         """The parent run of an earlier worker of the study: RUNNING again."""
