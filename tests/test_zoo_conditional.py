@@ -92,12 +92,16 @@ def test_the_file_takes_z_and_int64_y_on_one_dynamic_batch_axis(conditional):
     props = {p.key: p.value for p in model.metadata_props}
     info = GeneratorInfo.from_props(props, "test")
     assert (info.num_classes, info.generator) == (CLASSES, "ema")
+    # what each label means, from the data the run trained on (digits names its classes)
+    assert info.class_names == tuple(map(str, range(10)))
+    assert torch.load(conditional[0], weights_only=False)["class_names"] == list(info.class_names)
     assert "labels y: all 10 classes" in info.parity
     assert "the moving average of G (ema), class-conditional on 10 classes" in output
     data = tomllib.loads((out / "index.toml").read_text())
     jsonschema.validate(data, schema())
     [entry] = data["generators"]
     assert (entry["num_classes"], entry["generator"]) == (CLASSES, "ema")
+    assert entry["class_names"] == list(map(str, range(10)))
     assert entry["torch_fidelity"]["num_classes"] == CLASSES
     card = (out / f"{NAME}.md").read_text()
     assert "| input `y` | N, int64 class labels in [0, 10) |" in card
@@ -191,7 +195,8 @@ def test_zoo_sample_class_draws_that_class(conditional, tmp_path):
         ("sample", "unconditional", "1", "dcgan-digits-32 is unconditional (it takes no class"),
         ("sample", "conditional", "10", "give --class from 0 to 9 (it has 10)"),
         ("sample", "conditional", "2,-1", "class -1 is not one of"),
-        ("sample", "conditional", "x", "--class 'x': give class numbers"),
+        ("sample", "conditional", "x", "--class 'x' is not a class of cond-digits (numbers 0-9;"),
+        ("sample", "conditional", "1,,2", "has an empty class"),
         ("interpolate", "unconditional", "0", "dcgan-digits-32 is unconditional"),
         ("arithmetic", "conditional", None, "arithmetic on z keeps one class; give one --class"),
     ],
@@ -274,3 +279,72 @@ def test_fresh_scores_sample_labels_as_eval_does(conditional, tmp_path):
     assert evaluated.exit_code == 0, evaluated.output
     line = next(x for x in evaluated.output.splitlines() if x.startswith("digits-cnn/fid_200"))
     assert scores["digits-cnn/fid_200"] == pytest.approx(float(line.split()[-1]), rel=1e-3)
+
+
+def _named(names: tuple[str, ...]) -> GeneratorInfo:
+    props = _props(UNCONDITIONAL)
+    props |= {"num_classes": str(len(names)), "class_names": json.dumps(list(names))}
+    return GeneratorInfo.from_props(props, "named")
+
+
+def test_a_class_is_given_by_number_or_by_the_name_the_file_records():
+    from ganbench.errors import UsageError
+    from ganbench.zoo.runtime import check_classes
+
+    info = _named(("bedroom", "church_outdoor", "tower"))
+    assert check_classes(info, ["tower", "0", "church_outdoor"]) == [2, 0, 1]
+    assert "1 church_outdoor" in info.labels_line()
+    with pytest.raises(UsageError, match=r"'kitchen' is not a class .*names: bedroom, church"):
+        check_classes(info, ["kitchen"])
+    with pytest.raises(UsageError, match="give --class from 0 to 2"):
+        check_classes(info, ["3"])
+
+
+@pytest.mark.parametrize("names", [("a",), ("a", "b", "c", "d"), ("a", "")])
+def test_class_names_that_do_not_name_every_class_once_are_refused(names):
+    from ganbench.errors import ZooError
+
+    props = _props(UNCONDITIONAL) | {"num_classes": "3", "class_names": json.dumps(list(names))}
+    with pytest.raises(ZooError, match="do not name the 3 classes"):
+        GeneratorInfo.from_props(props, "bad")
+
+
+def test_publish_registers_the_conditional_file_with_y_in_its_signature(conditional, tmp_path):
+    """``zoo publish`` of a conditional run: MLflow's registry holds a model whose
+    signature takes (z float32, y int64); mlflow.pyfunc serves it with the labels and
+    gives onnxruntime's images of the exported file, and ``zoo sample models:/NAME@ALIAS
+    --class NAME`` pulls it back and draws that class."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    checkpoint, cache, out, _ = conditional
+    run_id = checkpoint.parents[2].name
+    tracking = f"sqlite:///{checkpoint.parents[5] / 'mlflow.db'}"
+    registry = f"sqlite:///{tmp_path / 'registry.db'}"
+    args = ["zoo", "publish", run_id, "--name", "cond-reg", "--tracking-uri", tracking]
+    args += ["--registry", registry, "--alias", "champion", "--cache-dir", cache]
+    result = CliRunner().invoke(cli, [*args, "--index", str(tmp_path / "index.toml")])
+    assert result.exit_code == 0, result.output
+    client = MlflowClient(tracking_uri=registry, registry_uri=registry)
+    version = client.get_model_version_by_alias("cond-reg", "champion")
+    assert version.run_id == run_id
+    mlflow.set_registry_uri(registry)
+    pyfunc = mlflow.pyfunc.load_model("models:/cond-reg@champion")
+    inputs = {s.name: s for s in pyfunc.metadata.get_input_schema().inputs}
+    assert list(inputs) == ["z", "y"] and inputs["y"].type == np.dtype(np.int64)
+    z = np.random.default_rng(3).standard_normal((4, Z_DIM)).astype(np.float32)
+    y = np.array([0, 3, 7, 9], dtype=np.int64)
+    served = pyfunc.predict({"z": z, "y": y})["images"]
+    local = _session(out / f"{NAME}.onnx").run(["images"], {"z": z, "y": y})[0]
+    np.testing.assert_allclose(served, local, atol=1e-5)
+    entry = tomllib.loads((tmp_path / "index.toml").read_text())["generators"][0]
+    assert entry["num_classes"] == CLASSES and entry["class_names"][7] == "7"
+
+    picture = tmp_path / "seven.png"
+    drawn = CliRunner().invoke(
+        cli,
+        ["zoo", "sample", "models:/cond-reg@champion", "-n", "2", "--class", "7", "-o",
+         str(picture), "--provider", "cpu", "--registry", registry, "--cache-dir", cache],
+    )  # fmt: skip
+    assert drawn.exit_code == 0, drawn.output
+    assert picture.exists()

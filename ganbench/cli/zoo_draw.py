@@ -24,21 +24,20 @@ def class_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[...,
         "class_flags",
         multiple=True,
         metavar="K[,K...]",
-        help=help_text + " Only for a class-conditional file; repeatable or a comma list.",
+        help=help_text + " A number or the file's class name; only for a class-conditional file;"
+        " repeatable or a comma list.",
     )
 
 
-def parse_classes(flags: tuple[str, ...]) -> list[int]:
-    """``("3", "1,7")`` -> [3, 1, 7]; anything but integers is refused in one line."""
-    classes = []
-    for flag in flags:
-        for part in flag.split(","):
-            try:
-                classes.append(int(part.strip()))
-            except ValueError:
-                raise click.UsageError(
-                    f"--class {flag!r}: give class numbers, e.g. --class 3 or --class 0,5"
-                ) from None
+def parse_classes(flags: tuple[str, ...]) -> list[str]:
+    """``("3", "1,seven")`` -> ["3", "1", "seven"]: numbers or the file's class names,
+    made numbers by :func:`ganbench.zoo.runtime.check_classes` once the file is open."""
+    classes = [part.strip() for flag in flags for part in flag.split(",")]
+    if any(not part for part in classes):
+        raise click.UsageError(
+            f"--class {','.join(flags)!r} has an empty class: give numbers or names, e.g."
+            " --class 3 or --class 0,5"
+        )
     return classes
 
 
@@ -85,7 +84,7 @@ def sample(
     check_output(output)
     generator = open_runtime(ref, provider, **where)
     info = generator.info
-    check_classes(info, classes)
+    classes = check_classes(info, classes)
     z = latents(info, count, seed)
     if classes:  # the same z for each class, class by class
         y = np.repeat(np.array(classes, dtype=np.int64), count)
@@ -151,7 +150,7 @@ def interpolate(
     check_output(output)
     generator = open_runtime(ref, provider, **where)
     info = generator.info
-    check_classes(info, classes)
+    classes = check_classes(info, classes)
     if pairs:
         count = max(max(p) for p in pairs) + 1
     else:  # row r walks from sample 2r to sample 2r + 1 of `zoo sample --seed S`
@@ -235,7 +234,7 @@ def arithmetic(
     check_output(output)
     generator = open_runtime(ref, provider, **where)
     info = generator.info
-    check_classes(info, classes)
+    classes = check_classes(info, classes)
     if info.num_classes and len(classes) != 1:
         raise click.UsageError(
             f"{info.name} is class-conditional: arithmetic on z keeps one class; give one"

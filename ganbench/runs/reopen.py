@@ -44,6 +44,9 @@ class LoadedRun:
     #: Where the weights came from: ``runs:/ID/checkpoints/last.pt`` or a file path.
     source: str
     run_id: str | None = None
+    #: What each label of a conditional model means (checkpoints since class names were
+    #: recorded; empty for older ones and unconditional models).
+    class_names: tuple[str, ...] = ()
 
     @property
     def generator(self) -> str:
@@ -93,7 +96,14 @@ def load_checkpoint(path: Path, registries: Registries, source: str | None = Non
                 f" ({str(exc).splitlines()[0]}); the file is damaged or from another version"
             ) from None
         model.averaged_generator = averaged.eval().requires_grad_(False)
-    return LoadedRun(plan, model, int(data.get("step", 0)), source or str(path))
+    names = tuple(str(n) for n in data.get("class_names", ()))
+    if names and len(names) != model.num_classes:
+        raise CheckpointError(
+            f"{path} names {len(names)} classes but its model has {model.num_classes}; the"
+            " file is damaged or from another version"
+        )
+    step = int(data.get("step", 0))
+    return LoadedRun(plan, model, step, source or str(path), class_names=names)
 
 
 def is_checkpoint_file(ref: str) -> bool:

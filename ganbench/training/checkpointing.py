@@ -97,10 +97,15 @@ class Checkpoints:
         state: LoopState,
         replicas: Replicas | None = None,
         ema: GeneratorEMA | None = None,
+        class_names: tuple[str, ...] = (),
     ) -> None:
         self.plan, self.model, self.batches, self.folder = plan, model, batches, folder
         self.tracker, self.device, self.scorer, self.state = tracker, device, scorer, state
         self.replicas, self.ema = replicas, ema
+        #: The dataset's names of a conditional model's labels 0..K-1 (its source's order);
+        #: none where the source gives no name to every class.
+        fits = len(class_names) == model.num_classes > 0
+        self.class_names = tuple(class_names) if fits else ()
 
     @property
     def main(self) -> bool:
@@ -141,6 +146,8 @@ class Checkpoints:
             "step": step,
             "plan": self.plan.params(),
             "state": self.model.state_dict(),
+            # what label k means, for the zoo and `--class NAME` (a conditional model only)
+            **({"class_names": list(self.class_names)} if self.class_names else {}),
             # G's moving average: what eval, the zoo and analyses sample from
             **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
             "scores": dict(scores or {}),

@@ -105,8 +105,9 @@ class TrainingLoop:
         if self.ema is not None:
             model.averaged_generator = self.ema.module
         self.checkpoints = Checkpoints(
-            plan, model, batches, folder, tracker, device, scorer, self.state, replicas, self.ema
-        )
+            plan, model, batches, folder, tracker, device, scorer, self.state, replicas, self.ema,
+            class_names=data.class_names,
+        )  # fmt: skip
         self.decisions = Decisions(cfg, replicas)
         self.recorder = Recorder(plan, model, data, tracker, folder, self.state)
         self.scores = (

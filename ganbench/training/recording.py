@@ -78,6 +78,10 @@ class Recorder:
         finally:
             G.train(was_training)
 
+    def _class_names(self) -> tuple[str, ...]:
+        names = self.data.class_names
+        return tuple(names) if len(names) == self.model.num_classes > 0 else ()
+
     def log_samples(self, step: int) -> None:
         self.tracker.log_image(self.grid(), SAMPLES_KEY, step)
 
@@ -100,6 +104,7 @@ class Recorder:
                 "config": dict(vars(self.plan.model)),
                 "image_shape": [self.data.shape.channels, self.data.shape.resolution],
                 "num_classes": self.model.num_classes,
+                **({"class_names": list(names)} if (names := self._class_names()) else {}),
                 "steps": steps,
                 # the generator that was sampled and scored: G's moving average if kept
                 "generator": "live" if self.model.averaged_generator is None else "ema",

@@ -179,6 +179,7 @@ def generator_info(
         metrics=tuple(metrics),
         num_classes=model.num_classes,
         generator=loaded.generator,
+        class_names=loaded.class_names,
     )
 
 

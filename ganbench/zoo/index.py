@@ -145,6 +145,8 @@ class ZooEntry:
         fidelity = table.pop("torch_fidelity", None)
         table["output_range"] = tuple(table["output_range"])
         table["metrics"] = tuple(Score(**m) for m in table["metrics"])
+        if "class_names" in table:
+            table["class_names"] = tuple(table["class_names"])
         fidelity = FidelityFile.from_table(fidelity) if fidelity else None
         return cls(GeneratorInfo(**table), url, sha256, size, card, picture, fidelity)
 

@@ -28,7 +28,7 @@ GENERATOR_WORDS = {
     "": "not recorded (a file made before ganbench recorded it)",
 }
 #: Fields a file may lack (written only where set; see :meth:`GeneratorInfo.optional_values`).
-OPTIONAL_FIELDS = ("num_classes", "generator")
+OPTIONAL_FIELDS = ("num_classes", "generator", "class_names")
 
 
 @dataclass(frozen=True)
@@ -72,6 +72,9 @@ class GeneratorInfo:
     #: average of G, which samples when the run keeps one) or "live" (G itself); "" in
     #: files made before it was recorded.
     generator: str = ""
+    #: What each label means (``class_names[k]`` is label k), from the training data;
+    #: empty where not recorded (files made before it, datasets without names).
+    class_names: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.z_distribution not in LATENT_DISTRIBUTIONS:
@@ -83,6 +86,14 @@ class GeneratorInfo:
             raise ZooError(
                 f"num_classes {self.num_classes} is not a class count: 0 (unconditional) or"
                 " at least 2"
+            )
+        if self.class_names and (
+            len(self.class_names) != self.num_classes
+            or not all(isinstance(n, str) and n for n in self.class_names)
+        ):
+            raise ZooError(
+                f"class_names {list(self.class_names)!r} do not name the {self.num_classes}"
+                " classes one non-empty name each"
             )
         if self.generator not in GENERATORS:
             raise ZooError(
@@ -97,6 +108,8 @@ class GeneratorInfo:
             values["num_classes"] = self.num_classes
         if self.generator:
             values["generator"] = self.generator
+        if self.class_names:
+            values["class_names"] = list(self.class_names)
         return values
 
     def to_props(self) -> dict[str, str]:
@@ -134,6 +147,8 @@ class GeneratorInfo:
                 values[name] = raw if kind == "str" else json.loads(raw)
             values["output_range"] = tuple(values["output_range"])
             values["metrics"] = tuple(Score(**s) for s in values["metrics"])
+            if "class_names" in values:
+                values["class_names"] = tuple(values["class_names"])
             return cls(**values)
         except (KeyError, ValueError, TypeError) as exc:
             raise ZooError(
@@ -161,7 +176,25 @@ class GeneratorInfo:
         """What the file takes besides z, in words."""
         if not self.num_classes:
             return "classes: none (unconditional: the file takes z only)"
-        return (
+        line = (
             f"classes: {self.num_classes} (class-conditional: the file takes y, int64 labels"
             f" 0-{self.num_classes - 1}, beside z)"
+        )
+        if self.class_names:
+            line += "; " + ", ".join(f"{k} {n}" for k, n in enumerate(self.class_names))
+        return line
+
+    def class_number(self, text: int | str) -> int:
+        """A class given as its number or its name (``--class 3``, ``--class church``)."""
+        if isinstance(text, int):
+            return text
+        text = text.strip()
+        if text.lstrip("-").isdigit():
+            return int(text)
+        if text in self.class_names:
+            return self.class_names.index(text)
+        known = ", ".join(self.class_names) if self.class_names else "none recorded"
+        raise ZooError(
+            f"--class {text!r} is not a class of {self.name} (numbers 0-{self.num_classes - 1};"
+            f" names: {known})"
         )

@@ -58,19 +58,25 @@ def prior_labels(num_classes: int, n: int, seed: int) -> np.ndarray:
     return np.random.default_rng([seed, 1]).integers(num_classes, size=n, dtype=np.int64)
 
 
-def check_classes(info: GeneratorInfo, classes: list[int]) -> None:
-    """Refuse, in one line, classes an unconditional file cannot take or a conditional
-    file does not have."""
-    if not classes:
-        return
+def check_classes(info: GeneratorInfo, given: list[int] | list[str]) -> list[int]:
+    """The class numbers of ``--class`` values (numbers, or names the file records);
+    refused in one line where an unconditional file cannot take them or a conditional
+    file does not have them."""
+    if not given:
+        return []
     if not info.num_classes:
         raise UsageError(f"{info.name} is unconditional (it takes no class labels); drop --class")
+    try:
+        classes = [info.class_number(text) for text in given]
+    except ZooError as exc:
+        raise UsageError(str(exc)) from None
     wrong = [k for k in classes if not 0 <= k < info.num_classes]
     if wrong:
         raise UsageError(
             f"class {wrong[0]} is not one of {info.name}'s classes: give --class from 0 to"
             f" {info.num_classes - 1} (it has {info.num_classes})"
         )
+    return classes
 
 
 @dataclass
