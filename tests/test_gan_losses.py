@@ -555,3 +555,27 @@ def test_the_resnet_family_trains_with_every_shipped_loss(loss, d_loss, g_loss):
     assert any(
         not torch.equal(a, b) for a, b in zip(d0, model.discriminator.parameters(), strict=True)
     )
+
+
+@pytest.mark.parametrize(("n_critic", "factor"), [(1, 1), (1, 2), (5, 2)])
+def test_g_batch_factor_gives_g_its_update_on_k_times_d_batch(n_critic, factor):
+    """SNGAN's n_gen_samples (2 x D's batch) and WGAN-GP's GEN_BS_MULTIPLE: G's forwards
+    are D's batch in every D update and k x D's batch in G's update; with k = 1 and one D
+    update G reuses D's fake (one G forward a step)."""
+    arch = _arch("resnet")
+    config = arch.config_class(
+        g_width=0.125, d_width=0.125, n_critic=n_critic, g_batch_factor=factor
+    )
+    torch.manual_seed(0)
+    model = arch.build(config, ImageShape(1, 32))
+    sizes: list[int] = []
+    model.generator.register_forward_pre_hook(lambda m, args: sizes.append(args[0].shape[0]))
+    d_sizes: list[int] = []
+    model.discriminator.register_forward_pre_hook(lambda m, args: d_sizes.append(args[0].shape[0]))
+    stats = model.train_step(torch.rand(n_critic * 8, 1, 32, 32) * 2 - 1)
+    g_update = [] if (n_critic, factor) == (1, 1) else [8 * factor]
+    assert sizes == [8] * n_critic + g_update
+    assert d_sizes[-1] == 8 * factor  # G's loss is D's output on all of G's batch
+    assert all(torch.isfinite(v) for v in stats.values())
+    with pytest.raises(ConfigError, match="g_batch_factor"):
+        arch.config_class(g_batch_factor=0)

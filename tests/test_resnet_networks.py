@@ -433,3 +433,5 @@ def test_presets_hold_only_known_settings_and_apply(name):
     )
     hparams.apply(TrainConfig(), {k: v for k, v in values.items() if k in train_keys}, source=name)
     model.__post_init__()
+    # SNGAN's n_gen_samples 128 and WGAN-GP's GEN_BS_MULTIPLE 2 over a batch of 64
+    assert model.g_batch_factor == (1 if name == "digits" else 2)

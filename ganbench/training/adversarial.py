@@ -63,6 +63,9 @@ class AdversarialModel(GanModel):
         self.config = config
         #: n_critic D updates (each on its own real batch) per G update.
         self.real_batches_per_step = config.n_critic
+        #: G's update draws this many times D's batch (a family's config may give
+        #: ``g_batch_factor``: SNGAN's and WGAN-GP's CIFAR-10 settings use 2).
+        self.g_batch_factor = int(getattr(config, "g_batch_factor", 1))
         self.shape = shape
         self.z_dim = config.z_dim
         self.latent_distribution = config.z_distribution
@@ -259,6 +262,8 @@ class AdversarialModel(GanModel):
         ys = split_batches(labels, n) if self.num_classes else (None,) * n
         w_d, w_g = self.class_weights()
         penalty = class_d = None
+        # G draws its own latents after several D updates or for a larger batch than D's.
+        fresh = n > 1 or self.g_batch_factor > 1
         for i, (real_i, y_i) in enumerate(zip(reals, ys, strict=True)):
             b, device = real_i.shape[0], real_i.device
             z, y_fake = self.batch_latent(b, device), self.batch_labels(b, device)
@@ -266,9 +271,9 @@ class AdversarialModel(GanModel):
             # D: real and fake go through D as separate batches, as DCGAN's code does, so
             # batchnorm sees each on its own; both through d_input (augmentation).
             with self._amp():
-                # With several D updates G takes fresh latents below, so these fakes need
-                # no graph back into G; with one, G's update reuses this fake.
-                with torch.no_grad() if n > 1 else contextlib.nullcontext():
+                # Where G takes fresh latents below, these fakes need no graph back into
+                # G; otherwise G's update reuses this fake.
+                with torch.no_grad() if fresh else contextlib.nullcontext():
                     fake = G(z) if y_fake is None else G(z, y_fake)
                 out_real, cls_real = self.discriminate(D, self.d_input(real_i), y_i)
                 out_fake, _ = self.discriminate(D, self.d_input(fake.detach()), y_fake)
@@ -287,8 +292,9 @@ class AdversarialModel(GanModel):
         # fresh latents (Gulrajani et al.'s Algorithm 1, line 11); after one it reuses the
         # fake D was just trained on (DCGAN's order, one G forward fewer). Its backward
         # fills G's gradients only: D's weight gradients from this loss would be unused.
-        if n > 1:
-            b = reals[-1].shape[0]
+        # With g_batch_factor k it draws k times D's batch (SNGAN's n_gen_samples).
+        if fresh:
+            b = reals[-1].shape[0] * self.g_batch_factor
             z, y_fake = self.batch_latent(b, real.device), self.batch_labels(b, real.device)
             with self._amp():
                 fake = G(z) if y_fake is None else G(z, y_fake)

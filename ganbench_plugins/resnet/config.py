@@ -69,6 +69,11 @@ class ResNetConfig:
     gp_weight: float = ranged(0.0, ge=0, text="0 (no penalty) or more")
     #: n_dis: D updates per G update, each on its own real batch (the config's n_dis: 5).
     n_critic: int = ranged(5, ge=1, text="a whole number of at least 1")
+    #: G's update on this many times D's batch of generated images: SNGAN's
+    #: n_gen_samples 128 for batchsize 64 (sn_cifar10_unconditional.yml line 45;
+    #: updater.py lines 50-58, 79-81) and WGAN-GP's GEN_BS_MULTIPLE 2
+    #: (gan_cifar_resnet.py lines 37, 290-299) are 2. 1: G's batch is D's.
+    g_batch_factor: int = ranged(1, ge=1, le=16, text="a whole number from 1 to 16")
     #: Adam for both networks: alpha 0.0002, beta1 0.0, beta2 0.9 (the config's adam:).
     lr: float = ranged(0.0002, gt=0)
     beta1: float = ranged(0.0, ge=0, lt=1)
@@ -92,7 +97,7 @@ class ResNetConfig:
         # `--set` and TOML values are checked as they are converted (ganbench.hparams); this
         # also catches a config built in code, and what no single field's type rules out.
         check_choices(self)
-        for name in ("z_dim", "n_critic"):
+        for name in ("z_dim", "n_critic", "g_batch_factor"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ConfigError(f"{name} must be a whole number; got {value!r}")
