@@ -7,7 +7,7 @@ VENV ?= .venv
 TEST_WORKERS ?= 2
 BIN := $(VENV)/bin
 
-.PHONY: run test lint slow install chromium clean docs
+.PHONY: run test lint slow install chromium postgres team-up team-down clean docs
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,8 +31,26 @@ chromium:
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
 
+## PostgreSQL (Debian's package) for the team-setup tests and `make team-up`; installed
+## only when missing. Debian keeps its programs under /usr/lib/postgresql/N/bin.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || command -v pg_ctl >/dev/null 2>&1 || { \
+	  echo "installing postgresql with apt-get (the team-setup tests start a server)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends postgresql >/dev/null; }
+
+## A team's tracking server in TEAM_DIR: PostgreSQL with MLflow's store and Optuna's studies,
+## and an MLflow server proxying artifacts (docs/concepts/team.md). Workers: source TEAM_DIR/env.
+TEAM_DIR ?= $(HOME)/ganbench-team
+team-up: install postgres
+	GANBENCH_MLFLOW=$(BIN)/mlflow deploy/team/server.sh start $(TEAM_DIR)
+
+team-down:
+	deploy/team/server.sh stop $(TEAM_DIR)
+
 ## Lint, then the default test suite (heavy tests are marked slow/gpu and run on purpose).
-test: install chromium
+test: install chromium postgres
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
