@@ -28,6 +28,7 @@ from ganbench.claims.state import ClaimFolder
 from ganbench.errors import DatasetNotFoundError, GanbenchError, Stopped, UsageError
 from ganbench.rundir.folder import RunFolder
 from ganbench.study.trial import Launcher, Outcome, resume_command, run_command
+from ganbench.tracking.redact import safe_uri
 
 #: The run's parameters a report needs: what one step costs in real images.
 PARAMS = ("architecture", "dataset", "seed", "batch_size", "real_batches_per_step", "num_images")
@@ -220,7 +221,7 @@ class _Work:
             raise
         except Exception as exc:  # MlflowException: no such run
             raise UsageError(
-                f"cannot read run {t['run_id']} in {self.options.tracking_uri}:"
+                f"cannot read run {t['run_id']} in {safe_uri(self.options.tracking_uri)}:"
                 f" {str(exc).splitlines()[0]}"
             ) from None
         logged = run.data.params
@@ -277,7 +278,7 @@ class _Work:
         raise GanbenchError(f"{what} failed (exit {rc}): {last} (log: {log})")
 
     def signals(self) -> contextlib.AbstractContextManager[None]:
-        """SIGTERM and SIGINT stop the running step (it checkpoints), then the claim."""
+        """SIGTERM, SIGINT and SIGUSR1 stop the running step (it checkpoints), then the claim."""
         return self.launcher.stopping_on_signals(self.say, "the running step")
 
 

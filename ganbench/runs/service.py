@@ -21,6 +21,7 @@ from ganbench.rundir.folder import RunFolder, check_free, default_path, host
 from ganbench.signals import Preempted, StopSignals
 from ganbench.tracking.outbox.tracker import OutboxTracker
 from ganbench.tracking.provenance import run_tags
+from ganbench.tracking.redact import safe_uri
 from ganbench.tracking.store import route_mlflow_logs
 from ganbench.tracking.tracker import MlflowTracker, NullTracker, resolve_tracking_uri
 from ganbench.training.distributed import launch_id
@@ -152,7 +153,11 @@ def train_in_folder(
         f"artifacts: {tracker.artifact_uri} (samples_final.png, loss_curves.png,"
         f" generator.pt, checkpoints/last.pt); local copies in {result.folder}"
     )
-    echo(f"compare runs: mlflow ui --backend-store-uri {tracker.tracking_uri}")
+    uri = safe_uri(tracker.tracking_uri)
+    if uri.startswith(("http://", "https://")):  # a tracking server has its own UI
+        echo(f"compare runs: open {uri} (the MLflow server's UI)")
+    else:
+        echo(f"compare runs: mlflow ui --backend-store-uri {uri}")
 
 
 def start_run(

@@ -16,6 +16,7 @@ from ganbench.errors import UsageError
 from ganbench.runs.resume import STALE_SECONDS, find_local, heartbeat_age, journaled_status
 from ganbench.tracking.outbox import problems
 from ganbench.tracking.outbox.journal import pending_in
+from ganbench.tracking.redact import safe_uri
 from ganbench.tracking.store import open_client, retrying
 from ganbench.tracking.tracker import check_reachable, resolve_tracking_uri
 
@@ -134,7 +135,7 @@ def list_runs(
     if found is None:
         names = [e.name for e in client.search_experiments()]
         raise UsageError(
-            f"no experiment {experiment!r} in {uri}; pick one with --experiment:"
+            f"no experiment {experiment!r} in {safe_uri(uri)}; pick one with --experiment:"
             f" {', '.join(names) or 'none'}"
         )
     listed = retrying(

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from ganbench.errors import CheckpointError, GanbenchError
 from ganbench.rundir.folder import RunFolder, default_path
 from ganbench.runs.reopen import CHECKPOINT_ARTIFACTS, LoadedRun, Which, is_checkpoint_file
+from ganbench.tracking.redact import safe_uri
 
 if TYPE_CHECKING:
     from ganbench.plugins import Registries
@@ -36,7 +37,7 @@ class Target:
     experiment_id: str | None = None
 
     def describe(self) -> str:
-        return f"MLflow run {self.run_id} in {self.tracking_uri}"
+        return f"MLflow run {self.run_id} in {safe_uri(self.tracking_uri)}"
 
 
 def locate(ref: str, tracking_flag: str | None, cache: Path) -> Target | None:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ganbench.errors import TrackingError, UsageError
+from ganbench.tracking.redact import safe_uri
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -78,7 +79,7 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
         except (OSError, urllib.error.URLError) as exc:
             reason = getattr(exc, "reason", exc)
             raise TrackingError(
-                f"cannot reach the MLflow tracking server at {uri} ({reason}). Start it"
+                f"cannot reach the MLflow tracking server at {safe_uri(uri)} ({reason}). Start it"
                 f" (mlflow server --backend-store-uri sqlite:///mlflow.db --port PORT) or use"
                 f" the embedded store: --tracking-uri {DEFAULT_TRACKING_URI}"
             ) from None
@@ -87,7 +88,7 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
         folder = path.parent if str(path.parent) else Path(".")
         if not folder.is_dir():
             raise TrackingError(
-                f"the folder of the SQLite tracking store {uri} does not exist;"
+                f"the folder of the SQLite tracking store {safe_uri(uri)} does not exist;"
                 f" create {folder} or pick another --tracking-uri"
             )
 
@@ -117,7 +118,7 @@ class MlflowTracker:
             )
         except Exception as exc:
             raise TrackingError(
-                f"cannot start an MLflow run in {tracking_uri} ({type(exc).__name__}: "
+                f"cannot start an MLflow run in {safe_uri(tracking_uri)} ({type(exc).__name__}: "
                 f"{str(exc).splitlines()[0] if str(exc) else ''}); check --tracking-uri"
             ) from exc
         self.experiment_id = experiment_id
@@ -145,13 +146,14 @@ class MlflowTracker:
         except Exception as exc:
             if isinstance(exc, MlflowException) and not is_transient(exc):
                 raise UsageError(
-                    f"no run {run_id!r} in the MLflow store {tracking_uri}; copy the ID from"
+                    f"no run {run_id!r} in the MLflow store {safe_uri(tracking_uri)}; copy the"
+                    " ID from"
                     " the MLflow UI, and pass the store the run is in with --tracking-uri"
                 ) from None
             if not is_transient(exc):
                 raise
             raise TrackingError(
-                f"the MLflow store at {tracking_uri} did not answer for run {run_id}"
+                f"the MLflow store at {safe_uri(tracking_uri)} did not answer for run {run_id}"
                 f" ({_first_line(exc)}); try again once it answers"
             ) from None
         self.experiment_id = run.info.experiment_id
@@ -227,7 +229,7 @@ class MlflowTracker:
             self.client.set_terminated(self.run_id, status=status)
 
     def describe(self) -> str:
-        return f"MLflow run {self.run_id} ({self.run_name}) in {self.tracking_uri}"
+        return f"MLflow run {self.run_id} ({self.run_name}) in {safe_uri(self.tracking_uri)}"
 
 
 def _first_line(exc: BaseException) -> str:

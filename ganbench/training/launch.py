@@ -16,6 +16,7 @@ from ganbench.plugins.interfaces import ImageArray
 from ganbench.rundir.folder import RunFolder
 from ganbench.signals import Preempted, StopNow, StopSignals
 from ganbench.tracking.outbox.tracker import OutboxTracker
+from ganbench.tracking.redact import safe_uri
 from ganbench.training.checkpointing import Resume
 from ganbench.training.plan import RunPlan
 from ganbench.training.runner import RunResult, train
@@ -161,7 +162,7 @@ def execute(
             if left:
                 say(
                     f"tracking: {left} records could not be delivered to"
-                    f" {tracker.tracking_uri}; they wait in {folder.path} (a resume or"
+                    f" {safe_uri(tracker.tracking_uri)}; they wait in {folder.path} (a resume or"
                     f" `ganbench sync {folder.path}` delivers them)"
                 )
             raise
@@ -169,7 +170,7 @@ def execute(
         if left:
             raise TrackingError(
                 f"training finished ({result.steps} steps; checkpoint and generator in"
-                f" {folder.path}), but the MLflow store at {tracker.tracking_uri} did not"
+                f" {folder.path}), but the MLflow store at {safe_uri(tracker.tracking_uri)} did not"
                 f" answer within {tracking_wait:.0f} s: {left} records wait there. Deliver"
                 f" them once it is back: ganbench sync {folder.path}"
             )

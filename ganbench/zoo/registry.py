@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ganbench.data.download import file_digest
 from ganbench.errors import DownloadError, TrackingError, UsageError, ZooError
+from ganbench.tracking.redact import safe_uri
 from ganbench.tracking.tracker import check_reachable, resolve_tracking_uri
 from ganbench.zoo.index import printable
 from ganbench.zoo.metadata import GeneratorInfo
@@ -82,13 +83,14 @@ def lookup(uri: str, registry: str) -> tuple[str, str]:
     except MlflowException as exc:
         first = printable((exc.message.splitlines() or [""])[0])
         raise ZooError(
-            f"{uri} is not in the registry at {registry} ({first});"
+            f"{uri} is not in the registry at {safe_uri(registry)} ({first});"
             " check the name and alias, or give the right store with --registry"
         ) from None
     got = str(mv.version)
     if not re.fullmatch(r"[1-9][0-9]{0,17}", got) or (version and int(got) != int(version)):
         raise ZooError(
-            f"the registry at {registry} answered version {printable(got)!r} for {uri}, not"
+            f"the registry at {safe_uri(registry)} answered version {printable(got)!r} for"
+            f" {uri}, not"
             f" {'version ' + version if version else 'a version number'}; it is not an MLflow"
             " registry to trust: check --registry"
         )
@@ -120,7 +122,7 @@ def download_registered(uri: str, dest: Path, registry: str | None) -> Path:
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dest)))
     except (MlflowException, OSError) as exc:
         raise DownloadError(
-            f"cannot download {uri} from the registry at {registry}"
+            f"cannot download {uri} from the registry at {safe_uri(registry)}"
             f" ({str(exc).splitlines()[0]}); check the name, the alias and --registry"
         ) from None
     found = sorted(local.rglob("*.onnx")) if local.is_dir() else [local]
@@ -199,8 +201,8 @@ def publish(
     except (MlflowException, OSError) as exc:  # requests' connection errors are OSErrors
         text = str(getattr(exc, "message", exc)).strip().splitlines()
         raise TrackingError(
-            f"publishing {info.name} to the registry at {registry} failed:"
+            f"publishing {info.name} to the registry at {safe_uri(registry)} failed:"
             f" {text[0] if text else type(exc).__name__}; check that the registry and the"
-            f" tracking store ({tracking}) answer, then publish again"
+            f" tracking store ({safe_uri(tracking)}) answer, then publish again"
         ) from None
     return RegisteredVersion(info.name, version, tuple(aliases), sha, size, used_run)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from ganbench.errors import TrackingError
 from ganbench.metrics.scoring import EVAL_PREFIX, PROVENANCE_DIR, parse_provenance_name
+from ganbench.tracking.redact import safe_uri
 from ganbench.zoo.metadata import Score
 
 if TYPE_CHECKING:
@@ -101,7 +102,7 @@ def _fail(target: Target, step: int, exc: BaseException | str) -> TrackingError:
     reason = (text[0] if text else type(exc).__name__)[:200]
     return TrackingError(
         f"cannot read the scores of run {target.run_id} at step {step} from the MLflow store"
-        f" at {target.tracking_uri} ({reason}); nothing was written. Export again once it"
+        f" at {safe_uri(target.tracking_uri)} ({reason}); nothing was written. Export again once it"
         " answers, or add --eval-samples N to measure the exported file itself"
     )
 
@@ -159,7 +160,8 @@ def of_run(target: Target, step: int, cache: Path, say: Callable[[str], None]) -
     except TrackingError as exc:
         if has_training:
             say(
-                f"the MLflow store at {target.tracking_uri} does not answer: the scores come"
+                f"the MLflow store at {safe_uri(target.tracking_uri)} does not answer: the scores"
+                " come"
                 f" from the run's folder {target.folder.path if target.folder else ''} (an"
                 " evaluation logged only in MLflow, from another machine, is not among them)"
             )

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ganbench.errors import TrackingError
+from ganbench.tracking.redact import safe_uri
 
 if TYPE_CHECKING:
     from ganbench.runs.target import Target
@@ -133,7 +134,8 @@ class CommandOutbox:
             )
         if left:
             raise TrackingError(
-                f"{done}, but the MLflow store at {uri} did not answer within {wait:.0f} s:"
+                f"{done}, but the MLflow store at {safe_uri(uri)} did not answer within"
+                f" {wait:.0f} s:"
                 f" {left} records wait in {self.path}. Deliver them once it is back:"
                 f" ganbench sync {self.path}"
             )
@@ -142,7 +144,7 @@ class CommandOutbox:
             why = f" ({first})" if first else ""
             raise TrackingError(
                 f"{done}, but MLflow refused {rejected} record(s) for run"
-                f" {self.target.run_id} in {uri}{why}; they are kept, with the reason, in"
+                f" {self.target.run_id} in {safe_uri(uri)}{why}; they are kept, with the reason, in"
                 f" {self.path / 'outbox' / 'rejected.jsonl'}"
             )
         if not self.keep:

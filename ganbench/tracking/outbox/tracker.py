@@ -12,6 +12,7 @@ from ganbench.files.sealed import atomic_path
 from ganbench.tracking.outbox.delivery import Delivery
 from ganbench.tracking.outbox.journal import COMPACT_BYTES, Journal
 from ganbench.tracking.outbox.writer import Writer
+from ganbench.tracking.redact import safe_uri
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -135,4 +136,4 @@ class OutboxTracker:
         return left
 
     def describe(self) -> str:
-        return f"MLflow run {self.run_id} ({self.run_name}) in {self.tracking_uri}"
+        return f"MLflow run {self.run_id} ({self.run_name}) in {safe_uri(self.tracking_uri)}"
