@@ -601,3 +601,34 @@ def test_seeds_cannot_be_added_to_a_study_that_holds_them_as_choices(tmp_path):
     err = (tmp_path / "add.err").read_text().strip().splitlines()[-1]
     assert "run before seeds could be added" in err and "--name NEW" in err
     assert len(_trials(tmp_path, "old")) == 1
+
+
+def test_a_study_with_nproc_runs_each_trial_data_parallel(tmp_path):
+    """--nproc 2: every trial is `ganbench run --nproc 2` (two gloo ranks on the CPU): the
+    study's batch is the global batch (8 a rank), rank 0 alone logs (one value a step),
+    and a batch that does not split over the processes is refused before anything runs."""
+    path = _study_file(tmp_path, "ddp", "base = {}\n", seeds=1, steps=4)
+    proc = ganbench(*_study_args(path, tmp_path, "--nproc", "2"), cwd=tmp_path, name="ddp")
+    assert finish(proc, 600) == 0, (tmp_path / "ddp.err").read_text()[-3000:]
+    client, parent, [child] = _children(tmp_path, "ddp")
+    assert parent.info.status == "FINISHED" and child.info.status == "FINISHED"
+    p = child.data.params
+    assert p["distributed.world_size"] == "2" and p["distributed.global_batch"] == "16"
+    assert p["distributed.batch_per_rank"] == "8"
+    steps = [m.step for m in client.get_metric_history(child.info.run_id, "loss_d")]
+    assert steps == [2, 4]
+
+    bad = ganbench(
+        *_study_args(path, tmp_path, "--nproc", "3", "--name", "ddp3"), cwd=tmp_path, name="bad"
+    )
+    assert finish(bad, 300) == 2
+    err = (tmp_path / "bad.err").read_text().strip().splitlines()
+    assert len(err) == 1 and "must divide evenly over the 3 processes" in err[0], err
+    assert _trials_or_none(tmp_path, "ddp3") is None
+
+
+def _trials_or_none(folder: Path, name: str) -> list | None:
+    try:
+        return _trials(folder, name)
+    except KeyError:
+        return None

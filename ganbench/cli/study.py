@@ -11,6 +11,7 @@ import click
 
 from ganbench.cli.data import data_options
 from ganbench.cli.run_options import tracking_option, tracking_wait_option
+from ganbench.tracking.redact import safe_uri
 
 
 def _say() -> Any:
@@ -45,6 +46,10 @@ def study() -> None:
               " on the CPU]")  # fmt: skip
 @click.option("--device", default="auto", show_default=True,
               help="auto, cpu, or a comma list (cuda:0,cuda:1) the jobs share.")  # fmt: skip
+@click.option("--nproc", type=click.IntRange(min=1), metavar="N",
+              help="Every trial data-parallel over N processes (torchrun on this machine,"
+              " N GPUs each on GPUs), as `ganbench run --nproc N`: the batch is the global"
+              " batch and rank 0 tracks.")  # fmt: skip
 @click.option("--trials", "--search", "trials", type=int, metavar="N",
               help="Search the file's [search] ranges with N trials instead of running the"
               " grid (N of every variant where variants have their own"
@@ -67,6 +72,7 @@ def run_study(
     name: str | None,
     jobs: int | None,
     device: str,
+    nproc: int | None,
     trials: int | None,
     sampler: str | None,
     experiment: str | None,
@@ -83,6 +89,11 @@ def run_study(
     machine with the same --storage and --tracking-uri adds workers.
 
     \b
+    SIGTERM, SIGINT or SIGUSR1 (SLURM's warning before the time limit) stop the
+    running trials at their next step (each checkpoints) and exit with 128 + the
+    signal: 143, 130, 138 (a second signal stops them at once).
+
+    \b
     Examples:
       ganbench study run paper-ablations --dataset digits --seeds 3 --steps 300
       ganbench study run my-study.toml --jobs 2
@@ -94,7 +105,7 @@ def run_study(
     from ganbench.errors import UsageError
     from ganbench.study import definition
     from ganbench.study.engine import StudyRun
-    from ganbench.study.launching import default_devices
+    from ganbench.study.launching import default_devices, device_groups
     from ganbench.study.options import StudyOptions
     from ganbench.study.storage import resolve_storage
     from ganbench.study.validate import check_study, prepare_data
@@ -133,7 +144,8 @@ def run_study(
     say = _say()
     uri = resolve_tracking_uri(tracking_uri)
     check_reachable(uri)  # before any data is prepared: a mistyped server fails in seconds
-    registries = check_study(spec)
+    gpu = any(d.startswith("cuda") for d in devices)
+    registries = check_study(spec, nproc, gpu)
     prepare_data(registries, spec, data_root, str(cache), bad_images, progress=progress, say=say)
     options = StudyOptions(
         storage_url=resolve_storage(storage, cache),
@@ -141,11 +153,12 @@ def run_study(
         experiment=experiment or f"study-{spec.name}",
         cache=cache,
         devices=devices,
-        jobs=jobs or len(devices),
+        jobs=jobs or max(1, len(device_groups(devices, nproc))),
         data_args=data_args,
         trials=trials,
         sampler=sampler or spec.sampler or "tpe",
         progress=progress,
+        nproc=nproc,
     )
     result = StudyRun(spec, text, options, say).run()
     c = result.counts
@@ -241,7 +254,7 @@ def report(
             raise
         text = str(exc).strip().splitlines()
         raise TrackingError(
-            f"the MLflow store at {uri} stopped answering while the report was read"
+            f"the MLflow store at {safe_uri(uri)} stopped answering while the report was read"
             f" ({text[0][:200] if text else type(exc).__name__}); run it again once it answers"
         ) from None
     for path in paths:

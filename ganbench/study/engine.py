@@ -10,6 +10,11 @@ Why some of this is written here rather than left to Optuna:
   another trial, is set aside as a duplicate (PRUNED, ``duplicate_of``) before it trains.
 * A worker killed on this machine is seen dead at once (by its pid), not after Optuna's
   heartbeat grace period: its trial is failed, or adopted when its run finished meanwhile.
+* A worker with nothing left to start waits while other workers' trials run, instead of
+  leaving: Optuna fails a dead worker's trial only when someone calls
+  ``fail_stale_trials`` after its grace period, and the waiting worker then takes the
+  trial over (resumed from the checkpoint in the run's artifacts), so a study whose
+  worker died on another machine still finishes.
 
 This module composes the parts: ``planning`` (the Optuna study, what runs next),
 ``launching`` (processes, devices, signals), ``recording`` (the MLflow parent run, the
@@ -22,6 +27,7 @@ import math
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -129,11 +135,25 @@ class StudyRun:
 
     def _worker(self) -> None:
         planner = self.planner
+        said = False
         while self.launching.stop_signal is None:
             with self.lock:
-                if not planner.enqueue_retries():
+                todo = planner.enqueue_retries()
+                if todo:
+                    planner.enqueue_next()
+            if not todo:
+                running = st.counts(planner.states())["running"]
+                if not running:
                     return
-                planner.enqueue_next()
+                if not said:
+                    self.say(
+                        f"waiting for {running} trial(s) running elsewhere (a dead worker's"
+                        f" trial is taken over {planner.storage.grace_period:.0f} s after its"
+                        " last heartbeat)"
+                    )
+                    said = True
+                self._wait_for_others()
+                continue
             planner.optuna.optimize(
                 self._objective,
                 n_trials=1,
@@ -206,6 +226,18 @@ class StudyRun:
             self.planner.give_up(trial)
         self.tally.tick(point, "failed", {"error": outcome.last_line})
         raise TrialFailed(f"{point.label()}: exit code {outcome.returncode}: {outcome.last_line}")
+
+    def _wait_for_others(self) -> None:
+        """One poll while other workers' trials run: dead workers' trials of this machine
+        are failed at once (by pid), other machines' after Optuna's grace period."""
+        import optuna
+
+        deadline = time.monotonic() + min(5.0, self.planner.storage.heartbeat_interval)
+        while self.launching.stop_signal is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        with self.lock:
+            reconcile(self.planner, self.recorder.result_of, self.say)
+            optuna.storages.fail_stale_trials(self.planner.optuna)
 
     def _log_progress(self) -> None:
         self.recorder.log_progress(st.counts(self.planner.states()))

@@ -31,8 +31,9 @@ class TrialLauncher:
         self.say = say
         self.launcher = Launcher()
         self.devices: queue.Queue[str] = queue.Queue()
+        pool = device_groups(options.devices, options.nproc)
         for i in range(options.jobs):
-            self.devices.put(options.devices[i % len(options.devices)])
+            self.devices.put(pool[i % len(pool)])
 
     @property
     def stop_signal(self) -> int | None:
@@ -66,9 +67,11 @@ class TrialLauncher:
         )
         cmd = resume_command(
             ref,
-            device=device,
+            device=self._trial_device(device),
             tracking_uri=self.options.tracking_uri,
             data_args=self.options.data_args,
+            nproc=self.options.nproc,
+            force=worker_died(previous),
         )
         log = self._log(trial, point)
         return self.launcher.run(
@@ -94,12 +97,13 @@ class TrialLauncher:
             point.seed,
             settings,
             run_dir=run_dir,
-            device=device,
+            device=self._trial_device(device),
             tracking_uri=self.options.tracking_uri,
             experiment=self.options.experiment,
             run_name=run_name,
             tags=tags,
             data_args=self.options.data_args,
+            nproc=self.options.nproc,
         )
         self.say(f"trial {trial.number}: {point.label()} on {device}")
         log = self._log(trial, point)
@@ -113,16 +117,58 @@ class TrialLauncher:
     def _log(self, trial: Trial, point: Point) -> Path:
         return self.folder / "logs" / f"{trial.number:04d}-{_slug(point)}.log"
 
+    def _trial_device(self, device: str) -> str:
+        """What a trial's command is given: a data-parallel trial's ranks each take the
+        GPU of their LOCAL_RANK among the group's (made visible by :meth:`_env`)."""
+        return "cuda" if self.options.nproc and device.startswith("cuda") else device
+
     def _env(self, device: str) -> dict[str, str]:
+        if self.options.nproc and device.startswith("cuda"):
+            # A data-parallel trial sees only its group's GPUs, as cuda:0..N-1.
+            return {"CUDA_VISIBLE_DEVICES": ",".join(d.split(":")[1] for d in device.split(","))}
         if device != "cpu":
             return {}
-        # Parallel CPU trials share the cores instead of each taking all of them.
+        # Parallel CPU trials (and their processes) share the cores instead of each taking
+        # all of them.
         cores = len(os.sched_getaffinity(0))
-        return {"OMP_NUM_THREADS": str(max(1, cores // self.options.jobs))}
+        per_trial = self.options.jobs * (self.options.nproc or 1)
+        return {"OMP_NUM_THREADS": str(max(1, cores // per_trial))}
 
     def signals(self) -> contextlib.AbstractContextManager[None]:
-        """SIGTERM and SIGINT stop the running trials (in the main thread only)."""
+        """SIGTERM, SIGINT and SIGUSR1 stop the running trials (in the main thread only)."""
         return self.launcher.stopping_on_signals(self.say, "the running trials at their next step")
+
+
+def worker_died(trial: FrozenTrial) -> bool:
+    """Whether ``trial`` failed because its worker died (no outcome recorded: Optuna failed
+    it after its heartbeat grace period, or a worker of this machine saw its pid gone).
+
+    Its run then still says RUNNING with a heartbeat tag that may look fresh for minutes
+    (``ganbench resume`` refuses such a run from another machine without ``--force``); the
+    study's own heartbeat already decided that the process is gone, so its resume forces."""
+    from optuna.trial import TrialState
+
+    return trial.state == TrialState.FAIL and "outcome" not in trial.user_attrs
+
+
+def device_groups(devices: list[str], nproc: int | None) -> list[str]:
+    """The pool's entries: a device each, or with ``--nproc N`` on GPUs, N GPUs each (as
+    a comma list; a trial's processes see only them). CPU trials share the CPU."""
+    if not nproc or all(d == "cpu" for d in devices):
+        return list(devices)
+    from ganbench.errors import UsageError
+
+    if any(":" not in d for d in devices):
+        raise UsageError(
+            f"--nproc on GPUs takes numbered devices (--device cuda:0,cuda:1,...), not"
+            f" {','.join(devices)}"
+        )
+    if len(devices) < nproc:
+        raise UsageError(
+            f"--nproc {nproc} needs {nproc} GPUs a trial; --device gives {len(devices)}"
+            f" ({','.join(devices)})"
+        )
+    return [",".join(devices[i : i + nproc]) for i in range(0, len(devices) - nproc + 1, nproc)]
 
 
 def default_devices() -> list[str]:

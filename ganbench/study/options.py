@@ -26,6 +26,9 @@ class StudyOptions:
     trials: int | None = None
     sampler: str = "tpe"
     progress: bool = True
+    #: ``--nproc N``: every trial data-parallel over N processes (torchrun on this
+    #: machine), its batch the global batch, rank 0 tracking: as ``ganbench run --nproc``.
+    nproc: int | None = None
 
     @property
     def mode(self) -> str:

@@ -25,9 +25,33 @@ if TYPE_CHECKING:
 #: Environment variable naming the storage for every ``ganbench study`` command.
 STORAGE_ENV = "GANBENCH_STUDY_STORAGE"
 #: Seconds between a running trial's heartbeats, and after which a silent one is stale
-#: (its worker died on another machine; same-host deaths are seen at once by pid).
+#: (its worker died on another machine; same-host deaths are seen at once by pid). A team
+#: sets them for its network with the environment variables below (every worker alike).
 HEARTBEAT_SECONDS = 30
 GRACE_SECONDS = 180
+HEARTBEAT_ENV = "GANBENCH_STUDY_HEARTBEAT_SECONDS"
+GRACE_ENV = "GANBENCH_STUDY_GRACE_SECONDS"
+
+
+def heartbeat_settings() -> tuple[int, int]:
+    """(heartbeat interval, grace period) in seconds: the defaults or the environment's."""
+    values = []
+    for name, default in ((HEARTBEAT_ENV, HEARTBEAT_SECONDS), (GRACE_ENV, GRACE_SECONDS)):
+        text = os.environ.get(name, "")
+        try:
+            value = int(text) if text else default
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise UsageError(f"{name}={text!r} is not a whole number of seconds (at least 1)")
+        values.append(value)
+    heartbeat, grace = values
+    if grace <= heartbeat:
+        raise UsageError(
+            f"{GRACE_ENV} ({grace}) must be longer than {HEARTBEAT_ENV} ({heartbeat}): a live"
+            " worker's trial would be failed between two heartbeats"
+        )
+    return heartbeat, grace
 
 
 def default_storage(cache: Path) -> str:
@@ -45,12 +69,9 @@ def resolve_storage(url: str | None, cache: Path) -> str:
 
 def safe_url(url: str) -> str:
     """The URL without a password, for logs and MLflow params."""
-    from sqlalchemy.engine import make_url
+    from ganbench.tracking.redact import safe_uri
 
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return url.split("@")[-1]
+    return safe_uri(url)
 
 
 def open_storage(url: str) -> optuna.storages.RDBStorage:
@@ -65,14 +86,15 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     from ganbench.tracking.store import store_lock
 
+    heartbeat, grace = heartbeat_settings()
     try:
         # Optuna creates its schema without a lock: two workers opening a fresh SQLite
         # file together fail with "table ... already exists". One at a time, as MLflow's.
         with store_lock(url):
             return optuna.storages.RDBStorage(
                 url,
-                heartbeat_interval=HEARTBEAT_SECONDS,
-                grace_period=GRACE_SECONDS,
+                heartbeat_interval=heartbeat,
+                grace_period=grace,
                 engine_kwargs=(
                     {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
                 ),

@@ -66,9 +66,11 @@ def run_command(
     run_name: str,
     tags: Mapping[str, str],
     data_args: Sequence[str],
+    nproc: int | None = None,
 ) -> list[str]:
-    """The ``ganbench run`` command line of a fresh trial."""
+    """The ``ganbench run`` command line of a fresh trial (data-parallel with ``nproc``)."""
     cmd = [sys.executable, "-m", "ganbench", "run", architecture, "--dataset", dataset]
+    cmd += ["--nproc", str(nproc)] if nproc else []
     cmd += ["--seed", str(seed), "--device", device, "--run-dir", str(run_dir)]
     cmd += ["--tracking-uri", tracking_uri, "--experiment", experiment, "--run-name", run_name]
     for key, value in settings.items():
@@ -79,9 +81,17 @@ def run_command(
 
 
 def resume_command(
-    ref: str, *, device: str, tracking_uri: str, data_args: Sequence[str]
+    ref: str,
+    *,
+    device: str,
+    tracking_uri: str,
+    data_args: Sequence[str],
+    nproc: int | None = None,
+    force: bool = False,
 ) -> list[str]:
     cmd = [sys.executable, "-m", "ganbench", "resume", ref, "--device", device]
+    cmd += ["--nproc", str(nproc)] if nproc else []
+    cmd += ["--force"] if force else []
     return [*cmd, "--tracking-uri", tracking_uri, *data_args, "--no-progress"]
 
 
@@ -89,6 +99,12 @@ def _text(value: Any) -> str:
     if isinstance(value, bool):
         return str(value).lower()
     return str(value)
+
+
+#: What stops a study (or a claim) and its trial processes: SIGTERM (preemption,
+#: ``scancel``, ``kill``), SIGINT (Ctrl-C) and SIGUSR1 (SLURM's warning before the time
+#: limit, ``--signal=USR1@SECONDS``), as they stop a single run.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
 
 
 class Launcher:
@@ -100,7 +116,8 @@ class Launcher:
         self.stop_signal: int | None = None
 
     def stop(self, signum: int) -> None:
-        """Pass one SIGTERM to every trial: each checkpoints and exits, resumable."""
+        """Pass one SIGTERM to every trial, whichever signal stopped the study: each
+        checkpoints and exits, resumable (a second stop kills them)."""
         with self._lock:
             first = self.stop_signal is None
             self.stop_signal = self.stop_signal or signum
@@ -112,13 +129,15 @@ class Launcher:
 
     @contextlib.contextmanager
     def stopping_on_signals(self, say: Callable[[str], None], what: str) -> Iterator[None]:
-        """While inside: SIGTERM and SIGINT stop the running processes (:meth:`stop`),
-        saying so once with ``what`` ("the running trials"...); the handlers are restored
-        after. Only the main thread can take signals: elsewhere it does nothing."""
+        """While inside: SIGTERM, SIGINT and SIGUSR1 (:data:`STOP_SIGNALS`) stop the
+        running processes (:meth:`stop`), saying so once with ``what`` ("the running
+        trials"...); :attr:`stop_signal` keeps the first, for the exit code (128 + it). The
+        handlers are restored after. Only the main thread can take signals: elsewhere it
+        does nothing."""
         if threading.current_thread() is not threading.main_thread():
             yield
             return
-        handled = (signal.SIGTERM, signal.SIGINT)
+        handled = STOP_SIGNALS
         previous = {s: signal.getsignal(s) for s in handled}
 
         def handler(signum: int, frame: Any) -> None:

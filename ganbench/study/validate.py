@@ -27,9 +27,11 @@ def _plan(
     return plan_run(registries, architecture or study.architecture, dataset, layers)
 
 
-def check_study(study: Study) -> Any:
-    """Resolve every (variant, dataset); returns the plugin registries."""
+def check_study(study: Study, nproc: int | None = None, gpu: bool = False) -> Any:
+    """Resolve every (variant, dataset), and with ``nproc`` check that each can run on that
+    many processes (its global batch splits evenly); returns the plugin registries."""
     from ganbench.plugins import load_registries
+    from ganbench.training.distributed import check_settings
 
     registries = load_registries()
     for variant in study.variants:
@@ -42,7 +44,11 @@ def check_study(study: Study) -> Any:
                 raise
         for dataset in study.datasets:
             try:
-                _plan(registries, study, dataset, study.trial_settings(variant, dataset), arch)
+                plan = _plan(
+                    registries, study, dataset, study.trial_settings(variant, dataset), arch
+                )
+                if nproc:
+                    check_settings(plan.train.batch_size, plan.train.sync_bn, nproc, gpu)
             except UnknownNameError:
                 raise  # an unknown dataset or architecture: its own message says it all
             except GanbenchError as exc:
