@@ -128,6 +128,7 @@ def test_planted_duplicates_found_and_distinct_images_apart(planted, ganbench_ru
     assert "groups of near duplicates" in result.output
 
 
+@pytest.mark.slow  # default suite time (README, Tests): `make slow` runs it
 def test_run_dedup_trains_on_the_rest_and_refuses_without_a_list(
     planted, ganbench_run_cli, tmp_path
 ):

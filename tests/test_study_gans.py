@@ -295,6 +295,7 @@ def _d_updates(run) -> tuple[int, int]:
     return int(steps["opt_d"]), int(steps["opt_g"])
 
 
+@pytest.mark.slow  # default suite time (README, Tests): `make slow` runs it
 def test_a_per_variant_search_samples_each_gan_and_reports_the_budget_curve(tmp_path, cache):
     from ganbench.study.report import collect
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from mlflow import MlflowClient
 from processes import SMALL_RUN, MlflowServer, finish, ganbench, logged_steps, wait_for
 
@@ -70,6 +71,7 @@ def test_a_server_that_goes_away_mid_run_and_comes_back_loses_nothing(tmp_path):
     assert "Traceback" not in err.read_text() and "WARNING" not in err.read_text()
 
 
+@pytest.mark.slow  # default suite time (README, Tests): `make slow` runs it
 def test_a_server_that_never_comes_back_exits_1_in_one_line_then_sync_delivers(tmp_path):
     server = MlflowServer(tmp_path).start()
     try:
