@@ -125,3 +125,54 @@ def test_the_allreduce_estimate_follows_the_ring_formula_and_the_papers_networks
     step = 128 / 11_269.0
     comm = d.allreduce_seconds(grads["per_step"], 8, d.NVLINK_BUSBW, d.NVLINK_LATENCY)
     assert row["efficiency"] == pytest.approx(step / (step + comm))
+
+
+def test_the_team_storage_benchmark_measures_every_configuration(tmp_path, monkeypatch):
+    """``benchmarks/team_storage.py --quick`` against a team server started as users start
+    it: every configuration measured, every claim and every logged record accounted for."""
+    from team_server import postgres_installed, team_server
+
+    if not postgres_installed():
+        pytest.skip("PostgreSQL is not installed (make postgres installs it)")
+    # Both MLflow servers without MLflow's job runner (8 idle processes for GenAI jobs,
+    # each importing MLflow: half of their start-up CPU on 2 cores; unused here).
+    monkeypatch.setenv("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+    out = tmp_path / "team.json"
+    with team_server() as server:
+        done = subprocess.run(
+            [
+                *(sys.executable, "-m", "benchmarks.team_storage", "--quick"),
+                *("--workers", "1,2", "--team", str(server.folder), "--json", str(out)),
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+    assert done.returncode == 0, done.stderr
+    text = out.read_text()
+    assert server.password not in done.stdout + done.stderr + text
+    data = json.loads(text)
+    claims = {(r["storage"], r["workers"]): r for r in data["claim_rows"]}
+    assert set(claims) == {(s, w) for s in ("sqlite", "postgresql") for w in (1, 2)}
+    for row in claims.values():
+        assert "error" not in row, row
+        check = row["check"]
+        # No trial outside the queue; each enqueued trial finished once or still waiting.
+        assert check["trials"] == check["enqueued"] == 20 and check["not_enqueued"] == 0
+        assert check["complete"] == check["distinct_params_complete"]
+        assert check["complete"] + check["waiting"] == check["enqueued"]
+        # ganbench's SQLite storage claims in immediate transactions (see
+        # test_study_claims): no trial is handed to two workers on either store.
+        assert check["ok"] and check["double_claims"] == 0 and check["waiting"] == 0, row
+        assert row["ask"]["p50_ms"] > 0 and row["claims_per_s"] > 0
+    logs = {(r["store"], r["workers"]): r for r in data["log_rows"]}
+    stores = ("server on postgresql", "server on sqlite", "sqlite file (no server)")
+    assert set(logs) == {(s, w) for s in stores for w in (1, 2)}
+    for (_, workers), row in logs.items():
+        assert "error" not in row, row
+        assert row["check"]["ok"], row
+        assert row["check"]["counted"] == row["records"] == workers * 5 * 10
+        assert row["log_batch"]["p50_ms"] > 0
+    assert "| postgresql | 2 |" in done.stdout and "| server on sqlite | 2 |" in done.stdout
