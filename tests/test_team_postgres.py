@@ -211,6 +211,9 @@ def test_a_run_tracked_straight_into_postgresql_never_prints_the_password(server
     run_id = printed.split("MLflow run ")[1].split()[0]
     run = MlflowClient(server.mlflow_store_url).get_run(run_id)
     assert server.password not in repr(run.data.params) + repr(run.data.tags)
+    # the one file that keeps the URL (resume and sync connect with it) is its owner's alone
+    run_json = tmp_path / "c" / "runs" / run_id / "run.json"
+    assert server.password in run_json.read_text() and run_json.stat().st_mode & 0o777 == 0o600
 
 
 @pytest.mark.slow  # default suite time (README, Tests): `make slow` runs it

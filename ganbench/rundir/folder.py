@@ -30,8 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from ganbench.errors import UsageError
-from ganbench.files.sealed import write_atomic
+from ganbench.files.sealed import atomic_path
 from ganbench.rundir import checkpoint
+from ganbench.tracking.redact import safe_uri
 
 FORMAT = "ganbench-run-folder/1"
 #: Checkpoints kept besides best.pt: the newest, and the one before in case it is damaged.
@@ -48,7 +49,13 @@ def host() -> str:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    write_atomic(path, json.dumps(data, indent=1) + "\n")
+    """Whole or not at all; readable by its owner alone when it holds a store URL with a
+    password (resume and sync connect with it; nothing prints it)."""
+    uri = str(data.get("tracking_uri", ""))
+    with atomic_path(path) as tmp:
+        tmp.write_bytes((json.dumps(data, indent=1) + "\n").encode("utf-8"))
+        if safe_uri(uri) != uri:
+            tmp.chmod(0o600)
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
