@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -317,7 +318,10 @@ def test_publish_registers_the_conditional_file_with_y_in_its_signature(conditio
     import mlflow
     from mlflow import MlflowClient
 
+    from ganbench.zoo.registry import mlflow_uris
+
     checkpoint, cache, out, _ = conditional
+    env_before = {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_")}
     run_id = checkpoint.parents[2].name
     tracking = f"sqlite:///{checkpoint.parents[5] / 'mlflow.db'}"
     registry = f"sqlite:///{tmp_path / 'registry.db'}"
@@ -328,8 +332,8 @@ def test_publish_registers_the_conditional_file_with_y_in_its_signature(conditio
     client = MlflowClient(tracking_uri=registry, registry_uri=registry)
     version = client.get_model_version_by_alias("cond-reg", "champion")
     assert version.run_id == run_id
-    mlflow.set_registry_uri(registry)
-    pyfunc = mlflow.pyfunc.load_model("models:/cond-reg@champion")
+    with mlflow_uris(registry, registry):
+        pyfunc = mlflow.pyfunc.load_model("models:/cond-reg@champion")
     inputs = {s.name: s for s in pyfunc.metadata.get_input_schema().inputs}
     assert list(inputs) == ["z", "y"] and inputs["y"].type == np.dtype(np.int64)
     z = np.random.default_rng(3).standard_normal((4, Z_DIM)).astype(np.float32)
@@ -348,3 +352,6 @@ def test_publish_registers_the_conditional_file_with_y_in_its_signature(conditio
     )  # fmt: skip
     assert drawn.exit_code == 0, drawn.output
     assert picture.exists()
+    # the commands left this process's MLflow settings as they were (a later command in
+    # the same process, or a notebook, resolves its own store)
+    assert {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_")} == env_before

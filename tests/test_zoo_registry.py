@@ -40,12 +40,14 @@ def test_publish_registers_a_version_with_aliases_and_its_sha256(published):
 
 
 def test_registered_model_loads_with_mlflow_onnx_flavor(published):
+    from ganbench.zoo.registry import mlflow_uris
+
     registry, *_ = published
-    mlflow.set_registry_uri(registry)
-    model = mlflow.onnx.load_model("models:/tiny-digits@champion")
+    with mlflow_uris(registry, registry):  # and this process's settings put back after
+        model = mlflow.onnx.load_model("models:/tiny-digits@champion")
+        pyfunc = mlflow.pyfunc.load_model("models:/tiny-digits@champion")
     props = {p.key: p.value for p in model.metadata_props}
     assert props["ganbench.format"] == "ganbench-zoo/1" and props["z_dim"] == "100"
-    pyfunc = mlflow.pyfunc.load_model("models:/tiny-digits@champion")
     images = pyfunc.predict({"z": np.zeros((2, 100), np.float32)})
     assert images["images"].shape == (2, 1, 32, 32)
 

@@ -9,10 +9,11 @@ registry is verified the same way as a pull from an index.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,6 +109,33 @@ def lookup(uri: str, registry: str) -> tuple[str, str]:
     return got, sha
 
 
+@contextlib.contextmanager
+def mlflow_uris(tracking: str, registry: str) -> Iterator[None]:
+    """MLflow's fluent API (``log_model``, ``download_artifacts`` of ``models:/``) reads the
+    process-wide tracking and registry URIs, and setting them also exports
+    MLFLOW_TRACKING_URI / MLFLOW_REGISTRY_URI: set for the call, then put back, so that a
+    later command in the same process (a notebook, a test) resolves its own store."""
+    import mlflow
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    names = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    env = {name: os.environ.get(name) for name in names}
+    before = (tracking_utils._tracking_uri, registry_utils._registry_uri)
+    mlflow.set_tracking_uri(tracking)
+    mlflow.set_registry_uri(registry)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(before[0])
+        registry_utils._registry_uri = before[1]
+        for name, value in env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def download_registered(uri: str, dest: Path, registry: str | None) -> Path:
     """Download the ONNX file of a registered model into ``dest``; returns its path.
     (Callers check once, before their work, that the registry answers.)"""
@@ -115,11 +143,10 @@ def download_registered(uri: str, dest: Path, registry: str | None) -> Path:
     from mlflow.exceptions import MlflowException
 
     registry = registry_uri(registry)
-    mlflow.set_tracking_uri(registry)
-    mlflow.set_registry_uri(registry)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dest)))
+        with mlflow_uris(registry, registry):
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dest)))
     except (MlflowException, OSError) as exc:
         raise DownloadError(
             f"cannot download {uri} from the registry at {safe_uri(registry)}"
@@ -145,6 +172,25 @@ def publish(
     """Log ``onnx_path`` into the run (or a new run) with MLflow's ONNX flavor, register
     it as ``info.name``, point ``aliases`` at the new version, and record its sha256.
     The caller has checked that both stores answer."""
+    with mlflow_uris(tracking, registry):
+        return _publish(
+            onnx_path, info, card, aliases=aliases, registry=registry, tracking=tracking,
+            run_id=run_id, experiment=experiment,
+        )  # fmt: skip
+
+
+def _publish(
+    onnx_path: Path,
+    info: GeneratorInfo,
+    card: str,
+    *,
+    aliases: Sequence[str],
+    registry: str,
+    tracking: str,
+    run_id: str | None,
+    experiment: str = "ganbench-zoo",
+) -> RegisteredVersion:
+    """What :func:`publish` does, inside the MLflow URIs it needs."""
     import mlflow
     import numpy as np
     import onnx
@@ -153,8 +199,6 @@ def publish(
     from mlflow.models import ModelSignature
     from mlflow.types import Schema, TensorSpec
 
-    mlflow.set_tracking_uri(tracking)
-    mlflow.set_registry_uri(registry)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     res, ch = info.resolution, info.channels
     inputs = [TensorSpec(np.dtype(np.float32), (-1, info.z_dim), "z")]
