@@ -26,9 +26,9 @@ from ganbench.claims.check import check_probes, missing_data, needed_data, plan_
 from ganbench.claims.recipe import ProbeSpec, Recipe
 from ganbench.claims.state import ClaimFolder
 from ganbench.errors import DatasetNotFoundError, GanbenchError, Stopped, UsageError
+from ganbench.files.redact import safe_uri
 from ganbench.rundir.folder import RunFolder
 from ganbench.study.trial import Launcher, Outcome, resume_command, run_command
-from ganbench.tracking.redact import safe_uri
 
 #: The run's parameters a report needs: what one step costs in real images.
 PARAMS = ("architecture", "dataset", "seed", "batch_size", "real_batches_per_step", "num_images")

@@ -11,7 +11,7 @@ import click
 
 from ganbench.cli.data import data_options
 from ganbench.cli.run_options import tracking_option, tracking_wait_option
-from ganbench.tracking.redact import safe_uri
+from ganbench.files.redact import safe_uri
 
 
 def _say() -> Any:

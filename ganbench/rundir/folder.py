@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from ganbench.errors import UsageError
+from ganbench.files.redact import safe_uri
 from ganbench.files.sealed import atomic_path
 from ganbench.rundir import checkpoint
-from ganbench.tracking.redact import safe_uri
 
 FORMAT = "ganbench-run-folder/1"
 #: Checkpoints kept besides best.pt: the newest, and the one before in case it is damaged.

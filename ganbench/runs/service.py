@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 from ganbench.data.paths import cache_root
 from ganbench.errors import TrainingDiverged
+from ganbench.files.redact import safe_uri
 from ganbench.rundir.folder import RunFolder, check_free, default_path, host
 from ganbench.signals import Preempted, StopSignals
 from ganbench.tracking.outbox.tracker import OutboxTracker
 from ganbench.tracking.provenance import run_tags
-from ganbench.tracking.redact import safe_uri
 from ganbench.tracking.store import route_mlflow_logs
 from ganbench.tracking.tracker import MlflowTracker, NullTracker, resolve_tracking_uri
 from ganbench.training.distributed import launch_id

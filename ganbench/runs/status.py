@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING
 
 from ganbench.data.paths import cache_root
 from ganbench.errors import UsageError
+from ganbench.files.redact import safe_uri
 from ganbench.runs.resume import STALE_SECONDS, find_local, heartbeat_age, journaled_status
 from ganbench.tracking.outbox import problems
 from ganbench.tracking.outbox.journal import pending_in
-from ganbench.tracking.redact import safe_uri
 from ganbench.tracking.store import open_client, retrying
 from ganbench.tracking.tracker import check_reachable, resolve_tracking_uri
 

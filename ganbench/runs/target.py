@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ganbench.errors import CheckpointError, GanbenchError
+from ganbench.files.redact import safe_uri
 from ganbench.rundir.folder import RunFolder, default_path
 from ganbench.runs.reopen import CHECKPOINT_ARTIFACTS, LoadedRun, Which, is_checkpoint_file
-from ganbench.tracking.redact import safe_uri
 
 if TYPE_CHECKING:
     from ganbench.plugins import Registries

@@ -69,7 +69,7 @@ def resolve_storage(url: str | None, cache: Path) -> str:
 
 def safe_url(url: str) -> str:
     """The URL without a password, for logs and MLflow params."""
-    from ganbench.tracking.redact import safe_uri
+    from ganbench.files.redact import safe_uri
 
     return safe_uri(url)
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ganbench.errors import TrackingError, UsageError
-from ganbench.tracking.redact import safe_uri
+from ganbench.files.redact import safe_uri
 
 if TYPE_CHECKING:
     from PIL.Image import Image

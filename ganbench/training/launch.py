@@ -11,12 +11,12 @@ from typing import Any
 import torch
 
 from ganbench.errors import TrackingError
+from ganbench.files.redact import safe_uri
 from ganbench.metrics.session import Scorer
 from ganbench.plugins.interfaces import ImageArray
 from ganbench.rundir.folder import RunFolder
 from ganbench.signals import Preempted, StopNow, StopSignals
 from ganbench.tracking.outbox.tracker import OutboxTracker
-from ganbench.tracking.redact import safe_uri
 from ganbench.training.checkpointing import Resume
 from ganbench.training.plan import RunPlan
 from ganbench.training.runner import RunResult, train

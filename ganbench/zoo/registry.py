@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ganbench.data.download import file_digest
 from ganbench.errors import DownloadError, TrackingError, UsageError, ZooError
-from ganbench.tracking.redact import safe_uri
+from ganbench.files.redact import safe_uri
 from ganbench.tracking.tracker import check_reachable, resolve_tracking_uri
 from ganbench.zoo.index import printable
 from ganbench.zoo.metadata import GeneratorInfo

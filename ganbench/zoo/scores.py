@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ganbench.errors import TrackingError
+from ganbench.files.redact import safe_uri
 from ganbench.metrics.scoring import EVAL_PREFIX, PROVENANCE_DIR, parse_provenance_name
-from ganbench.tracking.redact import safe_uri
 from ganbench.zoo.metadata import Score
 
 if TYPE_CHECKING:

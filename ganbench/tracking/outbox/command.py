@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ganbench.errors import TrackingError
-from ganbench.tracking.redact import safe_uri
+from ganbench.files.redact import safe_uri
 
 if TYPE_CHECKING:
     from ganbench.runs.target import Target

@@ -8,11 +8,11 @@ from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ganbench.files.redact import safe_uri
 from ganbench.files.sealed import atomic_path
 from ganbench.tracking.outbox.delivery import Delivery
 from ganbench.tracking.outbox.journal import COMPACT_BYTES, Journal
 from ganbench.tracking.outbox.writer import Writer
-from ganbench.tracking.redact import safe_uri
 
 if TYPE_CHECKING:
     from PIL.Image import Image
