@@ -172,25 +172,6 @@ def publish(
     """Log ``onnx_path`` into the run (or a new run) with MLflow's ONNX flavor, register
     it as ``info.name``, point ``aliases`` at the new version, and record its sha256.
     The caller has checked that both stores answer."""
-    with mlflow_uris(tracking, registry):
-        return _publish(
-            onnx_path, info, card, aliases=aliases, registry=registry, tracking=tracking,
-            run_id=run_id, experiment=experiment,
-        )  # fmt: skip
-
-
-def _publish(
-    onnx_path: Path,
-    info: GeneratorInfo,
-    card: str,
-    *,
-    aliases: Sequence[str],
-    registry: str,
-    tracking: str,
-    run_id: str | None,
-    experiment: str = "ganbench-zoo",
-) -> RegisteredVersion:
-    """What :func:`publish` does, inside the MLflow URIs it needs."""
     import mlflow
     import numpy as np
     import onnx
@@ -208,45 +189,46 @@ def _publish(
         inputs=Schema(inputs),
         outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, ch, res, res), "images")]),
     )
-    client = _client(registry)
-    tracking_client = MlflowClient(tracking_uri=tracking)
-    try:
-        # The fluent run context marks the run FINISHED on exit; a run still training (or
-        # one that failed) keeps the status it had.
-        status = tracking_client.get_run(run_id).info.status if run_id else None
-        if run_id is None:
-            mlflow.set_experiment(experiment)
-        with mlflow.start_run(run_id=run_id, run_name=None if run_id else f"zoo {info.name}"):
-            logged = mlflow.onnx.log_model(
-                onnx.load(str(onnx_path)),
-                name=f"zoo-{info.name}",
-                registered_model_name=info.name,
-                signature=signature,
-                save_as_external_data=False,  # one file, hashed and pulled as one
-                metadata={"ganbench": info.to_props()},
+    with mlflow_uris(tracking, registry):
+        client = _client(registry)
+        tracking_client = MlflowClient(tracking_uri=tracking)
+        try:
+            # The fluent run context marks the run FINISHED on exit; a run still training (or
+            # one that failed) keeps the status it had.
+            status = tracking_client.get_run(run_id).info.status if run_id else None
+            if run_id is None:
+                mlflow.set_experiment(experiment)
+            with mlflow.start_run(run_id=run_id, run_name=None if run_id else f"zoo {info.name}"):
+                logged = mlflow.onnx.log_model(
+                    onnx.load(str(onnx_path)),
+                    name=f"zoo-{info.name}",
+                    registered_model_name=info.name,
+                    signature=signature,
+                    save_as_external_data=False,  # one file, hashed and pulled as one
+                    metadata={"ganbench": info.to_props()},
+                )
+                used_run = mlflow.active_run().info.run_id
+            if status not in (None, "FINISHED"):
+                tracking_client.update_run(used_run, status=status)
+            version = str(logged.registered_model_version)
+            for alias in aliases:
+                client.set_registered_model_alias(info.name, alias, version)
+            with tempfile.TemporaryDirectory(prefix="ganbench-publish-") as tmp:
+                # Hash what the registry serves, not our file: MLflow re-serialises the model.
+                served = download_registered(f"models:/{info.name}/{version}", Path(tmp), registry)
+                sha, size = file_digest(served, "sha256"), served.stat().st_size
+            client.set_model_version_tag(info.name, version, SHA_TAG, sha)
+            client.update_model_version(info.name, version, description=card)
+            client.update_registered_model(
+                info.name,
+                description=f"{info.architecture} generator trained on {info.dataset} at"
+                f" {info.resolution}x{info.resolution} (ganbench zoo).",
             )
-            used_run = mlflow.active_run().info.run_id
-        if status not in (None, "FINISHED"):
-            tracking_client.update_run(used_run, status=status)
-        version = str(logged.registered_model_version)
-        for alias in aliases:
-            client.set_registered_model_alias(info.name, alias, version)
-        with tempfile.TemporaryDirectory(prefix="ganbench-publish-") as tmp:
-            # Hash what the registry serves, not our file: MLflow re-serialises the model.
-            served = download_registered(f"models:/{info.name}/{version}", Path(tmp), registry)
-            sha, size = file_digest(served, "sha256"), served.stat().st_size
-        client.set_model_version_tag(info.name, version, SHA_TAG, sha)
-        client.update_model_version(info.name, version, description=card)
-        client.update_registered_model(
-            info.name,
-            description=f"{info.architecture} generator trained on {info.dataset} at"
-            f" {info.resolution}x{info.resolution} (ganbench zoo).",
-        )
-    except (MlflowException, OSError) as exc:  # requests' connection errors are OSErrors
-        text = str(getattr(exc, "message", exc)).strip().splitlines()
-        raise TrackingError(
-            f"publishing {info.name} to the registry at {safe_uri(registry)} failed:"
-            f" {text[0] if text else type(exc).__name__}; check that the registry and the"
-            f" tracking store ({safe_uri(tracking)}) answer, then publish again"
-        ) from None
-    return RegisteredVersion(info.name, version, tuple(aliases), sha, size, used_run)
+        except (MlflowException, OSError) as exc:  # requests' connection errors are OSErrors
+            text = str(getattr(exc, "message", exc)).strip().splitlines()
+            raise TrackingError(
+                f"publishing {info.name} to the registry at {safe_uri(registry)} failed:"
+                f" {text[0] if text else type(exc).__name__}; check that the registry and the"
+                f" tracking store ({safe_uri(tracking)}) answer, then publish again"
+            ) from None
+        return RegisteredVersion(info.name, version, tuple(aliases), sha, size, used_run)
